@@ -1,0 +1,54 @@
+//! The one error type of memgen-data. Every variant that concerns a file names it.
+
+use std::path::PathBuf;
+
+/// Errors from reading sources, preparing datasets and drawing splits.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O failure on a named file or directory.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file whose content is not what its format requires (bad magic, truncation, corrupt image, ...).
+    #[error("{path}: {msg}")]
+    BadFile { path: PathBuf, msg: String },
+    /// Input that is well-formed but unusable (mixed sizes, empty folder, bad parameters, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// A recipe file that cannot be parsed or holds unknown keys.
+    #[error("recipe {path}: {msg}")]
+    Recipe { path: PathBuf, msg: String },
+    /// A split that asks for more images or groups than the dataset has.
+    #[error("{0}")]
+    NotEnough(String),
+    /// A Hugging Face Hub failure (unreachable, missing file, nothing cached, unsafe file name).
+    #[error("hugging face hub: {0}")]
+    Hub(String),
+    #[error(transparent)]
+    Candle(#[from] candle::Error),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// An [`Error::BadFile`] for `path`.
+    pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::BadFile { path: path.into(), msg: msg.into() }
+    }
+}
+
+/// Shorthand for [`Error::Invalid`] with a formatted message.
+#[macro_export]
+macro_rules! invalid {
+    ($($arg:tt)*) => { $crate::error::Error::Invalid(format!($($arg)*)) };
+}

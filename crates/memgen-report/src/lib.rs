@@ -1,0 +1,1 @@
+//! memgen-report: image grids, plots and reports.
