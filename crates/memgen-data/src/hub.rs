@@ -1,1 +1,589 @@
-//! (in progress)
+//! The Hugging Face Hub source: image parquet shards of a dataset repo, fetched with hf-hub's sync
+//! API into the standard Hub cache, read with [`crate::parquet::read_encoded_images`].
+//!
+//! Online, [`HubSource::resolve`] lists the repo at the configured revision, pins the commit it
+//! points to, checks every selected file name before anything is downloaded, and downloads the
+//! shards not yet in `snapshots/{commit}/`. When the Hub cannot be reached (or offline mode is set)
+//! it falls back to what the cache holds for `refs/{revision}`.
+//!
+//! File patterns ([`glob_match`]): `*` matches any run of characters within one path segment and `?`
+//! one character; neither matches `/`. A pattern without `/` is matched against the file's last
+//! segment, at any depth (like `.gitignore`), so the default `*.parquet` selects every parquet file
+//! of the repo; a pattern with `/` is matched against the whole repo path (`data/train-*.parquet`).
+
+use crate::parquet::{read_encoded_images, EncodedImage};
+use crate::{Error, Image, ImageSource, Provenance, Result, SourceImage};
+use hf_hub::api::sync::{Api, ApiBuilder, ApiError, ApiRepo};
+use hf_hub::api::Progress;
+use hf_hub::{Cache, Repo, RepoType};
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+/// Download attempts hf-hub makes per file after the first one fails mid-transfer (resuming).
+const DOWNLOAD_RETRIES: usize = 2;
+/// How many of a repo's files an error message lists.
+const LISTED_FILES: usize = 10;
+
+/// Which dataset repo, revision, shards and columns a [`HubSource`] reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// Dataset repo id, `owner/name` or `name`.
+    pub repo: String,
+    /// Branch, tag or commit sha; default `main`.
+    pub revision: String,
+    /// Exact repo paths or `*`/`?` patterns (see the module docs); default `["*.parquet"]`.
+    /// Files are read pattern by pattern, the matches of each pattern in sorted order.
+    pub files: Vec<String>,
+    /// The image struct column; default `image`.
+    pub column: String,
+    /// A primitive column used as group key (e.g. `label`), if any.
+    pub group_column: Option<String>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            repo: String::new(),
+            revision: "main".to_string(),
+            files: vec!["*.parquet".to_string()],
+            column: "image".to_string(),
+            group_column: None,
+        }
+    }
+}
+
+/// Where and how to reach the Hub, normally from the environment ([`HubEnv::from_env`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubEnv {
+    /// Base URL of the Hub, without trailing slash (`HF_ENDPOINT`, default `https://huggingface.co`).
+    pub endpoint: String,
+    /// The Hub cache directory, the one holding `datasets--owner--name/`.
+    pub cache_dir: PathBuf,
+    /// Access token sent as `Authorization: Bearer` (private and gated repos).
+    pub token: Option<String>,
+    /// Never touch the network; read only from the cache.
+    pub offline: bool,
+}
+
+impl HubEnv {
+    /// The settings from the process environment; see [`HubEnv::from_vars`].
+    pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// The settings from the variables `var` returns (empty values count as unset):
+    /// endpoint `HF_ENDPOINT` or `https://huggingface.co`; cache `HF_HUB_CACHE`, else `$HF_HOME/hub`,
+    /// else `~/.cache/huggingface/hub`; token `HF_TOKEN`, else the non-empty content of the file
+    /// `HF_TOKEN_PATH`, else of `$HF_HOME/token` (`~/.cache/huggingface/token`); offline when
+    /// `HF_HUB_OFFLINE` is `1`, `true` or `yes` (any case). The home directory is `HOME`
+    /// (`USERPROFILE` on Windows), `.` if neither is set.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let hf_home = var("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
+            let home = var("HOME").or_else(|| var("USERPROFILE")).unwrap_or_else(|| ".".into());
+            Path::new(&home).join(".cache").join("huggingface")
+        });
+        let endpoint = var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into());
+        let cache_dir = var("HF_HUB_CACHE").map(PathBuf::from).unwrap_or_else(|| hf_home.join("hub"));
+        let token_file = var("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| hf_home.join("token"));
+        let token = var("HF_TOKEN").map(|t| t.trim().to_string()).or_else(|| read_token(&token_file));
+        let offline = var("HF_HUB_OFFLINE")
+            .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+        HubEnv { endpoint: endpoint.trim_end_matches('/').to_string(), cache_dir, token, offline }
+    }
+}
+
+/// The trimmed content of a token file, None if it is missing or empty.
+fn read_token(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let token = text.trim();
+    (!token.is_empty()).then(|| token.to_string())
+}
+
+/// Whether repo path `path` matches `pattern` (see the module docs for the rules).
+pub fn glob_match(pattern: &str, path: &str) -> bool {
+    if !pattern.contains('/') {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        return segment_match(pattern, name);
+    }
+    let (pats, parts): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    pats.len() == parts.len() && pats.iter().zip(&parts).all(|(p, s)| segment_match(p, s))
+}
+
+/// `*`/`?` wildcard match of one path segment (greedy with backtracking to the last `*`).
+fn segment_match(pattern: &str, text: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && p[pi] == '*' {
+            star = Some((pi + 1, si));
+            pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if let Some((after_star, from)) = star {
+            star = Some((after_star, from + 1));
+            pi = after_star;
+            si = from + 1;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// The files of `names` that `patterns` select: pattern by pattern, each one's matches sorted,
+/// without repeats.
+pub fn select_files(names: &[String], patterns: &[String]) -> Vec<String> {
+    let mut selected: Vec<String> = Vec::new();
+    for pattern in patterns {
+        let mut matches: Vec<&String> = names.iter().filter(|n| glob_match(pattern, n)).collect();
+        matches.sort();
+        for name in matches {
+            if !selected.contains(name) {
+                selected.push(name.clone());
+            }
+        }
+    }
+    selected
+}
+
+/// Refuse a repo file name that could leave the cache directory or that hf-hub 0.4 would put into a
+/// URL unescaped: empty, absolute, with an empty, `.` or `..` segment, a backslash, `:` (Windows
+/// drive prefixes), `#`, `?` or a control character.
+pub fn check_repo_path(name: &str) -> Result<()> {
+    let refuse = |why: &str| Err(Error::Hub(format!("refusing repo file name {name:?}: {why}")));
+    if name.is_empty() {
+        return refuse("empty");
+    }
+    if name.starts_with('/') || Path::new(name).is_absolute() {
+        return refuse("absolute path");
+    }
+    if name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return refuse("empty, `.` or `..` path segment");
+    }
+    if name.contains(['\\', ':', '#', '?']) || name.chars().any(char::is_control) {
+        return refuse("backslash, `:`, `#`, `?` or control character");
+    }
+    Ok(())
+}
+
+/// Check a repo id: `owner/name` or `name`, segments of ASCII letters, digits, `-`, `_`, `.`,
+/// not starting or ending with `-` or `.`, without `--` or `..`, at most 96 characters.
+fn check_repo_id(id: &str) -> Result<()> {
+    let bad = |why: &str| Err(crate::invalid!("invalid Hub dataset id {id:?}: {why}"));
+    let segments: Vec<&str> = id.split('/').collect();
+    if id.is_empty() || id.len() > 96 || segments.len() > 2 {
+        return bad("expected `owner/name` or `name` of at most 96 characters");
+    }
+    for seg in segments {
+        let allowed = seg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        let edges = seg.starts_with(['-', '.']) || seg.ends_with(['-', '.']);
+        if seg.is_empty() || !allowed || edges || seg.contains("--") || seg.contains("..") {
+            return bad("use letters, digits, `-`, `_` and `.`, no `--` or `..`, not at the ends");
+        }
+    }
+    Ok(())
+}
+
+/// Check a revision (branch, tag or sha; may contain `/` as in `refs/pr/1`), which becomes a path
+/// under `refs/` in the cache.
+fn check_revision(rev: &str) -> Result<()> {
+    let unsafe_segment = rev.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+    if unsafe_segment || rev.contains(['\\', ':']) || rev.chars().any(char::is_control) {
+        return Err(crate::invalid!("invalid Hub revision {rev:?}"));
+    }
+    Ok(())
+}
+
+/// Whether a commit sha is safe to use as a directory name (letters and digits only).
+fn is_plain_sha(sha: &str) -> bool {
+    !sha.is_empty() && sha.len() <= 64 && sha.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Images from the parquet shards of a Hugging Face Hub dataset repo.
+#[derive(Debug)]
+pub struct HubSource {
+    cfg: HubConfig,
+    env: HubEnv,
+    /// The commit and the local paths of the selected files, once resolved.
+    resolved: Option<(String, Vec<PathBuf>)>,
+}
+
+/// Why an online resolve did not succeed: the Hub could not be reached (fall back to the cache)
+/// or it answered with an error (report it).
+enum Failure {
+    Unreachable(String),
+    Fatal(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Fatal(e)
+    }
+}
+
+impl HubSource {
+    /// A source for `cfg`, reaching the Hub as `env` says; checks the repo id, revision, patterns,
+    /// columns and endpoint, and makes the cache directory absolute. Touches neither disk nor network.
+    pub fn new(cfg: HubConfig, mut env: HubEnv) -> Result<Self> {
+        check_repo_id(&cfg.repo)?;
+        check_revision(&cfg.revision)?;
+        if cfg.files.is_empty() || cfg.files.iter().any(|f| f.is_empty()) {
+            return Err(crate::invalid!("hub source {}: `files` needs at least one non-empty pattern", cfg.repo));
+        }
+        if cfg.column.is_empty() || cfg.group_column.as_deref() == Some("") {
+            return Err(crate::invalid!("hub source {}: empty column name", cfg.repo));
+        }
+        if !(env.endpoint.starts_with("http://") || env.endpoint.starts_with("https://")) {
+            return Err(crate::invalid!("Hub endpoint {:?} is not an http(s) URL", env.endpoint));
+        }
+        env.endpoint = env.endpoint.trim_end_matches('/').to_string();
+        env.cache_dir = std::path::absolute(&env.cache_dir).map_err(|e| Error::io(&env.cache_dir, e))?;
+        Ok(HubSource { cfg, env, resolved: None })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.cfg
+    }
+
+    /// The Hub settings (with the cache directory made absolute).
+    pub fn env(&self) -> &HubEnv {
+        &self.env
+    }
+
+    /// The repo's directory in the cache: `{cache_dir}/datasets--{owner}--{name}`.
+    pub fn cache_repo_dir(&self) -> PathBuf {
+        self.env.cache_dir.join(self.hf_repo(&self.cfg.revision).folder_name())
+    }
+
+    /// Find the commit the revision points to and make the selected files local: online, download
+    /// those not cached yet; unreachable Hub or offline mode, use the cache. Returns the commit sha
+    /// and the local paths (`.../snapshots/{commit}/{repo path}`), in reading order.
+    pub fn resolve(&mut self) -> Result<(String, Vec<PathBuf>)> {
+        let resolved = if self.env.offline {
+            self.resolve_cached("offline mode is set (HF_HUB_OFFLINE)".to_string())?
+        } else {
+            match self.resolve_online() {
+                Ok(r) => r,
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Unreachable(reason)) => {
+                    self.resolve_cached(format!("cannot reach {} ({reason})", self.env.endpoint))?
+                }
+            }
+        };
+        self.resolved = Some(resolved.clone());
+        Ok(resolved)
+    }
+
+    /// An hf-hub repo handle description for `revision`.
+    fn hf_repo(&self, revision: &str) -> Repo {
+        Repo::with_revision(self.cfg.repo.clone(), RepoType::Dataset, revision.to_string())
+    }
+
+    /// `{cache_repo_dir}/snapshots/{commit}`.
+    fn snapshot_dir(&self, commit: &str) -> PathBuf {
+        self.cache_repo_dir().join("snapshots").join(commit)
+    }
+
+    /// The hf-hub client for our endpoint, cache and token (never hf-hub's own env/token lookup).
+    fn api(&self) -> std::result::Result<Api, Failure> {
+        ApiBuilder::from_cache(Cache::new(self.env.cache_dir.clone()))
+            .with_endpoint(self.env.endpoint.clone())
+            .with_token(self.env.token.clone())
+            .with_progress(false)
+            .with_retries(DOWNLOAD_RETRIES)
+            .with_user_agent("memgen", env!("CARGO_PKG_VERSION"))
+            .build()
+            .map_err(|e| Failure::Fatal(Error::Hub(format!("cannot set up the Hub client: {e}"))))
+    }
+
+    /// List the repo, select and check the files, download what is missing, pin the ref.
+    fn resolve_online(&self) -> std::result::Result<(String, Vec<PathBuf>), Failure> {
+        let api = self.api()?;
+        let repo = api.repo(self.hf_repo(&self.cfg.revision));
+        let info = repo.info().map_err(|e| self.classify(e, None))?;
+        if !is_plain_sha(&info.sha) {
+            return Err(Error::Hub(format!("{} returned an invalid commit sha {:?}", self.env.endpoint, info.sha)).into());
+        }
+        let names: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+        let selected = self.select(&names)?;
+        let mut paths = Vec::with_capacity(selected.len());
+        for name in &selected {
+            paths.push(self.fetch(&repo, &info.sha, name)?);
+        }
+        if self.cfg.revision != info.sha {
+            let cache = Cache::new(self.env.cache_dir.clone()).repo(self.hf_repo(&self.cfg.revision));
+            cache.create_ref(&info.sha).map_err(|e| Error::io(self.cache_repo_dir().join("refs"), e))?;
+        }
+        Ok((info.sha, paths))
+    }
+
+    /// The files the patterns select, all checked safe; an error listing some repo files if none.
+    fn select(&self, names: &[String]) -> Result<Vec<String>> {
+        let selected = select_files(names, &self.cfg.files);
+        if selected.is_empty() {
+            let shown: Vec<&str> = names.iter().take(LISTED_FILES).map(String::as_str).collect();
+            let more = names.len().saturating_sub(LISTED_FILES);
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            return Err(Error::Hub(format!(
+                "no file of {}@{} matches {:?}; the repo has {}{more}",
+                self.cfg.repo,
+                self.cfg.revision,
+                self.cfg.files,
+                if shown.is_empty() { "no files".to_string() } else { shown.join(", ") }
+            )));
+        }
+        selected.iter().try_for_each(|n| check_repo_path(n))?;
+        Ok(selected)
+    }
+
+    /// The local path of `name` at `commit`: from `snapshots/{commit}/` if there, else downloaded.
+    /// hf-hub's `get` is not used because it trusts `refs/{revision}`, which may be stale.
+    fn fetch(&self, repo: &ApiRepo, commit: &str, name: &str) -> std::result::Result<PathBuf, Failure> {
+        let expected = self.snapshot_dir(commit).join(name);
+        if expected.is_file() {
+            return Ok(expected);
+        }
+        let bar = Bar(ProgressBar::new(0));
+        let outcome = catch_unwind(AssertUnwindSafe(|| repo.download_with_progress(name, bar)));
+        let path = match outcome {
+            Ok(result) => result.map_err(|e| self.classify(e, Some(name)))?,
+            Err(panic) => {
+                let msg = crate::parquet::panic_message(&*panic);
+                return Err(Error::Hub(format!("downloading {name} from {} failed: hf-hub panicked: {msg}", self.env.endpoint)).into());
+            }
+        };
+        if path != expected {
+            return Err(Error::Hub(format!(
+                "{}@{} moved from commit {commit} while {name} was downloading; run again",
+                self.cfg.repo, self.cfg.revision
+            ))
+            .into());
+        }
+        Ok(expected)
+    }
+
+    /// Sort an hf-hub error into unreachable (network, 5xx, 429) or fatal (with a clear message).
+    fn classify(&self, err: ApiError, file: Option<&str>) -> Failure {
+        let endpoint = &self.env.endpoint;
+        match err {
+            ApiError::RequestError(boxed) => {
+                let text = boxed.to_string();
+                match (*boxed).into_response() {
+                    Some(resp) => {
+                        let code = resp.status();
+                        let detail = ["X-Error-Code", "X-Error-Message"]
+                            .iter()
+                            .filter_map(|h| resp.header(h))
+                            .collect::<Vec<_>>()
+                            .join(": ");
+                        self.http_failure(code, &detail, file)
+                    }
+                    None => Failure::Unreachable(text),
+                }
+            }
+            ApiError::TooManyRetries(inner) => self.classify(*inner, file),
+            ApiError::IoError(e) if file.is_none() || is_network_io(&e) => {
+                Failure::Unreachable(format!("bad response: {e}"))
+            }
+            ApiError::InvalidResume => Failure::Fatal(Error::Hub(format!(
+                "a partial download of {} in {} is larger than the file; delete the `.part` files there",
+                file.unwrap_or("?"),
+                self.cache_repo_dir().join("blobs").display()
+            ))),
+            #[allow(unreachable_patterns)]
+            other => Failure::Fatal(Error::Hub(format!(
+                "{} from {endpoint} failed: {other}",
+                file.map_or_else(|| format!("listing {}", self.cfg.repo), |f| format!("downloading {f}"))
+            ))),
+        }
+    }
+
+    /// The failure for an HTTP error status.
+    fn http_failure(&self, code: u16, detail: &str, file: Option<&str>) -> Failure {
+        let (repo, rev, endpoint) = (&self.cfg.repo, &self.cfg.revision, &self.env.endpoint);
+        let detail = if detail.is_empty() { String::new() } else { format!(", {detail}") };
+        let token = if self.env.token.is_some() {
+            "the token in use (HF_TOKEN) was refused or has no access"
+        } else {
+            "no token was sent: set HF_TOKEN (or log in with `huggingface-cli login`)"
+        };
+        let msg = match (code, file) {
+            (429 | 500..=599, _) => return Failure::Unreachable(format!("HTTP {code}{detail}")),
+            (401 | 403, _) => format!(
+                "access to dataset {repo} at {endpoint} was refused (HTTP {code}{detail}); it may be private or gated (accept its terms on the Hub); {token}"
+            ),
+            (404, Some(f)) => format!("{f} not found in dataset {repo}@{rev} at {endpoint} (HTTP 404{detail})"),
+            (404, None) if detail.contains("RevisionNotFound") => {
+                format!("revision {rev} not found in dataset {repo} at {endpoint} (HTTP 404{detail})")
+            }
+            (404, None) => format!(
+                "dataset {repo} not found at {endpoint} (HTTP 404{detail}): check the id; if it is private or gated, {token}"
+            ),
+            _ => format!("{endpoint} answered HTTP {code}{detail} for {}", file.unwrap_or(repo)),
+        };
+        Failure::Fatal(Error::Hub(msg))
+    }
+
+    /// Resolve from the cache alone: commit from `refs/{revision}` (or the revision itself when it
+    /// is a cached commit), files matching the patterns under `snapshots/{commit}/`.
+    fn resolve_cached(&self, why: String) -> Result<(String, Vec<PathBuf>)> {
+        let nothing = || {
+            Error::Hub(format!(
+                "{why} and nothing for {}@{} matching {:?} is cached under {}",
+                self.cfg.repo,
+                self.cfg.revision,
+                self.cfg.files,
+                self.env.cache_dir.display()
+            ))
+        };
+        let commit = self.cached_commit().ok_or_else(nothing)?;
+        let snapshot = self.snapshot_dir(&commit);
+        let mut names = Vec::new();
+        list_files(&snapshot, "", &mut names);
+        let selected = select_files(&names, &self.cfg.files);
+        if selected.is_empty() {
+            return Err(nothing());
+        }
+        selected.iter().try_for_each(|n| check_repo_path(n))?;
+        Ok((commit, selected.iter().map(|n| snapshot.join(n)).collect()))
+    }
+
+    /// The cached commit for the configured revision, if any.
+    fn cached_commit(&self) -> Option<String> {
+        let rev = &self.cfg.revision;
+        if is_plain_sha(rev) && self.snapshot_dir(rev).is_dir() {
+            return Some(rev.clone());
+        }
+        let text = std::fs::read_to_string(self.cache_repo_dir().join("refs").join(rev)).ok()?;
+        let commit = text.trim().to_string();
+        is_plain_sha(&commit).then_some(commit)
+    }
+
+    /// The repo path (`data/x.parquet`) of a resolved local file.
+    fn repo_path(&self, commit: &str, local: &Path) -> String {
+        match local.strip_prefix(self.snapshot_dir(commit)) {
+            Ok(rel) => rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"),
+            Err(_) => local.display().to_string(),
+        }
+    }
+
+    /// Read encoded images shard by shard until `count` (all when None), naming each `{file}#{row}`.
+    fn read_shards(&self, commit: &str, files: &[PathBuf], count: Option<usize>) -> Result<Vec<(usize, usize, EncodedImage)>> {
+        let mut out = Vec::new();
+        for (shard, file) in files.iter().enumerate() {
+            let remaining = count.map(|c| c.saturating_sub(out.len()));
+            if remaining == Some(0) {
+                break;
+            }
+            let images = read_encoded_images(file, &self.cfg.column, self.cfg.group_column.as_deref(), remaining)?;
+            out.extend(images.into_iter().enumerate().map(|(row, img)| (shard, row, img)));
+        }
+        if let Some(c) = count.filter(|&c| c > out.len()) {
+            let names: Vec<String> = files.iter().map(|f| self.repo_path(commit, f)).collect();
+            return Err(Error::NotEnough(format!(
+                "dataset {}@{commit} has only {} images in column `{}` of {} ({c} requested)",
+                self.cfg.repo,
+                out.len(),
+                self.cfg.column,
+                names.join(", ")
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// Whether an I/O error is a network failure rather than a local one.
+fn is_network_io(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | ConnectionRefused | TimedOut | UnexpectedEof | BrokenPipe)
+}
+
+/// Collect the files under `dir` (following links, skipping dangling ones) as `/`-joined paths.
+fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let path = entry.path();
+        if path.is_dir() {
+            list_files(&path, &rel, out);
+        } else if path.is_file() {
+            out.push(rel);
+        }
+    }
+}
+
+/// An indicatif bar driven through hf-hub's `Progress` impl, with the file name shortened first:
+/// hf-hub slices names longer than 30 bytes at a byte offset, which panics inside a multi-byte
+/// character.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn init(&mut self, size: usize, filename: &str) {
+        Progress::init(&mut self.0, size, &short_label(filename, 30));
+    }
+    fn update(&mut self, size: usize) {
+        Progress::update(&mut self.0, size);
+    }
+    fn finish(&mut self) {
+        Progress::finish(&mut self.0);
+    }
+}
+
+/// `name` if it has at most `max` bytes, else `..` and its longest tail that fits.
+fn short_label(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_string();
+    }
+    let mut start = name.len() - (max - 2);
+    while !name.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("..{}", &name[start..])
+}
+
+impl ImageSource for HubSource {
+    /// Kind `hub`, the repo id, the resolved commit (None before resolving), and params `files`
+    /// (the repo paths read; the configured patterns before resolving), `column`, `group_column`.
+    fn provenance(&self) -> Provenance {
+        let (revision, files) = match &self.resolved {
+            Some((commit, paths)) => (Some(commit.clone()), paths.iter().map(|p| self.repo_path(commit, p)).collect()),
+            None => (None, self.cfg.files.clone()),
+        };
+        Provenance {
+            kind: "hub".to_string(),
+            location: self.cfg.repo.clone(),
+            revision,
+            params: serde_json::json!({
+                "files": files,
+                "column": self.cfg.column,
+                "group_column": self.cfg.group_column,
+            }),
+        }
+    }
+
+    /// Resolve (once), read the shards in order and decode the images in parallel.
+    fn load(&mut self, count: Option<usize>) -> Result<Vec<SourceImage>> {
+        let (commit, files) = match &self.resolved {
+            Some(r) => r.clone(),
+            None => self.resolve()?,
+        };
+        let encoded = self.read_shards(&commit, &files, count)?;
+        let names: Vec<String> = files.iter().map(|f| self.repo_path(&commit, f)).collect();
+        encoded
+            .into_par_iter()
+            .map(|(shard, row, img)| {
+                let image = Image::decode(&img.bytes).map_err(|msg| Error::bad_file(&files[shard], format!("row {row}: {msg}")))?;
+                Ok(SourceImage { image, name: format!("{}#{row}", names[shard]), group: img.group })
+            })
+            .collect()
+    }
+}

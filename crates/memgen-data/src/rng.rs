@@ -18,3 +18,11 @@ pub fn for_item(seed: u64, index: u64) -> Rng {
     rng.set_stream(index);
     rng
 }
+
+/// A seeded random permutation of 0..n.
+pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    let mut v: Vec<usize> = (0..n).collect();
+    v.shuffle(&mut seeded(seed));
+    v
+}

@@ -1,0 +1,53 @@
+//! Command-line arguments (clap derive) and dispatch.
+
+mod data;
+
+use clap::{Parser, Subcommand};
+
+/// memgen: measure how image diffusion models move from memorizing their training set to generalizing.
+///
+/// Data flows one way: source → prepared dataset (`memgen data prepare`) → disjoint nested splits
+/// (`memgen data split`) → training runs → samples → scores → report. Each stage is a directory of
+/// safetensors/JSON files, so any stage can be re-run, resumed or moved to another machine.
+#[derive(Debug, Parser)]
+#[command(name = "memgen", version, about, long_about)]
+pub struct Cli {
+    /// Worker threads (default: RAYON_NUM_THREADS, else all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Prepare, inspect, view and split datasets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+}
+
+/// Run the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(n) = cli.threads {
+        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        rayon_threads(n)?;
+    }
+    match cli.command {
+        Command::Data(cmd) => data::run(cmd),
+    }
+}
+
+/// Size the global rayon pool (used by the data layer and by candle's CPU kernels).
+fn rayon_threads(n: usize) -> anyhow::Result<()> {
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    Ok(())
+}
+
+/// The number of worker threads in effect, reported in results files.
+pub fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}

@@ -1,0 +1,124 @@
+//! End-to-end tests of the `memgen data` commands, run as a user would run them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn memgen(args: &[&str]) -> Output {
+    memgen_env(args, &[])
+}
+
+fn memgen_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_memgen"));
+    cmd.args(args).env("RAYON_NUM_THREADS", "2").env_remove("HF_HUB_OFFLINE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("memgen runs")
+}
+
+fn ok(out: &Output) -> String {
+    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "memgen failed\nstdout: {so}\nstderr: {se}");
+    so.into_owned()
+}
+
+fn fails(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "expected exit code 2, stdout: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn write_faces(dir: &Path, people: usize, photos: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for p in 0..people {
+        for k in 0..photos {
+            let img = image::GrayImage::from_fn(16, 16, |x, y| image::Luma([((x * 7 + y * 13 + p as u32 * 31 + k as u32 * 5) % 256) as u8]));
+            img.save(dir.join(format!("s{:02}_{:02}.png", p + 1, k + 1))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn folder_prepare_info_show_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faces = tmp.path().join("faces");
+    write_faces(&faces, 6, 4);
+    let ds = tmp.path().join("ds");
+    let (faces_s, ds_s) = (faces.to_str().unwrap(), ds.to_str().unwrap());
+    let out = ok(&memgen(&["data", "prepare", faces_s, "--side", "8", "--group-regex", r"s(\d+)_", "--out", ds_s]));
+    assert!(out.contains("prepared 24 images of 8x8"), "{out}");
+    let m = manifest(&ds);
+    assert_eq!(m["count"], 24);
+    assert_eq!(m["source"]["kind"], "folder");
+    assert_eq!(m["preprocess"]["side"], 8);
+    // A second prepare into the same directory must not overwrite without --force.
+    let err = fails(&memgen(&["data", "prepare", faces_s, "--out", ds_s]));
+    assert!(err.contains("--force"), "{err}");
+
+    let info = ok(&memgen(&["data", "info", ds_s]));
+    assert!(info.contains("24 x 1 channel(s) x 8x8") && info.contains("groups:       6"), "{info}");
+
+    let png = tmp.path().join("grid.png");
+    ok(&memgen(&["data", "show", ds_s, "--out", png.to_str().unwrap(), "--count", "10", "--cols", "5", "--scale", "3"]));
+    let grid = image::open(&png).unwrap();
+    // 5 columns x 2 rows of 24x24 tiles with 2-pixel padding.
+    assert_eq!((grid.width(), grid.height()), (5 * 26 + 2, 2 * 26 + 2));
+
+    let run = tmp.path().join("run");
+    ok(&memgen(&["data", "split", ds_s, "--n", "2,4,12", "--seed", "3", "--out", run.to_str().unwrap()]));
+    let split: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("split.json")).unwrap()).unwrap();
+    assert_eq!(split["content_hash"], m["content_hash"]);
+    let idx = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect::<Vec<_>>();
+    let (a, b) = (idx(&split["splits"][2]["a"]), idx(&split["splits"][2]["b"]));
+    assert_eq!((a.len(), b.len()), (12, 12));
+    let person = |i: usize| m["groups"][i].as_str().unwrap().to_string();
+    assert!(a.iter().all(|&i| b.iter().all(|&j| person(i) != person(j))), "a person is on both sides");
+    assert_eq!(idx(&split["splits"][0]["a"])[..], a[..2], "nested");
+    let err = fails(&memgen(&["data", "split", ds_s, "--n", "13", "--out", run.to_str().unwrap()]));
+    assert!(err.contains("at most N = 12"), "{err}");
+}
+
+#[test]
+fn synthetic_sources_and_flag_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = tmp.path().join("c");
+    ok(&memgen(&["data", "prepare", "calpha", "--count", "40", "--side", "12", "--alpha", "2", "--out", c.to_str().unwrap()]));
+    let m = manifest(&c);
+    assert_eq!((m["count"].as_u64(), m["height"].as_u64(), m["dtype"].as_str()), (Some(40), Some(12), Some("f32")));
+    assert_eq!(m["source"]["kind"], "calpha");
+    let g = tmp.path().join("g");
+    ok(&memgen(&["data", "prepare", "gaussian", "--count", "30", "--side", "4", "--spectrum", "flat:0.01", "--basis", "pixel", "--out", g.to_str().unwrap()]));
+    assert_eq!(manifest(&g)["count"], 30);
+    // Flags that do not fit the source, unknown sources, bad values.
+    let err = fails(&memgen(&["data", "prepare", "calpha", "--group-regex", "x", "--out", "unused"]));
+    assert!(err.contains("--group-regex applies to folder sources"), "{err}");
+    let err = fails(&memgen(&["data", "prepare", "no-such-thing", "--out", "unused"]));
+    assert!(err.contains("unknown source") && err.contains("celeba"), "{err}");
+    let err = fails(&memgen(&["data", "prepare", "gaussian", "--spectrum", "steep", "--out", "unused"]));
+    assert!(err.contains("power:EXPONENT"), "{err}");
+    let err = fails(&memgen(&["data", "info", tmp.path().to_str().unwrap()]));
+    assert!(err.contains("manifest.json"), "{err}");
+    let recipes = ok(&memgen(&["data", "recipes"]));
+    assert!(recipes.contains("celeba") && recipes.contains("fashion-mnist-idx"), "{recipes}");
+}
+
+#[test]
+fn idx_source_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut bytes = vec![0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 4, 0, 0, 0, 4];
+    bytes.extend((0..80u8).map(|v| v * 3));
+    std::fs::write(dir.join("train-images-idx3-ubyte"), &bytes).unwrap();
+    let ds = tmp.path().join("ds");
+    let spec = format!("idx:{}", dir.display());
+    ok(&memgen(&["data", "prepare", &spec, "--out", ds.to_str().unwrap()]));
+    let m = manifest(&ds);
+    assert_eq!((m["count"].as_u64(), m["dtype"].as_str()), (Some(5), Some("u8")));
+    std::fs::write(dir.join("train-images-idx3-ubyte"), &bytes[..50]).unwrap();
+    let err = fails(&memgen(&["data", "prepare", &spec, "--out", tmp.path().join("d2").to_str().unwrap()]));
+    assert!(err.contains("train-images-idx3-ubyte"), "{err}");
+}
