@@ -3,7 +3,7 @@
 //!
 //! An S x S image is two smooth backgrounds separated by a C^alpha contour:
 //!
-//! 1. **Contour.** u_i ~ U[-1,1], i < S; c = Re ifft( fft(u) * H_alpha ), where
+//! 1. **Contour.** u_i ~ U[-1, 1], i < S; c = Re ifft( fft(u) * H_alpha ), where
 //!    H_alpha(k) = (1 / (|f_k| S))^alpha = k^-alpha with k = |f_k| S = min(j, S - j) the integer frequency
 //!    magnitude of FFT bin j (`fftfreq(S)`), and H_alpha(0) = H_alpha(1) = 1 (the zero frequency's value is
 //!    copied from its neighbour, as the authors do). ifft has numpy's 1/S normalisation. So
@@ -13,14 +13,14 @@
 //!    a negative r_i would wrap to S + r_i (and r_i > S already saturates at S). Clamping is the natural
 //!    reading: a contour above the image leaves the whole column in region 1, one below it in region 2.
 //! 3. **Mask.** m[r, i] = 0 for r < r_i, else 1 (region 1 is where m = 1, below the contour).
-//! 4. **Backgrounds.** Two fields v = Re ifft2( fft2(w) * H_beta ), w ~ U[-1,1]^(S x S),
+//! 4. **Backgrounds.** Two fields v = Re ifft2( fft2(w) * H_beta ), w ~ U[-1, 1]^(S x S),
 //!    H_beta(kx, ky) = (kx^2 + ky^2)^(-beta/2), H_beta(0, 0) = 1 (copied from a neighbour), beta = alpha
 //!    by default. With probability 1/2 region 1 is min-max rescaled onto [U, 1] and region 2 onto [0, U'],
-//!    else region 1 onto [0, U'] and region 2 onto [U, 1]; U, U' ~ U[0,1]. The first field is b1, the second
+//!    else region 1 onto [0, U'] and region 2 onto [U, 1]; U, U' ~ U[0, 1]. The first field is b1, the second
 //!    b2; the "bright" region is the one rescaled onto [U, 1].
 //!    With `constant_background` the fields are not drawn: the same coin and the same U, U' are drawn, and
 //!    the bright region is the constant U, the other the constant U'. The pair (b1, b2) is then two
-//!    independent U[0,1] constants, in law exactly the authors' two `np.random.rand` calls (the "bright"
+//!    independent U[0, 1] constants, in law exactly the authors' two `np.random.rand` calls (the "bright"
 //!    label carries no ordering in this case).
 //! 5. **Anti-aliasing.** m'[r, c] = (1/4) sum_{r' in {r, r+1}, c' in {c, c+1}} m[min(r', S-1), min(c', S-1)]:
 //!    a 2x2 box filter with edge-replicating padding at the far edge. (The authors' factor-2 variant is a
@@ -111,29 +111,43 @@ fn power_filter(k: f64, p: f64) -> f64 {
     }
 }
 
-/// `n` complex samples of U[-1,1] real noise.
+/// `n` complex samples of U[-1, 1] real noise.
 fn uniform_noise(n: usize, rng: &mut impl Rng) -> Vec<Complex<f64>> {
     (0..n).map(|_| Complex::new(rng.random::<f64>() * 2.0 - 1.0, 0.0)).collect()
 }
 
-/// The C^alpha curve c = Re ifft( fft(u) * H_alpha ), u_i ~ U[-1,1] (i < side), H_alpha(k) = k^-alpha for
+/// H_alpha on the bins of a `side`-point FFT: H(j) = k_j^-alpha, k_j = min(j, side - j), H(0) = 1.
+fn contour_filter(side: usize, alpha: f64) -> Vec<f64> {
+    (0..side).map(|j| power_filter(freq_magnitude(j, side), alpha)).collect()
+}
+
+/// H_beta on the bins of a side x side 2-D FFT (row-major): H(ky, kx) = (ky^2 + kx^2)^(-beta/2), H(0,0) = 1.
+fn background_filter(side: usize, beta: f64) -> Vec<f64> {
+    (0..side * side)
+        .map(|idx| {
+            let (ky, kx) = (freq_magnitude(idx / side, side), freq_magnitude(idx % side, side));
+            power_filter(ky.hypot(kx), beta)
+        })
+        .collect()
+}
+
+/// The C^alpha curve c = Re ifft( fft(u) * H_alpha ), u_i ~ U[-1, 1] (i < side), H_alpha(k) = k^-alpha for
 /// the integer frequency magnitude k = min(j, side - j) of bin j and H_alpha(0) = 1; ifft is normalised by
 /// 1/side. Draws exactly `side` values from `rng`.
 pub fn contour(alpha: f64, side: usize, rng: &mut impl Rng) -> Vec<f64> {
     if side == 0 {
         return Vec::new();
     }
-    contour_with(alpha, side, &Plans::new(side), rng)
+    filtered_contour(&contour_filter(side, alpha), &Plans::new(side), rng)
 }
 
-fn contour_with(alpha: f64, side: usize, plans: &Plans, rng: &mut impl Rng) -> Vec<f64> {
-    let mut buf = uniform_noise(side, rng);
+/// c = Re ifft( fft(u) * filter ) / side for fresh u ~ U[-1, 1]^side.
+fn filtered_contour(filter: &[f64], plans: &Plans, rng: &mut impl Rng) -> Vec<f64> {
+    let mut buf = uniform_noise(filter.len(), rng);
     plans.fwd.process(&mut buf);
-    for (j, v) in buf.iter_mut().enumerate() {
-        *v *= power_filter(freq_magnitude(j, side), alpha);
-    }
+    buf.iter_mut().zip(filter).for_each(|(v, h)| *v *= h);
     plans.inv.process(&mut buf);
-    buf.iter().map(|v| v.re / side as f64).collect()
+    buf.iter().map(|v| v.re / filter.len() as f64).collect()
 }
 
 /// Row indices r_i = clamp(round(c_i side) + floor(side/2), 0, side), rounding half to even (as
@@ -164,15 +178,13 @@ fn transpose(buf: &mut [Complex<f64>], side: usize) {
     }
 }
 
-/// A C^beta field v = Re ifft2( fft2(w) * H_beta ), w ~ U[-1,1]^(side x side),
+/// A C^beta field v = Re ifft2( fft2(w) * H_beta ), w ~ U[-1, 1]^(side x side),
 /// H_beta(kx, ky) = (kx^2 + ky^2)^(-beta/2), H_beta(0,0) = 1; ifft2 normalised by 1/side^2.
-fn background_field(beta: f64, side: usize, plans: &Plans, rng: &mut impl Rng) -> Vec<f64> {
+/// `filter` is [`background_filter`]`(side, beta)`.
+fn background_field(filter: &[f64], side: usize, plans: &Plans, rng: &mut impl Rng) -> Vec<f64> {
     let mut buf = uniform_noise(side * side, rng);
     fft2(&mut buf, side, &*plans.fwd);
-    for (idx, v) in buf.iter_mut().enumerate() {
-        let (ky, kx) = (freq_magnitude(idx / side, side), freq_magnitude(idx % side, side));
-        *v *= power_filter(ky.hypot(kx), beta);
-    }
+    buf.iter_mut().zip(filter).for_each(|(v, h)| *v *= h);
     fft2(&mut buf, side, &*plans.inv);
     let norm = (side * side) as f64;
     buf.iter().map(|v| v.re / norm).collect()
@@ -190,27 +202,82 @@ fn rescale(v: &mut [f64], lo: f64, hi: f64) {
     }
 }
 
-/// Draw (b1, b2, region1_bright) as in step 4 of the module doc.
-fn backgrounds(cfg: &CalphaConfig, side: usize, plans: &Plans, rng: &mut impl Rng) -> (Vec<f64>, Vec<f64>, bool) {
-    let n = side * side;
-    let (mut b1, mut b2) = if cfg.constant_background {
-        (vec![0.0; n], vec![0.0; n])
-    } else {
+/// Everything one (config, side) needs that does not depend on the draw: the FFT plans and the filters
+/// H_alpha (length S) and H_beta (S x S; empty for constant backgrounds).
+struct Generator {
+    cfg: CalphaConfig,
+    side: usize,
+    plans: Plans,
+    contour_filter: Vec<f64>,
+    background_filter: Vec<f64>,
+}
+
+impl Generator {
+    fn new(cfg: &CalphaConfig, side: usize) -> Self {
         let beta = cfg.beta.unwrap_or(cfg.alpha);
-        let first = background_field(beta, side, plans, rng);
-        (first, background_field(beta, side, plans, rng))
-    };
-    let region1_bright = rng.random::<bool>();
-    let (u, u_prime) = (rng.random::<f64>(), rng.random::<f64>());
-    let (bright, dark) = if region1_bright { (&mut b1, &mut b2) } else { (&mut b2, &mut b1) };
-    if cfg.constant_background {
+        let background_filter =
+            if cfg.constant_background { Vec::new() } else { background_filter(side, beta) };
+        Generator {
+            cfg: cfg.clone(),
+            side,
+            plans: Plans::new(side.max(1)),
+            contour_filter: contour_filter(side, cfg.alpha),
+            background_filter,
+        }
+    }
+
+    /// The parts of image `index`, drawn from `crate::rng::for_item(seed, index)`: contour, then backgrounds.
+    fn parts(&self, index: u64) -> CalphaParts {
+        let (side, mut rng) = (self.side, crate::rng::for_item(self.cfg.seed, index));
+        if side == 0 {
+            return CalphaParts::default();
+        }
+        let contour = filtered_contour(&self.contour_filter, &self.plans, &mut rng);
+        let rows = contour_rows(&contour, side);
+        let (b1, b2, region1_bright) = self.backgrounds(&mut rng);
+        let mask = mask_from_rows(&rows, side);
+        let blurred_mask = box_blur_2x2(&mask, side);
+        CalphaParts { contour, rows, mask, blurred_mask, b1, b2, region1_bright }
+    }
+
+    /// pixel = b1 m' + b2 (1 - m'), as f32.
+    fn image(&self, index: u64) -> Image {
+        let p = self.parts(index);
+        let pixels = (0..self.side * self.side)
+            .map(|i| {
+                let m = p.blurred_mask[i];
+                (p.b1[i] * m + p.b2[i] * (1.0 - m)) as f32
+            })
+            .collect();
+        Image::gray(self.side, self.side, pixels)
+    }
+
+    /// Draw (b1, b2, region1_bright) as in step 4 of the module doc.
+    fn backgrounds(&self, rng: &mut impl Rng) -> (Vec<f64>, Vec<f64>, bool) {
+        let (side, n) = (self.side, self.side * self.side);
+        let (mut b1, mut b2) = if self.cfg.constant_background {
+            (vec![0.0; n], vec![0.0; n])
+        } else {
+            let first = background_field(&self.background_filter, side, &self.plans, rng);
+            (first, background_field(&self.background_filter, side, &self.plans, rng))
+        };
+        let region1_bright = rng.random::<bool>();
+        let (u, u_prime) = (rng.random::<f64>(), rng.random::<f64>());
+        let (bright, dark) = if region1_bright { (&mut b1, &mut b2) } else { (&mut b2, &mut b1) };
+        fill_regions(self.cfg.constant_background, bright, dark, u, u_prime);
+        (b1, b2, region1_bright)
+    }
+}
+
+/// Constant: bright = U, dark = U'. Otherwise bright is rescaled onto [U, 1], dark onto [0, U'].
+fn fill_regions(constant: bool, bright: &mut [f64], dark: &mut [f64], u: f64, u_prime: f64) {
+    if constant {
         bright.fill(u);
         dark.fill(u_prime);
     } else {
         rescale(bright, u, 1.0);
         rescale(dark, 0.0, u_prime);
     }
-    (b1, b2, region1_bright)
 }
 
 /// m[r, i] = 0 for r < rows[i], else 1 (side x side, row-major).
@@ -233,30 +300,13 @@ fn box_blur_2x2(m: &[f64], side: usize) -> Vec<f64> {
 /// The components of image `index` (see [`CalphaParts`]): contour, rows, mask, blurred mask and the two
 /// backgrounds, drawn from `crate::rng::for_item(cfg.seed, index)` in the order of the module doc.
 pub fn generate_parts(cfg: &CalphaConfig, side: usize, index: u64) -> CalphaParts {
-    let mut rng = crate::rng::for_item(cfg.seed, index);
-    if side == 0 {
-        return CalphaParts::default();
-    }
-    let plans = Plans::new(side);
-    let contour = contour_with(cfg.alpha, side, &plans, &mut rng);
-    let rows = contour_rows(&contour, side);
-    let (b1, b2, region1_bright) = backgrounds(cfg, side, &plans, &mut rng);
-    let mask = mask_from_rows(&rows, side);
-    let blurred_mask = box_blur_2x2(&mask, side);
-    CalphaParts { contour, rows, mask, blurred_mask, b1, b2, region1_bright }
+    Generator::new(cfg, side).parts(index)
 }
 
 /// Image `index` of the stream: pixel = b1 m' + b2 (1 - m') (as f32, in [0, 1]); a grayscale side x side
 /// image that depends only on (cfg, side, index).
 pub fn generate(cfg: &CalphaConfig, side: usize, index: u64) -> Image {
-    let p = generate_parts(cfg, side, index);
-    let pixels = (0..side * side)
-        .map(|i| {
-            let m = p.blurred_mask[i];
-            (p.b1[i] * m + p.b2[i] * (1.0 - m)) as f32
-        })
-        .collect();
-    Image::gray(side, side, pixels)
+    Generator::new(cfg, side).image(index)
 }
 
 /// An infinite source of C^alpha images of one size.
@@ -316,10 +366,14 @@ impl ImageSource for CalphaSource {
     /// Images 0..count (generated in parallel), named `calpha#{k}`, no group. `count` is required.
     fn load(&mut self, count: Option<usize>) -> Result<Vec<SourceImage>> {
         let n = count.ok_or_else(|| invalid!("calpha: a count is required (the generator is infinite)"))?;
-        let (cfg, side) = (&self.cfg, self.side);
+        let generator = Generator::new(&self.cfg, self.side);
         Ok((0..n)
             .into_par_iter()
-            .map(|k| SourceImage { image: generate(cfg, side, k as u64), name: format!("calpha#{k}"), group: None })
+            .map(|k| SourceImage {
+                image: generator.image(k as u64),
+                name: format!("calpha#{k}"),
+                group: None,
+            })
             .collect())
     }
 }

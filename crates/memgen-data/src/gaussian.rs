@@ -86,7 +86,9 @@ impl Default for GaussianConfig {
 /// lambda_k for k = 1..d: scale * k^(-exponent) (power law) or variance (flat).
 pub fn eigenvalues(spectrum: &Spectrum, d: usize) -> Vec<f64> {
     match *spectrum {
-        Spectrum::PowerLaw { exponent, scale } => (1..=d).map(|k| scale * (k as f64).powf(-exponent)).collect(),
+        Spectrum::PowerLaw { exponent, scale } => {
+            (1..=d).map(|k| scale * (k as f64).powf(-exponent)).collect()
+        }
         Spectrum::Flat { variance } => vec![variance; d],
     }
 }
@@ -168,29 +170,28 @@ impl Transform {
 /// C = A B for n x n row-major matrices.
 fn mat_nn(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
     let mut out = vec![0.0; n * n];
-    for i in 0..n {
-        for k in 0..n {
-            let aik = a[i * n + k];
-            for j in 0..n {
-                out[i * n + j] += aik * b[k * n + j];
-            }
+    for (out_row, a_row) in out.chunks_exact_mut(n.max(1)).zip(a.chunks_exact(n.max(1))) {
+        for (&aik, b_row) in a_row.iter().zip(b.chunks_exact(n)) {
+            axpy(out_row, aik, b_row);
         }
     }
     out
 }
 
-/// C = A^T B for n x n row-major matrices.
+/// C = A^T B for n x n row-major matrices: row i of C is sum_k A[k, i] B[k, :].
 fn mat_tn(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
     let mut out = vec![0.0; n * n];
-    for k in 0..n {
-        for i in 0..n {
-            let aki = a[k * n + i];
-            for j in 0..n {
-                out[i * n + j] += aki * b[k * n + j];
-            }
+    for (a_row, b_row) in a.chunks_exact(n.max(1)).zip(b.chunks_exact(n.max(1))) {
+        for (&aki, out_row) in a_row.iter().zip(out.chunks_exact_mut(n)) {
+            axpy(out_row, aki, b_row);
         }
     }
     out
+}
+
+/// y += a x.
+fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
 }
 
 /// U as a dense d x d row-major matrix (d = side^2): U[p, j] is pixel p (= r * side + c) of eigenvector j.
@@ -338,7 +339,11 @@ impl ImageSource for GaussianSource {
         let sampler = Sampler::new(&self.cfg, self.side);
         Ok((0..n)
             .into_par_iter()
-            .map(|k| SourceImage { image: sampler.sample(k as u64), name: format!("gaussian#{k}"), group: None })
+            .map(|k| SourceImage {
+                image: sampler.sample(k as u64),
+                name: format!("gaussian#{k}"),
+                group: None,
+            })
             .collect())
     }
 }

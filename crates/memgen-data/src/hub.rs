@@ -57,7 +57,8 @@ impl Default for HubConfig {
 }
 
 /// Where and how to reach the Hub, normally from the environment ([`HubEnv::from_env`]).
-#[derive(Debug, Clone, PartialEq)]
+/// Its `Debug` output hides the token.
+#[derive(Clone, PartialEq)]
 pub struct HubEnv {
     /// Base URL of the Hub, without trailing slash (`HF_ENDPOINT`, default `https://huggingface.co`).
     pub endpoint: String,
@@ -94,6 +95,17 @@ impl HubEnv {
         let offline = var("HF_HUB_OFFLINE")
             .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
         HubEnv { endpoint: endpoint.trim_end_matches('/').to_string(), cache_dir, token, offline }
+    }
+}
+
+impl std::fmt::Debug for HubEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubEnv")
+            .field("endpoint", &self.endpoint)
+            .field("cache_dir", &self.cache_dir)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("offline", &self.offline)
+            .finish()
     }
 }
 
@@ -235,7 +247,10 @@ impl HubSource {
         check_repo_id(&cfg.repo)?;
         check_revision(&cfg.revision)?;
         if cfg.files.is_empty() || cfg.files.iter().any(|f| f.is_empty()) {
-            return Err(crate::invalid!("hub source {}: `files` needs at least one non-empty pattern", cfg.repo));
+            return Err(crate::invalid!(
+                "hub source {}: `files` needs at least one non-empty pattern",
+                cfg.repo
+            ));
         }
         if cfg.column.is_empty() || cfg.group_column.as_deref() == Some("") {
             return Err(crate::invalid!("hub source {}: empty column name", cfg.repo));
@@ -310,14 +325,21 @@ impl HubSource {
         let repo = api.repo(self.hf_repo(&self.cfg.revision));
         let info = repo.info().map_err(|e| self.classify(e, None))?;
         if !is_plain_sha(&info.sha) {
-            return Err(Error::Hub(format!("{} returned an invalid commit sha {:?}", self.env.endpoint, info.sha)).into());
+            return Err(Error::Hub(format!(
+                "{} returned an invalid commit sha {:?}",
+                self.env.endpoint, info.sha
+            ))
+            .into());
         }
         let names: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
         let selected = self.select(&names)?;
-        let mut paths = Vec::with_capacity(selected.len());
-        for name in &selected {
-            paths.push(self.fetch(&repo, &info.sha, name)?);
-        }
+        // hf-hub moves refs/{revision} after every file; put it back if the set stays incomplete,
+        // so that a later offline run does not take a partial snapshot for the whole dataset.
+        let ref_path = self.cache_repo_dir().join("refs").join(&self.cfg.revision);
+        let old_ref = std::fs::read_to_string(&ref_path).ok();
+        let fetched: Result<Vec<PathBuf>> =
+            selected.iter().map(|name| self.fetch(&repo, &info.sha, name)).collect();
+        let paths = fetched.inspect_err(|_| restore_ref(&ref_path, old_ref))?;
         if self.cfg.revision != info.sha {
             let cache = Cache::new(self.env.cache_dir.clone()).repo(self.hf_repo(&self.cfg.revision));
             cache.create_ref(&info.sha).map_err(|e| Error::io(self.cache_repo_dir().join("refs"), e))?;
@@ -346,28 +368,43 @@ impl HubSource {
 
     /// The local path of `name` at `commit`: from `snapshots/{commit}/` if there, else downloaded.
     /// hf-hub's `get` is not used because it trusts `refs/{revision}`, which may be stale.
-    fn fetch(&self, repo: &ApiRepo, commit: &str, name: &str) -> std::result::Result<PathBuf, Failure> {
+    /// Losing the Hub here is fatal (no cache fallback): the cached snapshot may lack files.
+    fn fetch(&self, repo: &ApiRepo, commit: &str, name: &str) -> Result<PathBuf> {
         let expected = self.snapshot_dir(commit).join(name);
         if expected.is_file() {
             return Ok(expected);
         }
-        let bar = Bar(ProgressBar::new(0));
-        let outcome = catch_unwind(AssertUnwindSafe(|| repo.download_with_progress(name, bar)));
-        let path = match outcome {
-            Ok(result) => result.map_err(|e| self.classify(e, Some(name)))?,
-            Err(panic) => {
-                let msg = crate::parquet::panic_message(&*panic);
-                return Err(Error::Hub(format!("downloading {name} from {} failed: hf-hub panicked: {msg}", self.env.endpoint)).into());
-            }
-        };
+        if expected.symlink_metadata().is_ok() {
+            // A link whose blob is gone: hf-hub would fail to create the link again.
+            std::fs::remove_file(&expected).map_err(|e| Error::io(&expected, e))?;
+        }
+        let path = self.download(repo, name)?;
         if path != expected {
             return Err(Error::Hub(format!(
                 "{}@{} moved from commit {commit} while {name} was downloading; run again",
                 self.cfg.repo, self.cfg.revision
-            ))
-            .into());
+            )));
         }
         Ok(expected)
+    }
+
+    /// Download `name` with a progress bar, turning hf-hub errors and panics into clear errors.
+    fn download(&self, repo: &ApiRepo, name: &str) -> Result<PathBuf> {
+        let endpoint = &self.env.endpoint;
+        let bar = Bar(ProgressBar::new(0));
+        match catch_unwind(AssertUnwindSafe(|| repo.download_with_progress(name, bar))) {
+            Ok(result) => result.map_err(|e| match self.classify(e, Some(name)) {
+                Failure::Fatal(e) => e,
+                Failure::Unreachable(reason) => Error::Hub(format!(
+                    "lost {endpoint} while downloading {name} ({reason}); \
+                     what was downloaded stays cached: run again to resume"
+                )),
+            }),
+            Err(panic) => {
+                let msg = crate::parquet::panic_message(&*panic);
+                Err(Error::Hub(format!("downloading {name} from {endpoint} failed: hf-hub panicked: {msg}")))
+            }
+        }
     }
 
     /// Sort an hf-hub error into unreachable (network, 5xx, 429) or fatal (with a clear message).
@@ -470,20 +507,28 @@ impl HubSource {
     /// The repo path (`data/x.parquet`) of a resolved local file.
     fn repo_path(&self, commit: &str, local: &Path) -> String {
         match local.strip_prefix(self.snapshot_dir(commit)) {
-            Ok(rel) => rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"),
+            Ok(rel) => {
+                rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+            }
             Err(_) => local.display().to_string(),
         }
     }
 
     /// Read encoded images shard by shard until `count` (all when None), naming each `{file}#{row}`.
-    fn read_shards(&self, commit: &str, files: &[PathBuf], count: Option<usize>) -> Result<Vec<(usize, usize, EncodedImage)>> {
+    fn read_shards(
+        &self,
+        commit: &str,
+        files: &[PathBuf],
+        count: Option<usize>,
+    ) -> Result<Vec<(usize, usize, EncodedImage)>> {
         let mut out = Vec::new();
         for (shard, file) in files.iter().enumerate() {
             let remaining = count.map(|c| c.saturating_sub(out.len()));
             if remaining == Some(0) {
                 break;
             }
-            let images = read_encoded_images(file, &self.cfg.column, self.cfg.group_column.as_deref(), remaining)?;
+            let images =
+                read_encoded_images(file, &self.cfg.column, self.cfg.group_column.as_deref(), remaining)?;
             out.extend(images.into_iter().enumerate().map(|(row, img)| (shard, row, img)));
         }
         if let Some(c) = count.filter(|&c| c > out.len()) {
@@ -500,10 +545,21 @@ impl HubSource {
     }
 }
 
+/// Best effort: give `refs/{revision}` its earlier content back, or remove it if it had none.
+fn restore_ref(path: &Path, old: Option<String>) {
+    let _ = match old {
+        Some(text) => std::fs::write(path, text),
+        None => std::fs::remove_file(path),
+    };
+}
+
 /// Whether an I/O error is a network failure rather than a local one.
 fn is_network_io(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionReset | ConnectionAborted | ConnectionRefused | TimedOut | UnexpectedEof | BrokenPipe)
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | ConnectionRefused | TimedOut | UnexpectedEof | BrokenPipe
+    )
 }
 
 /// Collect the files under `dir` (following links, skipping dangling ones) as `/`-joined paths.
@@ -555,7 +611,9 @@ impl ImageSource for HubSource {
     /// (the repo paths read; the configured patterns before resolving), `column`, `group_column`.
     fn provenance(&self) -> Provenance {
         let (revision, files) = match &self.resolved {
-            Some((commit, paths)) => (Some(commit.clone()), paths.iter().map(|p| self.repo_path(commit, p)).collect()),
+            Some((commit, paths)) => {
+                (Some(commit.clone()), paths.iter().map(|p| self.repo_path(commit, p)).collect())
+            }
             None => (None, self.cfg.files.clone()),
         };
         Provenance {
@@ -581,7 +639,8 @@ impl ImageSource for HubSource {
         encoded
             .into_par_iter()
             .map(|(shard, row, img)| {
-                let image = Image::decode(&img.bytes).map_err(|msg| Error::bad_file(&files[shard], format!("row {row}: {msg}")))?;
+                let image = Image::decode(&img.bytes)
+                    .map_err(|msg| Error::bad_file(&files[shard], format!("row {row}: {msg}")))?;
                 Ok(SourceImage { image, name: format!("{}#{row}", names[shard]), group: img.group })
             })
             .collect()

@@ -12,7 +12,8 @@
 //! Unknown repo, revision or file: 404 with `X-Error-Code` `RepoNotFound`, `RevisionNotFound` or
 //! `EntryNotFound`. With a token ([`LoopbackHub::start_with_token`]) the API and resolve routes answer
 //! 401 (`X-Error-Code: GatedRepo`) unless the request has `Authorization: Bearer <token>`.
-//! Every response has `Connection: close`.
+//! [`LoopbackHub::set_unavailable`] makes chosen files answer 503. Every response has
+//! `Connection: close`.
 
 use crate::parquet::encode_image_parquet;
 use crate::{Error, Result};
@@ -42,6 +43,7 @@ struct State {
     repos: Vec<FakeRepo>,
     token: Option<String>,
     requests: Mutex<Vec<String>>,
+    unavailable: Mutex<Vec<String>>,
 }
 
 /// A running loopback Hub; stops when dropped (later connections are refused).
@@ -63,7 +65,12 @@ impl LoopbackHub {
     pub fn start_with_token(repos: Vec<FakeRepo>, token: Option<String>) -> LoopbackHub {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let addr = listener.local_addr().expect("loopback address");
-        let state = Arc::new(State { repos, token, requests: Mutex::new(Vec::new()) });
+        let state = Arc::new(State {
+            repos,
+            token,
+            requests: Mutex::new(Vec::new()),
+            unavailable: Mutex::new(Vec::new()),
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (state, stop) = (state.clone(), stop.clone());
@@ -75,6 +82,14 @@ impl LoopbackHub {
     /// The base URL to use as Hub endpoint, `http://127.0.0.1:{port}`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Answer `503 Service Unavailable` for these repo paths on the resolve route from now on
+    /// (replacing an earlier list; an empty list serves everything again).
+    pub fn set_unavailable(&self, files: &[&str]) {
+        if let Ok(mut list) = self.state.unavailable.lock() {
+            *list = files.iter().map(|f| f.to_string()).collect();
+        }
     }
 
     /// The request lines received so far (`GET /api/... HTTP/1.1`), in arrival order.
@@ -218,13 +233,19 @@ fn route(state: &State, req: &Request) -> Response {
 }
 
 /// The repo `id` at `rev`, after the token check; or the error response.
-fn find_repo<'a>(state: &'a State, req: &Request, id: &str, rev: &str) -> std::result::Result<&'a FakeRepo, Response> {
+fn find_repo<'a>(
+    state: &'a State,
+    req: &Request,
+    id: &str,
+    rev: &str,
+) -> std::result::Result<&'a FakeRepo, Response> {
     let Some(repo) = state.repos.iter().find(|r| r.id == id) else {
         return Err(Response::error(404, "RepoNotFound", "Repository not found"));
     };
     if let Some(token) = &state.token {
         if req.header("authorization") != Some(format!("Bearer {token}").as_str()) {
-            let msg = format!("Access to dataset {id} is restricted. You must be authenticated to access it.");
+            let msg =
+                format!("Access to dataset {id} is restricted. You must be authenticated to access it.");
             return Err(Response::error(401, "GatedRepo", &msg));
         }
     }
@@ -243,7 +264,8 @@ fn api_info(state: &State, req: &Request, rest: &str) -> Response {
         Ok(repo) => repo,
         Err(resp) => return resp,
     };
-    let siblings: Vec<_> = repo.files.iter().map(|(name, _)| serde_json::json!({ "rfilename": name })).collect();
+    let siblings: Vec<_> =
+        repo.files.iter().map(|(name, _)| serde_json::json!({ "rfilename": name })).collect();
     let body = serde_json::json!({ "id": repo.id, "sha": repo.commit, "siblings": siblings });
     let mut resp = Response::new(200).with("Content-Type", "application/json");
     resp.body = body.to_string().into_bytes();
@@ -263,6 +285,9 @@ fn resolve(state: &State, req: &Request, rest: &str) -> Response {
     let Some((name, data)) = repo.files.iter().find(|(name, _)| name == file) else {
         return Response::error(404, "EntryNotFound", &format!("{file} does not exist on \"{rev}\""));
     };
+    if state.unavailable.lock().is_ok_and(|list| list.contains(name)) {
+        return Response::error(503, "ServiceUnavailable", "try again later");
+    }
     let hash = sha256_hex(data);
     if name.ends_with(".parquet") {
         let location = format!("http://{}/cdn/{hash}", req.header("host").unwrap_or("127.0.0.1"));
@@ -351,6 +376,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         416 => "Range Not Satisfiable",
+        503 => "Service Unavailable",
         _ => "Status",
     }
 }
@@ -365,10 +391,19 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// written with [`crate::parquet::write_image_parquet`]'s layout, path `img_{i:05}.png`, label
 /// `i % 5`; plus a `README.md`. The commit is derived from (id, seed). Returns the repo and the raw
 /// pixels of each image, in order. Image i depends only on (seed, i).
-pub fn fake_image_repo(id: &str, n_images: usize, side: u32, shards: usize, seed: u64) -> (FakeRepo, Vec<Vec<u8>>) {
+pub fn fake_image_repo(
+    id: &str,
+    n_images: usize,
+    side: u32,
+    shards: usize,
+    seed: u64,
+) -> (FakeRepo, Vec<Vec<u8>>) {
     let shards = shards.max(1);
     let pixels: Vec<Vec<u8>> = (0..n_images).map(|i| random_pixels(seed, i, side)).collect();
-    let mut files = vec![("README.md".to_string(), format!("# {id}\n\nRandom gray images (seed {seed}).\n").into_bytes())];
+    let mut files = vec![(
+        "README.md".to_string(),
+        format!("# {id}\n\nRandom gray images (seed {seed}).\n").into_bytes(),
+    )];
     for k in 0..shards {
         let rows: Vec<(Vec<u8>, String, Option<i64>)> = (k * n_images / shards..(k + 1) * n_images / shards)
             .map(|i| (gray_png(&pixels[i], side), format!("img_{i:05}.png"), Some((i % 5) as i64)))

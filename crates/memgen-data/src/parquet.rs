@@ -89,7 +89,8 @@ fn read_guarded(
 ) -> Result<Vec<EncodedImage>> {
     let bad = |msg: String| Error::bad_file(file, msg);
     let handle = File::open(file).map_err(|e| Error::io(file, e))?;
-    let reader = SerializedFileReader::new(handle).map_err(|e| bad(format!("not a readable parquet file: {e}")))?;
+    let reader =
+        SerializedFileReader::new(handle).map_err(|e| bad(format!("not a readable parquet file: {e}")))?;
     let root = reader.metadata().file_metadata().schema();
     let projection = projection(root, column, group_column).map_err(bad)?;
     let limit = limit.unwrap_or(usize::MAX);
@@ -146,7 +147,11 @@ fn check_image_field(field: &Type) -> std::result::Result<(), String> {
         ));
     }
     match field.get_fields().iter().find(|f| f.name() == "bytes") {
-        Some(b) if b.is_primitive() && !is_repeated(b) && b.get_physical_type() == PhysicalType::BYTE_ARRAY => Ok(()),
+        Some(b)
+            if b.is_primitive() && !is_repeated(b) && b.get_physical_type() == PhysicalType::BYTE_ARRAY =>
+        {
+            Ok(())
+        }
         Some(b) => Err(format!("field `{name}.bytes` is {}, not binary", describe(b))),
         None => Err(format!("column `{name}` is a struct without a `bytes` field")),
     }
@@ -179,7 +184,11 @@ fn describe(field: &Type) -> String {
 }
 
 /// One record of the projection as an [`EncodedImage`].
-fn row_to_image(row: Row, column: &str, group_column: Option<&str>) -> std::result::Result<EncodedImage, String> {
+fn row_to_image(
+    row: Row,
+    column: &str,
+    group_column: Option<&str>,
+) -> std::result::Result<EncodedImage, String> {
     let mut image = None;
     let mut group = None;
     for (name, field) in row.into_columns() {
@@ -228,12 +237,15 @@ fn field_to_key(field: Field) -> Option<String> {
 /// Write `rows` (encoded image, original path, optional label) to `file` with the schema
 /// [`IMAGE_PARQUET_SCHEMA`], snappy-compressed, in row groups of 16 rows.
 pub fn write_image_parquet(file: &Path, rows: &[(Vec<u8>, String, Option<i64>)]) -> Result<()> {
-    let bytes = encode_image_parquet(rows).map_err(|e| Error::bad_file(file, format!("cannot write parquet: {e}")))?;
+    let bytes = encode_image_parquet(rows)
+        .map_err(|e| Error::bad_file(file, format!("cannot write parquet: {e}")))?;
     std::fs::write(file, bytes).map_err(|e| Error::io(file, e))
 }
 
 /// The bytes of the parquet file [`write_image_parquet`] writes.
-pub(crate) fn encode_image_parquet(rows: &[(Vec<u8>, String, Option<i64>)]) -> ::parquet::errors::Result<Vec<u8>> {
+pub(crate) fn encode_image_parquet(
+    rows: &[(Vec<u8>, String, Option<i64>)],
+) -> ::parquet::errors::Result<Vec<u8>> {
     let schema = Arc::new(parse_message_type(IMAGE_PARQUET_SCHEMA)?);
     let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
     let mut writer = SerializedFileWriter::new(Vec::new(), schema, props)?;
@@ -277,7 +289,7 @@ fn write_label_column(
 fn next_column<'a>(
     group: &'a mut SerializedRowGroupWriter<'_, Vec<u8>>,
 ) -> ::parquet::errors::Result<::parquet::file::writer::SerializedColumnWriter<'a>> {
-    group
-        .next_column()?
-        .ok_or_else(|| ::parquet::errors::ParquetError::General("schema has fewer columns than written".into()))
+    group.next_column()?.ok_or_else(|| {
+        ::parquet::errors::ParquetError::General("schema has fewer columns than written".into())
+    })
 }

@@ -16,7 +16,10 @@ fn pixels_lie_in_unit_interval() {
                     let img = generate(&cfg(alpha, constant, 7), side, k);
                     assert_eq!((img.height, img.width, img.channels), (side, side, 1));
                     assert_eq!(img.pixels.len(), side * side);
-                    assert!(img.pixels.iter().all(|v| (0.0..=1.0).contains(v)), "side {side} alpha {alpha} k {k}");
+                    assert!(
+                        img.pixels.iter().all(|v| (0.0..=1.0).contains(v)),
+                        "side {side} alpha {alpha} k {k}"
+                    );
                 }
             }
         }
@@ -44,6 +47,15 @@ fn a_prefix_of_a_larger_draw_equals_a_smaller_draw() {
         assert_eq!(s.name, format!("calpha#{k}"));
         assert_eq!(s.group, None);
         assert_eq!(s.image, generate(&cfg(3.0, false, 5), 16, k as u64));
+    }
+}
+
+#[test]
+fn image_k_draws_its_contour_first_from_the_item_stream() {
+    let c = cfg(2.0, false, 31);
+    for k in [0u64, 1, 57] {
+        let mut rng = memgen_data::rng::for_item(31, k);
+        assert_eq!(generate_parts(&c, 16, k).contour, contour(2.0, 16, &mut rng));
     }
 }
 
@@ -134,10 +146,18 @@ fn contour_power_spectrum_decays_as_k_to_minus_two_alpha() {
     for &alpha in &[1.0, 2.0, 4.0] {
         let power = mean_power(alpha, side, 2000, 17);
         let (slope, intercept) = loglog_fit(&power, 1..=24);
-        eprintln!("alpha {alpha}: slope {slope:.4} (want {}), power at k=1 {:.3} (want {:.3})", -2.0 * alpha, intercept.exp(), side as f64 / 3.0);
+        eprintln!(
+            "alpha {alpha}: slope {slope:.4} (want {}), power at k=1 {:.3} (want {:.3})",
+            -2.0 * alpha,
+            intercept.exp(),
+            side as f64 / 3.0
+        );
         assert!((slope + 2.0 * alpha).abs() < 0.05, "alpha {alpha}: slope {slope}");
         // The level, too: (S/3) at k = 1, within 10%.
-        assert!((intercept.exp() / (side as f64 / 3.0) - 1.0).abs() < 0.1, "alpha {alpha}: intercept {intercept}");
+        assert!(
+            (intercept.exp() / (side as f64 / 3.0) - 1.0).abs() < 0.1,
+            "alpha {alpha}: intercept {intercept}"
+        );
     }
 }
 
@@ -146,7 +166,8 @@ fn roughness(alpha: f64, side: usize, n: u64) -> f64 {
     let mut total = 0.0;
     for k in 0..n {
         let p = generate_parts(&cfg(alpha, false, 21), side, k);
-        let rows: Vec<usize> = (0..side).map(|c| (0..side).find(|&r| p.mask[r * side + c] == 1.0).unwrap_or(side)).collect();
+        let rows: Vec<usize> =
+            (0..side).map(|c| (0..side).find(|&r| p.mask[r * side + c] == 1.0).unwrap_or(side)).collect();
         total += rows.windows(2).map(|w| w[0].abs_diff(w[1]) as f64).sum::<f64>() / (side - 1) as f64;
     }
     total / n as f64

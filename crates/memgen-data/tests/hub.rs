@@ -19,6 +19,13 @@ use tempfile::TempDir;
 const REPO: &str = "memgen/tiny-gray";
 
 fn env(endpoint: &str, cache: &Path) -> HubEnv {
+    // hf-hub's ureq 2 client sends even loopback requests through ALL_PROXY/HTTPS_PROXY/HTTP_PROXY
+    // (it has no NO_PROXY support).
+    let proxies = ["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
+    if endpoint.starts_with("http://127.0.0.1") {
+        let set: Vec<_> = proxies.iter().filter(|v| std::env::var_os(v).is_some()).collect();
+        assert!(set.is_empty(), "unset {set:?} to run the loopback Hub tests");
+    }
     HubEnv { endpoint: endpoint.to_string(), cache_dir: cache.to_path_buf(), token: None, offline: false }
 }
 
@@ -42,9 +49,9 @@ fn repo_dir(cache: &Path, repo: &str) -> PathBuf {
     cache.join(format!("datasets--{}", repo.replace('/', "--")))
 }
 
-/// An endpoint nothing listens on (a stopped loopback Hub's).
+/// An endpoint nothing listens on (port 1, so no test's loopback Hub can take it over).
 fn dead_endpoint() -> String {
-    LoopbackHub::start(vec![]).endpoint()
+    "http://127.0.0.1:1".to_string()
 }
 
 fn hub_message(err: Error) -> String {
@@ -101,7 +108,8 @@ fn cache_layout_is_the_standard_hf_one() {
     let (repo, _) = fake_image_repo(REPO, 4, 4, 2, 3);
     let hub = LoopbackHub::start(vec![repo.clone()]);
     let cache = TempDir::new().unwrap();
-    let (commit, paths) = HubSource::new(cfg(REPO), env(&hub.endpoint(), cache.path())).unwrap().resolve().unwrap();
+    let (commit, paths) =
+        HubSource::new(cfg(REPO), env(&hub.endpoint(), cache.path())).unwrap().resolve().unwrap();
     assert_eq!(commit, repo.commit);
     let dir = repo_dir(cache.path(), REPO);
     assert_eq!(std::fs::read_to_string(dir.join("refs/main")).unwrap(), repo.commit);
@@ -115,7 +123,8 @@ fn cache_layout_is_the_standard_hf_one() {
         let link = std::fs::read_link(path).unwrap();
         assert!(link.is_relative(), "snapshot entries are relative links: {link:?}");
     }
-    let blobs: Vec<_> = std::fs::read_dir(dir.join("blobs")).unwrap().flatten().map(|e| e.file_name()).collect();
+    let blobs: Vec<_> =
+        std::fs::read_dir(dir.join("blobs")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(blobs.iter().all(|b| !b.to_string_lossy().ends_with(".part")), "{blobs:?}");
 }
 
@@ -164,6 +173,38 @@ fn unreachable_hub_with_empty_cache_names_endpoint_and_cache() {
     offline.offline = true;
     let msg = hub_message(load(cfg(REPO), offline, None).unwrap_err());
     assert!(msg.contains("offline") && msg.contains(&cache.path().display().to_string()), "{msg}");
+}
+
+#[test]
+fn losing_the_hub_mid_download_is_an_error_not_a_partial_dataset() {
+    let (repo, pixels) = fake_image_repo(REPO, 6, 4, 3, 8);
+    let hub = LoopbackHub::start(vec![repo]);
+    let cache = TempDir::new().unwrap();
+    hub.set_unavailable(&["data/train-00001-of-00003.parquet"]);
+    let msg = hub_message(load(cfg(REPO), env(&hub.endpoint(), cache.path()), None).unwrap_err());
+    assert!(
+        msg.contains("lost") && msg.contains("data/train-00001-of-00003.parquet") && msg.contains("503"),
+        "{msg}"
+    );
+    // The shard that did arrive is cached, but refs/main was put back, so offline finds nothing.
+    assert!(!repo_dir(cache.path(), REPO).join("refs/main").exists());
+    let offline = HubEnv { offline: true, ..env(&hub.endpoint(), cache.path()) };
+    assert!(hub_message(load(cfg(REPO), offline.clone(), None).unwrap_err()).contains("nothing"));
+    hub.set_unavailable(&[]);
+    let n = hub.requests().len();
+    let images = load(cfg(REPO), env(&hub.endpoint(), cache.path()), None).unwrap();
+    images.iter().zip(&pixels).for_each(|(img, px)| assert_pixels(img, px, 4));
+    let fetched: Vec<String> =
+        hub.requests()[n..].iter().filter(|r| r.contains("/resolve/")).cloned().collect();
+    assert!(fetched.iter().all(|r| !r.contains("train-00000")), "cached shard fetched again: {fetched:?}");
+    assert_eq!(load(cfg(REPO), offline, None).unwrap().len(), 6);
+}
+
+#[test]
+fn debug_output_hides_the_token() {
+    let e = HubEnv { token: Some("hf_very_secret".into()), ..env("https://huggingface.co", Path::new("/c")) };
+    let shown = format!("{e:?} {:?}", HubSource::new(cfg("a/b"), e.clone()).unwrap());
+    assert!(!shown.contains("hf_very_secret") && shown.contains("redacted"), "{shown}");
 }
 
 #[test]
@@ -230,7 +271,8 @@ fn tree(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn hostile_sibling_names_are_refused_before_any_download() {
-    for name in ["../../evil.parquet", "/etc/passwd.parquet", "data/..\\..\\evil.parquet", "data//x.parquet"] {
+    for name in ["../../evil.parquet", "/etc/passwd.parquet", "data/..\\..\\evil.parquet", "data//x.parquet"]
+    {
         let hub = LoopbackHub::start(vec![hostile_repo(&[name])]);
         let root = TempDir::new().unwrap();
         let cache = root.path().join("a/b/cache");
@@ -241,7 +283,10 @@ fn hostile_sibling_names_are_refused_before_any_download() {
         }
         assert!(hub.requests().iter().all(|r| r.starts_with("GET /api/")), "{:?}", hub.requests());
         let written = tree(root.path());
-        assert!(written.iter().all(|p| p.starts_with("a/b/cache") || Path::new("a/b/cache").starts_with(p)), "{written:?}");
+        assert!(
+            written.iter().all(|p| p.starts_with("a/b/cache") || Path::new("a/b/cache").starts_with(p)),
+            "{written:?}"
+        );
         assert!(!written.iter().any(|p| p.to_string_lossy().contains("evil")), "{written:?}");
     }
 }
@@ -254,10 +299,16 @@ fn unknown_repo_revision_and_unmatched_patterns_are_clear_errors() {
     let e = env(&hub.endpoint(), cache.path());
     let msg = hub_message(load(cfg("memgen/nope"), e.clone(), None).unwrap_err());
     assert!(msg.contains("memgen/nope") && msg.contains("not found") && msg.contains("HF_TOKEN"), "{msg}");
-    let msg = hub_message(load(HubConfig { revision: "v9".into(), ..cfg(REPO) }, e.clone(), None).unwrap_err());
+    let msg =
+        hub_message(load(HubConfig { revision: "v9".into(), ..cfg(REPO) }, e.clone(), None).unwrap_err());
     assert!(msg.contains("revision v9 not found"), "{msg}");
     let msg = hub_message(load(HubConfig { files: vec!["*.jpg".into()], ..cfg(REPO) }, e, None).unwrap_err());
-    assert!(msg.contains("*.jpg") && msg.contains("README.md") && msg.contains("data/train-00000-of-00001.parquet"), "{msg}");
+    assert!(
+        msg.contains("*.jpg")
+            && msg.contains("README.md")
+            && msg.contains("data/train-00000-of-00001.parquet"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -301,9 +352,17 @@ fn a_corrupt_image_names_the_shard_and_row() {
     let dir = TempDir::new().unwrap();
     let file = dir.path().join("x.parquet");
     let good = gray_png(&[7; 16], 4);
-    let rows = vec![(good.clone(), "a.png".into(), None), (good.clone(), "b.png".into(), None), (b"not a png".to_vec(), "c.png".into(), None)];
+    let rows = vec![
+        (good.clone(), "a.png".into(), None),
+        (good.clone(), "b.png".into(), None),
+        (b"not a png".to_vec(), "c.png".into(), None),
+    ];
     write_image_parquet(&file, &rows).unwrap();
-    let repo = FakeRepo { id: "x/corrupt".into(), commit: "c0ffee".into(), files: vec![("x.parquet".into(), std::fs::read(&file).unwrap())] };
+    let repo = FakeRepo {
+        id: "x/corrupt".into(),
+        commit: "c0ffee".into(),
+        files: vec![("x.parquet".into(), std::fs::read(&file).unwrap())],
+    };
     let hub = LoopbackHub::start(vec![repo]);
     let cache = TempDir::new().unwrap();
     match load(cfg("x/corrupt"), env(&hub.endpoint(), cache.path()), None) {
@@ -347,19 +406,40 @@ fn raw_request(endpoint: &str, request: &str) -> (String, Vec<u8>) {
 
 #[test]
 fn loopback_hub_speaks_ranges_head_and_redirects() {
-    let repo = FakeRepo { id: "a/b".into(), commit: "abc123".into(), files: vec![("notes.txt".into(), b"0123456789".to_vec()), ("d.parquet".into(), b"PAR1xxPAR1".to_vec())] };
+    let repo = FakeRepo {
+        id: "a/b".into(),
+        commit: "abc123".into(),
+        files: vec![
+            ("notes.txt".into(), b"0123456789".to_vec()),
+            ("d.parquet".into(), b"PAR1xxPAR1".to_vec()),
+        ],
+    };
     let hub = LoopbackHub::start(vec![repo]);
     let ep = hub.endpoint();
-    let (head, body) = raw_request(&ep, "GET /datasets/a/b/resolve/main/notes.txt HTTP/1.1\r\nRange: bytes=2-5\r\n\r\n");
+    let (head, body) =
+        raw_request(&ep, "GET /datasets/a/b/resolve/main/notes.txt HTTP/1.1\r\nRange: bytes=2-5\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 206") && head.contains("Content-Range: bytes 2-5/10"), "{head}");
-    assert!(head.contains("X-Repo-Commit: abc123") && head.contains(&format!("ETag: \"{}\"", sha256_hex(b"0123456789"))), "{head}");
+    assert!(
+        head.contains("X-Repo-Commit: abc123")
+            && head.contains(&format!("ETag: \"{}\"", sha256_hex(b"0123456789"))),
+        "{head}"
+    );
     assert_eq!(body, b"2345");
     let (head, body) = raw_request(&ep, "HEAD /datasets/a/b/resolve/abc123/notes.txt HTTP/1.1\r\n\r\n");
-    assert!(head.starts_with("HTTP/1.1 200") && head.contains("Content-Length: 10") && body.is_empty(), "{head}");
-    let (head, _) = raw_request(&ep, "GET /datasets/a/b/resolve/main/notes.txt HTTP/1.1\r\nRange: bytes=10-\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("Content-Length: 10") && body.is_empty(),
+        "{head}"
+    );
+    let (head, _) =
+        raw_request(&ep, "GET /datasets/a/b/resolve/main/notes.txt HTTP/1.1\r\nRange: bytes=10-\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 416") && head.contains("bytes */10"), "{head}");
     let (head, _) = raw_request(&ep, "GET /datasets/a/b/resolve/main/d.parquet HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(head.starts_with("HTTP/1.1 302") && head.contains("X-Linked-Etag") && head.contains("Location: http://x/cdn/"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 302")
+            && head.contains("X-Linked-Etag")
+            && head.contains("Location: http://x/cdn/"),
+        "{head}"
+    );
     let (head, _) = raw_request(&ep, "GET /datasets/a/b/resolve/main/missing HTTP/1.1\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 404") && head.contains("X-Error-Code: EntryNotFound"), "{head}");
     let (head, _) = raw_request(&ep, "GET /api/datasets/a/c/revision/main HTTP/1.1\r\n\r\n");
@@ -391,7 +471,8 @@ fn glob_rules() {
     assert!(glob_match("**", "x"));
     assert!(glob_match("é*", "éèê"));
     assert!(glob_match("README.md", "README.md") && !glob_match("README.md", "README.mdx"));
-    let names: Vec<String> = ["b.parquet", "a.parquet", "x/c.parquet", "README.md"].map(String::from).to_vec();
+    let names: Vec<String> =
+        ["b.parquet", "a.parquet", "x/c.parquet", "README.md"].map(String::from).to_vec();
     let picked = select_files(&names, &["x/*".into(), "*.parquet".into()]);
     assert_eq!(picked, ["x/c.parquet", "a.parquet", "b.parquet"]);
 }
@@ -401,7 +482,8 @@ fn repo_path_checks() {
     for ok in ["a.parquet", "data/train-0.parquet", "données/x y.parquet", "..a/b..c"] {
         assert!(check_repo_path(ok).is_ok(), "{ok}");
     }
-    for bad in ["", "/abs", "../x", "a/../../x", "a/./x", "a//x", "a\\x", "C:x", "a#b", "a?b", "a\nb", "a/.."] {
+    for bad in ["", "/abs", "../x", "a/../../x", "a/./x", "a//x", "a\\x", "C:x", "a#b", "a?b", "a\nb", "a/.."]
+    {
         assert!(matches!(check_repo_path(bad), Err(Error::Hub(_))), "{bad:?}");
     }
 }
@@ -410,7 +492,10 @@ fn repo_path_checks() {
 fn config_defaults_and_validation() {
     let c: HubConfig = serde_json::from_str(r#"{"repo": "a/b"}"#).unwrap();
     assert_eq!(c, HubConfig { repo: "a/b".into(), ..HubConfig::default() });
-    assert_eq!((c.revision.as_str(), c.files.clone(), c.column.as_str(), c.group_column.clone()), ("main", vec!["*.parquet".to_string()], "image", None));
+    assert_eq!(
+        (c.revision.as_str(), c.files.clone(), c.column.as_str(), c.group_column.clone()),
+        ("main", vec!["*.parquet".to_string()], "image", None)
+    );
     assert!(serde_json::from_str::<HubConfig>(r#"{"repo": "a/b", "split": "train"}"#).is_err());
     let e = env("https://huggingface.co/", Path::new("rel/cache"));
     let src = HubSource::new(cfg("a/b"), e.clone()).unwrap();
@@ -420,7 +505,10 @@ fn config_defaults_and_validation() {
         assert!(matches!(HubSource::new(cfg(bad), e.clone()), Err(Error::Invalid(_))), "{bad:?}");
     }
     for rev in ["", "../main", "a\\b", "refs//x"] {
-        assert!(HubSource::new(HubConfig { revision: rev.into(), ..cfg("a/b") }, e.clone()).is_err(), "{rev:?}");
+        assert!(
+            HubSource::new(HubConfig { revision: rev.into(), ..cfg("a/b") }, e.clone()).is_err(),
+            "{rev:?}"
+        );
     }
     assert!(HubSource::new(HubConfig { revision: "refs/pr/1".into(), ..cfg("a/b") }, e.clone()).is_ok());
     assert!(HubSource::new(HubConfig { files: vec![], ..cfg("a/b") }, e.clone()).is_err());
@@ -444,11 +532,27 @@ fn env_from_vars() {
     assert_eq!((e.token, e.offline), (None, false));
 
     let hfh = hf_home.display().to_string();
-    let e = vars(&[("HOME", h.clone()), ("HF_HOME", hfh.clone()), ("HF_ENDPOINT", "http://mirror:8080/".into()), ("HF_HUB_OFFLINE", "True".into())]);
-    assert_eq!((e.endpoint.as_str(), e.cache_dir.clone(), e.token.as_deref(), e.offline), ("http://mirror:8080", hf_home.join("hub"), Some("hf_from_file"), true));
+    let e = vars(&[
+        ("HOME", h.clone()),
+        ("HF_HOME", hfh.clone()),
+        ("HF_ENDPOINT", "http://mirror:8080/".into()),
+        ("HF_HUB_OFFLINE", "True".into()),
+    ]);
+    assert_eq!(
+        (e.endpoint.as_str(), e.cache_dir.clone(), e.token.as_deref(), e.offline),
+        ("http://mirror:8080", hf_home.join("hub"), Some("hf_from_file"), true)
+    );
 
-    let e = vars(&[("HF_HOME", hfh.clone()), ("HF_TOKEN", "hf_env".into()), ("HF_HUB_CACHE", "/data/hub".into()), ("HF_HUB_OFFLINE", "0".into())]);
-    assert_eq!((e.cache_dir, e.token.as_deref(), e.offline), (PathBuf::from("/data/hub"), Some("hf_env"), false));
+    let e = vars(&[
+        ("HF_HOME", hfh.clone()),
+        ("HF_TOKEN", "hf_env".into()),
+        ("HF_HUB_CACHE", "/data/hub".into()),
+        ("HF_HUB_OFFLINE", "0".into()),
+    ]);
+    assert_eq!(
+        (e.cache_dir, e.token.as_deref(), e.offline),
+        (PathBuf::from("/data/hub"), Some("hf_env"), false)
+    );
 
     std::fs::write(hf_home.join("token"), "\n").unwrap();
     let e = vars(&[("HF_HOME", hfh), ("HF_TOKEN", "".into()), ("HF_HUB_OFFLINE", "yes".into())]);
@@ -461,13 +565,18 @@ fn env_from_vars() {
 fn parquet_round_trip_with_paths_groups_and_limit() {
     let dir = TempDir::new().unwrap();
     let file = dir.path().join("t.parquet");
-    let rows: Vec<(Vec<u8>, String, Option<i64>)> =
-        (0..40).map(|i| (vec![i as u8; i % 7], format!("p{i}"), (i % 3 != 0).then_some(i as i64 - 20))).collect();
+    let rows: Vec<(Vec<u8>, String, Option<i64>)> = (0..40)
+        .map(|i| (vec![i as u8; i % 7], format!("p{i}"), (i % 3 != 0).then_some(i as i64 - 20)))
+        .collect();
     write_image_parquet(&file, &rows).unwrap();
     let all = read_encoded_images(&file, "image", Some("label"), None).unwrap();
     let expected: Vec<EncodedImage> = rows
         .iter()
-        .map(|(b, p, l)| EncodedImage { bytes: b.clone(), path: Some(p.clone()), group: l.map(|l| l.to_string()) })
+        .map(|(b, p, l)| EncodedImage {
+            bytes: b.clone(),
+            path: Some(p.clone()),
+            group: l.map(|l| l.to_string()),
+        })
         .collect();
     assert_eq!(all, expected);
     let first = read_encoded_images(&file, "image", None, Some(17)).unwrap();
@@ -503,8 +612,12 @@ fn write_custom(file: &Path, schema: &str, cols: Vec<Col>) {
                 let v: Vec<ByteArray> = v.into_iter().map(ByteArray::from).collect();
                 w.typed::<ByteArrayType>().write_batch(&v, levels(&d).as_deref(), None).unwrap();
             }
-            Col::I32(v, d) => drop(w.typed::<Int32Type>().write_batch(&v, levels(&d).as_deref(), None).unwrap()),
-            Col::I64(v, d) => drop(w.typed::<Int64Type>().write_batch(&v, levels(&d).as_deref(), None).unwrap()),
+            Col::I32(v, d) => {
+                w.typed::<Int32Type>().write_batch(&v, levels(&d).as_deref(), None).unwrap();
+            }
+            Col::I64(v, d) => {
+                w.typed::<Int64Type>().write_batch(&v, levels(&d).as_deref(), None).unwrap();
+            }
         }
         w.close().unwrap();
     }
@@ -528,12 +641,16 @@ fn parquet_null_images_other_layouts_and_group_types() {
     let f = dir.path().join("n.parquet");
     let schema = "message m { optional group image { optional binary bytes; optional binary path (STRING); } optional binary who (STRING); required int32 n; }";
     // Row 0 fine, row 1 image struct null, row 2 bytes null.
-    write_custom(&f, schema, vec![
-        Col::Bytes(vec![b"x".to_vec()], vec![2, 0, 1]),
-        Col::Bytes(vec![], vec![1, 0, 1]),
-        Col::Bytes(vec![b"ann".to_vec(), b"bob".to_vec()], vec![1, 0, 1]),
-        Col::I32(vec![5, 6, 7], vec![]),
-    ]);
+    write_custom(
+        &f,
+        schema,
+        vec![
+            Col::Bytes(vec![b"x".to_vec()], vec![2, 0, 1]),
+            Col::Bytes(vec![], vec![1, 0, 1]),
+            Col::Bytes(vec![b"ann".to_vec(), b"bob".to_vec()], vec![1, 0, 1]),
+            Col::I32(vec![5, 6, 7], vec![]),
+        ],
+    );
     let first = read_encoded_images(&f, "image", Some("who"), Some(1)).unwrap();
     assert_eq!(first, vec![EncodedImage { bytes: b"x".to_vec(), path: None, group: Some("ann".into()) }]);
     assert!(bad_msg(&f, "image", None).contains("row 1: image `image` is null"));
@@ -542,25 +659,34 @@ fn parquet_null_images_other_layouts_and_group_types() {
     assert!(bad_msg(&f, "image", Some("image")).contains("is the image column"));
 
     let g = dir.path().join("g.parquet");
-    write_custom(&g, "message m { optional group image { optional binary path (STRING); optional int64 bytes; } }", vec![
-        Col::Bytes(vec![b"p".to_vec()], vec![2]),
-        Col::I64(vec![1], vec![2]),
-    ]);
+    write_custom(
+        &g,
+        "message m { optional group image { optional binary path (STRING); optional int64 bytes; } }",
+        vec![Col::Bytes(vec![b"p".to_vec()], vec![2]), Col::I64(vec![1], vec![2])],
+    );
     assert!(bad_msg(&g, "image", None).contains("`image.bytes` is a INT64 value, not binary"));
     let h = dir.path().join("h.parquet");
-    write_custom(&h, "message m { optional group image { optional binary path (STRING); } }", vec![Col::Bytes(vec![b"p".to_vec()], vec![2])]);
+    write_custom(
+        &h,
+        "message m { optional group image { optional binary path (STRING); } }",
+        vec![Col::Bytes(vec![b"p".to_vec()], vec![2])],
+    );
     assert!(bad_msg(&h, "image", None).contains("without a `bytes` field"));
 
     let not = dir.path().join("not.parquet");
     std::fs::write(&not, b"this is not a parquet file at all").unwrap();
     assert!(bad_msg(&not, "image", None).contains("not a readable parquet file"));
-    assert!(matches!(read_encoded_images(&dir.path().join("missing"), "image", None, None), Err(Error::Io { .. })));
+    assert!(matches!(
+        read_encoded_images(&dir.path().join("missing"), "image", None, None),
+        Err(Error::Io { .. })
+    ));
 }
 
 /// A small valid shard: three 4x4 PNGs.
 fn small_shard(dir: &Path) -> Vec<u8> {
     let file = dir.join("small.parquet");
-    let rows: Vec<_> = (0..3u8).map(|i| (gray_png(&[i * 40; 16], 4), format!("{i}.png"), Some(i as i64))).collect();
+    let rows: Vec<_> =
+        (0..3u8).map(|i| (gray_png(&[i * 40; 16], 4), format!("{i}.png"), Some(i as i64))).collect();
     write_image_parquet(&file, &rows).unwrap();
     std::fs::read(&file).unwrap()
 }
