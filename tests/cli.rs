@@ -23,7 +23,12 @@ fn ok(out: &Output) -> String {
 }
 
 fn fails(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(2), "expected exit code 2, stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit code 2, stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -35,7 +40,9 @@ fn write_faces(dir: &Path, people: usize, photos: usize) {
     std::fs::create_dir_all(dir).unwrap();
     for p in 0..people {
         for k in 0..photos {
-            let img = image::GrayImage::from_fn(16, 16, |x, y| image::Luma([((x * 7 + y * 13 + p as u32 * 31 + k as u32 * 5) % 256) as u8]));
+            let img = image::GrayImage::from_fn(16, 16, |x, y| {
+                image::Luma([((x * 7 + y * 13 + p as u32 * 31 + k as u32 * 5) % 256) as u8])
+            });
             img.save(dir.join(format!("s{:02}_{:02}.png", p + 1, k + 1))).unwrap();
         }
     }
@@ -48,7 +55,8 @@ fn folder_prepare_info_show_split() {
     write_faces(&faces, 6, 4);
     let ds = tmp.path().join("ds");
     let (faces_s, ds_s) = (faces.to_str().unwrap(), ds.to_str().unwrap());
-    let out = ok(&memgen(&["data", "prepare", faces_s, "--side", "8", "--group-regex", r"s(\d+)_", "--out", ds_s]));
+    let out =
+        ok(&memgen(&["data", "prepare", faces_s, "--side", "8", "--group-regex", r"s(\d+)_", "--out", ds_s]));
     assert!(out.contains("prepared 24 images of 8x8"), "{out}");
     let m = manifest(&ds);
     assert_eq!(m["count"], 24);
@@ -62,16 +70,31 @@ fn folder_prepare_info_show_split() {
     assert!(info.contains("24 x 1 channel(s) x 8x8") && info.contains("groups:       6"), "{info}");
 
     let png = tmp.path().join("grid.png");
-    ok(&memgen(&["data", "show", ds_s, "--out", png.to_str().unwrap(), "--count", "10", "--cols", "5", "--scale", "3"]));
+    ok(&memgen(&[
+        "data",
+        "show",
+        ds_s,
+        "--out",
+        png.to_str().unwrap(),
+        "--count",
+        "10",
+        "--cols",
+        "5",
+        "--scale",
+        "3",
+    ]));
     let grid = image::open(&png).unwrap();
     // 5 columns x 2 rows of 24x24 tiles with 2-pixel padding.
     assert_eq!((grid.width(), grid.height()), (5 * 26 + 2, 2 * 26 + 2));
 
     let run = tmp.path().join("run");
     ok(&memgen(&["data", "split", ds_s, "--n", "2,4,12", "--seed", "3", "--out", run.to_str().unwrap()]));
-    let split: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("split.json")).unwrap()).unwrap();
+    let split: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("split.json")).unwrap()).unwrap();
     assert_eq!(split["content_hash"], m["content_hash"]);
-    let idx = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect::<Vec<_>>();
+    let idx = |v: &serde_json::Value| {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect::<Vec<_>>()
+    };
     let (a, b) = (idx(&split["splits"][2]["a"]), idx(&split["splits"][2]["b"]));
     assert_eq!((a.len(), b.len()), (12, 12));
     let person = |i: usize| m["groups"][i].as_str().unwrap().to_string();
@@ -85,12 +108,41 @@ fn folder_prepare_info_show_split() {
 fn synthetic_sources_and_flag_checks() {
     let tmp = tempfile::tempdir().unwrap();
     let c = tmp.path().join("c");
-    ok(&memgen(&["data", "prepare", "calpha", "--count", "40", "--side", "12", "--alpha", "2", "--out", c.to_str().unwrap()]));
+    ok(&memgen(&[
+        "data",
+        "prepare",
+        "calpha",
+        "--count",
+        "40",
+        "--side",
+        "12",
+        "--alpha",
+        "2",
+        "--out",
+        c.to_str().unwrap(),
+    ]));
     let m = manifest(&c);
-    assert_eq!((m["count"].as_u64(), m["height"].as_u64(), m["dtype"].as_str()), (Some(40), Some(12), Some("f32")));
+    assert_eq!(
+        (m["count"].as_u64(), m["height"].as_u64(), m["dtype"].as_str()),
+        (Some(40), Some(12), Some("f32"))
+    );
     assert_eq!(m["source"]["kind"], "calpha");
     let g = tmp.path().join("g");
-    ok(&memgen(&["data", "prepare", "gaussian", "--count", "30", "--side", "4", "--spectrum", "flat:0.01", "--basis", "pixel", "--out", g.to_str().unwrap()]));
+    ok(&memgen(&[
+        "data",
+        "prepare",
+        "gaussian",
+        "--count",
+        "30",
+        "--side",
+        "4",
+        "--spectrum",
+        "flat:0.01",
+        "--basis",
+        "pixel",
+        "--out",
+        g.to_str().unwrap(),
+    ]));
     assert_eq!(manifest(&g)["count"], 30);
     // Flags that do not fit the source, unknown sources, bad values.
     let err = fails(&memgen(&["data", "prepare", "calpha", "--group-regex", "x", "--out", "unused"]));
@@ -121,4 +173,50 @@ fn idx_source_from_the_command_line() {
     std::fs::write(dir.join("train-images-idx3-ubyte"), &bytes[..50]).unwrap();
     let err = fails(&memgen(&["data", "prepare", &spec, "--out", tmp.path().join("d2").to_str().unwrap()]));
     assert!(err.contains("train-images-idx3-ubyte"), "{err}");
+}
+
+#[test]
+fn hub_source_downloads_then_works_offline_from_the_cache() {
+    use memgen_data::hub_testing::{fake_image_repo, LoopbackHub};
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, pixels) = fake_image_repo("memgen/cli-faces", 12, 8, 2, 9);
+    let hub = LoopbackHub::start(vec![repo]);
+    let cache = tmp.path().join("hf-cache");
+    let endpoint = hub.endpoint();
+    let env = [("HF_ENDPOINT", endpoint.as_str()), ("HF_HUB_CACHE", cache.to_str().unwrap())];
+    let ds = tmp.path().join("ds");
+    let args =
+        ["data", "prepare", "hub:memgen/cli-faces", "--group-column", "label", "--out", ds.to_str().unwrap()];
+    ok(&memgen_env(&args, &env));
+    let m = manifest(&ds);
+    assert_eq!((m["count"].as_u64(), m["dtype"].as_str()), (Some(12), Some("u8")));
+    assert_eq!(m["source"]["kind"], "hub");
+    assert_eq!(m["source"]["revision"].as_str().unwrap().len(), 40, "the commit sha is recorded");
+    assert_eq!(m["groups"][7], "2");
+    // Pixels are bit-exact: the safetensors payload ends with the u8 images in order.
+    let st = std::fs::read(ds.join("images.safetensors")).unwrap();
+    let flat: Vec<u8> = pixels.concat();
+    assert_eq!(&st[st.len() - flat.len()..], &flat[..]);
+    assert!(cache.join("datasets--memgen--cli-faces").join("refs").join("main").is_file());
+
+    // Offline, from the cache alone: no request reaches the Hub.
+    let before = hub.requests().len();
+    let ds2 = tmp.path().join("ds2");
+    let mut off = args;
+    off[6] = ds2.to_str().unwrap();
+    ok(&memgen_env(&off, &[env[0], env[1], ("HF_HUB_OFFLINE", "1")]));
+    assert_eq!(hub.requests().len(), before);
+    assert_eq!(manifest(&ds2)["content_hash"], m["content_hash"]);
+
+    // Nothing cached and the Hub unreachable: a clear error naming the endpoint and the cache.
+    drop(hub);
+    let empty = tmp.path().join("empty-cache");
+    let mut again = args;
+    let ds3 = tmp.path().join("ds3");
+    again[6] = ds3.to_str().unwrap();
+    let err = fails(&memgen_env(
+        &again,
+        &[("HF_ENDPOINT", endpoint.as_str()), ("HF_HUB_CACHE", empty.to_str().unwrap())],
+    ));
+    assert!(err.contains(&endpoint) && err.contains("empty-cache"), "{err}");
 }

@@ -295,10 +295,13 @@ fn override_source(spec: &mut SourceSpec, a: &PrepareArgs) -> Result<()> {
             set(&mut c.seed, a.seed);
             set(&mut c.mean, a.mean);
             set(&mut c.spectrum, a.spectrum.clone());
-            set(&mut c.basis, a.basis.map(|b| match b {
-                BasisArg::Dct => Basis::Dct,
-                BasisArg::Pixel => Basis::Pixel,
-            }));
+            set(
+                &mut c.basis,
+                a.basis.map(|b| match b {
+                    BasisArg::Dct => Basis::Dct,
+                    BasisArg::Pixel => Basis::Pixel,
+                }),
+            );
         }
     }
     Ok(())
@@ -314,10 +317,13 @@ fn prepare_options(recipe: &Recipe, a: &PrepareArgs) -> PrepareOptions {
     let mut pre = recipe.preprocess.clone();
     set(&mut pre.side, a.side.map(Some));
     set(&mut pre.crop, a.crop.map(Some));
-    set(&mut pre.resize, a.resize.map(|r| match r {
-        ResizeArg::Area => Resize::Area,
-        ResizeArg::Bicubic => Resize::Bicubic,
-    }));
+    set(
+        &mut pre.resize,
+        a.resize.map(|r| match r {
+            ResizeArg::Area => Resize::Area,
+            ResizeArg::Bicubic => Resize::Bicubic,
+        }),
+    );
     pre.grayscale &= !a.color;
     let dedup = match (a.dedup, a.no_dedup) {
         (true, _) => Some(recipe.dedup.unwrap_or_default()),
@@ -347,13 +353,19 @@ fn run_prepare(a: PrepareArgs) -> Result<()> {
     let mut hub = HubEnv::from_env();
     hub.offline |= a.offline;
     let start = Instant::now();
-    let mut source = recipe.source.open(opts.preprocess.side, hub).with_context(|| format!("opening source {:?}", a.source))?;
+    let mut source = recipe
+        .source
+        .open(opts.preprocess.side, hub)
+        .with_context(|| format!("opening source {:?}", a.source))?;
     let mut ds = prepare(source.as_mut(), &opts).with_context(|| format!("preparing {:?}", a.source))?;
     let prepared = start.elapsed();
     ds.write(&a.out).with_context(|| format!("writing {}", a.out.display()))?;
     let m = &ds.manifest;
     if let Some(d) = &m.dedup {
-        eprintln!("near-duplicates: dropped {} of {} (|corr| > {} at {}x{})", d.dropped, d.before, d.threshold, d.pool_side, d.pool_side);
+        eprintln!(
+            "near-duplicates: dropped {} of {} (|corr| > {} at {}x{})",
+            d.dropped, d.before, d.threshold, d.pool_side, d.pool_side
+        );
     }
     println!(
         "prepared {} images of {}x{} ({:?}) in {:.2} s with {} threads (written in {:.2} s) -> {}",
@@ -377,8 +389,16 @@ fn run_info(dir: &Path, json: bool) -> Result<()> {
     }
     println!("dataset:      {}", dir.display());
     println!("recipe:       {}", m.recipe.as_deref().unwrap_or("-"));
-    println!("source:       {} {}{}", m.source.kind, m.source.location, m.source.revision.as_ref().map(|r| format!(" @ {r}")).unwrap_or_default());
-    println!("images:       {} x {} channel(s) x {}x{} ({:?})", m.count, m.channels, m.height, m.width, m.dtype);
+    println!(
+        "source:       {} {}{}",
+        m.source.kind,
+        m.source.location,
+        m.source.revision.as_ref().map(|r| format!(" @ {r}")).unwrap_or_default()
+    );
+    println!(
+        "images:       {} x {} channel(s) x {}x{} ({:?})",
+        m.count, m.channels, m.height, m.width, m.dtype
+    );
     let groups = m.groups.as_ref().map(|g| g.iter().collect::<std::collections::BTreeSet<_>>().len());
     println!("groups:       {}", groups.map(|g| g.to_string()).unwrap_or_else(|| "none".into()));
     if let Some(d) = &m.dedup {

@@ -119,7 +119,8 @@ impl PreparedDataset {
         let manifest = read_manifest(dir)?;
         let path = dir.join(IMAGES_FILE);
         let raw = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let st = SafeTensors::deserialize(&raw).map_err(|e| Error::bad_file(&path, format!("not a safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(&raw)
+            .map_err(|e| Error::bad_file(&path, format!("not a safetensors file: {e}")))?;
         let t = st
             .tensor(TENSOR_NAME)
             .map_err(|_| Error::bad_file(&path, format!("no tensor named {TENSOR_NAME:?}")))?;
@@ -128,11 +129,19 @@ impl PreparedDataset {
         if t.shape() != want || t.dtype() != dtype_of(m.dtype) {
             return Err(Error::bad_file(
                 &path,
-                format!("tensor is {:?} {:?}, the manifest says {want:?} {:?}", t.dtype(), t.shape(), m.dtype),
+                format!(
+                    "tensor is {:?} {:?}, the manifest says {want:?} {:?}",
+                    t.dtype(),
+                    t.shape(),
+                    m.dtype
+                ),
             ));
         }
         if content_hash(t.data()) != m.content_hash {
-            return Err(Error::bad_file(&path, "content hash differs from manifest.json: the file was modified or is corrupt"));
+            return Err(Error::bad_file(
+                &path,
+                "content hash differs from manifest.json: the file was modified or is corrupt",
+            ));
         }
         let pixels = decode(t.data(), m.dtype);
         Ok(PreparedDataset { manifest, pixels })
@@ -149,7 +158,8 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
         ),
         _ => Error::io(&path, e),
     })?;
-    let m: Manifest = serde_json::from_slice(&text).map_err(|e| Error::bad_file(&path, format!("invalid manifest: {e}")))?;
+    let m: Manifest = serde_json::from_slice(&text)
+        .map_err(|e| Error::bad_file(&path, format!("invalid manifest: {e}")))?;
     if m.format != FORMAT {
         return Err(Error::bad_file(&path, format!("format {:?}, expected {FORMAT:?}", m.format)));
     }
@@ -161,7 +171,8 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
 
 /// The storage dtype that loses nothing: U8 when every value is exactly byte/255, else F32.
 pub fn lossless_dtype(pixels: &[f32]) -> StorageDtype {
-    let exact = pixels.iter().all(|&v| (0.0..=1.0).contains(&v) && (v * 255.0).round() as u8 as f32 / 255.0 == v);
+    let exact =
+        pixels.iter().all(|&v| (0.0..=1.0).contains(&v) && (v * 255.0).round() as u8 as f32 / 255.0 == v);
     if exact {
         StorageDtype::U8
     } else {
@@ -187,7 +198,9 @@ fn encode(pixels: &[f32], dtype: StorageDtype) -> Vec<u8> {
 fn decode(bytes: &[u8], dtype: StorageDtype) -> Vec<f32> {
     match dtype {
         StorageDtype::U8 => bytes.iter().map(|&b| b as f32 / 255.0).collect(),
-        StorageDtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        StorageDtype::F32 => {
+            bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        }
     }
 }
 

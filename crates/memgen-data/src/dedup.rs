@@ -119,15 +119,23 @@ mod tests {
             aa += x * x;
             bb += y * y;
         }
-        if aa == 0.0 || bb == 0.0 { 0.0 } else { ab / (aa * bb).sqrt() }
+        if aa == 0.0 || bb == 0.0 {
+            0.0
+        } else {
+            ab / (aa * bb).sqrt()
+        }
     }
 
     /// Brute force: pool, correlate in f64, keep greedily.
     fn brute(images: &[Image], cfg: &DedupConfig) -> Vec<usize> {
-        let pooled: Vec<Image> = images.iter().map(|im| resize_area(im, cfg.pool_side, cfg.pool_side)).collect();
+        let pooled: Vec<Image> =
+            images.iter().map(|im| resize_area(im, cfg.pool_side, cfg.pool_side)).collect();
         let mut kept: Vec<usize> = Vec::new();
         for j in 0..images.len() {
-            if !kept.iter().any(|&i| corr_f64(&pooled[i].pixels, &pooled[j].pixels).abs() > cfg.threshold as f64) {
+            if !kept
+                .iter()
+                .any(|&i| corr_f64(&pooled[i].pixels, &pooled[j].pixels).abs() > cfg.threshold as f64)
+            {
                 kept.push(j);
             }
         }
@@ -137,9 +145,8 @@ mod tests {
     #[test]
     fn matches_brute_force_with_planted_duplicates() {
         let mut rng = crate::rng::seeded(7);
-        let mut images: Vec<Image> = (0..2500)
-            .map(|_| Image::gray(24, 24, (0..576).map(|_| rng.random::<f32>()).collect()))
-            .collect();
+        let mut images: Vec<Image> =
+            (0..2500).map(|_| Image::gray(24, 24, (0..576).map(|_| rng.random::<f32>()).collect())).collect();
         // Plant near-copies (small noise), negated copies (corr -1) and a constant image.
         for k in 0..40 {
             let src = images[rng.random_range(0..images.len())].clone();

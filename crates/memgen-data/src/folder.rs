@@ -103,7 +103,11 @@ impl ImageSource for FolderSource {
     fn load(&mut self, count: Option<usize>) -> Result<Vec<SourceImage>> {
         let n = count.unwrap_or(self.files.len());
         if n > self.files.len() {
-            return Err(invalid!("asked for {n} images but {} holds only {}", self.cfg.path.display(), self.files.len()));
+            return Err(invalid!(
+                "asked for {n} images but {} holds only {}",
+                self.cfg.path.display(),
+                self.files.len()
+            ));
         }
         let progress = crate::prepare::progress_bar(n as u64, "decoding images");
         let out = self.files[..n]

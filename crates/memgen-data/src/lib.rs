@@ -26,8 +26,6 @@ pub mod rng;
 pub mod source;
 pub mod split;
 
-
 pub use error::{Error, Result};
 pub use image::Image;
 pub use source::{ImageSource, Provenance, SourceImage};
-

@@ -25,7 +25,9 @@ pub struct PrepareOptions {
 /// A progress bar on stderr (hidden when stderr is not a terminal).
 pub fn progress_bar(len: u64, msg: &'static str) -> ProgressBar {
     let bar = ProgressBar::new(len).with_message(msg);
-    if let Ok(style) = ProgressStyle::with_template("{msg:>20} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta})") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>20} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta})")
+    {
         bar.set_style(style);
     }
     bar
@@ -96,12 +98,17 @@ fn check_same_size(items: &[SourceImage]) -> Result<()> {
     }
 }
 
-fn run_dedup(images: &[Image], items: &[SourceImage], cfg: &DedupConfig) -> Result<(Vec<usize>, Option<DedupReport>)> {
+fn run_dedup(
+    images: &[Image],
+    items: &[SourceImage],
+    cfg: &DedupConfig,
+) -> Result<(Vec<usize>, Option<DedupReport>)> {
     let refs: Vec<&Image> = images.iter().collect();
     let keep = dedup(&refs, cfg)?;
     let mut kept = vec![false; images.len()];
     keep.iter().for_each(|&i| kept[i] = true);
-    let dropped_names: Vec<String> = (0..images.len()).filter(|&i| !kept[i]).map(|i| items[i].name.clone()).collect();
+    let dropped_names: Vec<String> =
+        (0..images.len()).filter(|&i| !kept[i]).map(|i| items[i].name.clone()).collect();
     let report = DedupReport {
         pool_side: cfg.pool_side,
         threshold: cfg.threshold,

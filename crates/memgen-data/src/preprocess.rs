@@ -140,7 +140,8 @@ pub fn resize_area(img: &Image, height: usize, width: usize) -> Image {
     let mut pixels = vec![0f32; height * width * ch];
     for (i, ws) in rw.iter().enumerate() {
         for j in 0..width * ch {
-            pixels[i * width * ch + j] = ws.iter().map(|&(s, w)| w * tmp[s * width * ch + j]).sum::<f64>() as f32;
+            pixels[i * width * ch + j] =
+                ws.iter().map(|&(s, w)| w * tmp[s * width * ch + j]).sum::<f64>() as f32;
         }
     }
     Image { width, height, channels: ch, pixels }
@@ -153,7 +154,8 @@ pub fn resize_bicubic(img: &Image, height: usize, width: usize) -> Image {
         .map(|k| {
             let plane: Vec<f32> = img.pixels.iter().skip(k).step_by(img.channels).copied().collect();
             let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
-                ImageBuffer::from_raw(img.width as u32, img.height as u32, plane).expect("plane size matches");
+                ImageBuffer::from_raw(img.width as u32, img.height as u32, plane)
+                    .expect("plane size matches");
             imageops::resize(&buf, width as u32, height as u32, imageops::FilterType::CatmullRom).into_raw()
         })
         .collect();

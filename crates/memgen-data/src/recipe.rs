@@ -57,7 +57,8 @@ pub enum SourceSpec {
 impl SourceSpec {
     /// Open the source. Generators produce `side` x `side` images, so they need `side`.
     pub fn open(&self, side: Option<usize>, hub: HubEnv) -> Result<Box<dyn ImageSource>> {
-        let need_side = || side.ok_or_else(|| invalid!("synthetic sources need a side (--side or preprocess.side)"));
+        let need_side =
+            || side.ok_or_else(|| invalid!("synthetic sources need a side (--side or preprocess.side)"));
         Ok(match self {
             SourceSpec::Folder(c) => Box::new(FolderSource::new(c.clone())?),
             SourceSpec::Hub(c) => Box::new(HubSource::new(c.clone(), hub)?),

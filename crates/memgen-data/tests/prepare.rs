@@ -75,7 +75,11 @@ fn resized_data_is_f32_and_crop_then_resize_is_applied() {
     assert_eq!((ds.manifest.height, ds.manifest.width, ds.manifest.dtype), (4, 4, StorageDtype::F32));
     // Check one output pixel by hand: mean of the 2x2 block at rows 2..4, cols 2..4 of the source.
     let img = image::open(tmp.path().join("s01_01.png")).unwrap().to_luma8();
-    let want: f32 = [(2, 2), (2, 3), (3, 2), (3, 3)].iter().map(|&(r, c)| img.get_pixel(c, r)[0] as f32 / 255.0).sum::<f32>() / 4.0;
+    let want: f32 = [(2, 2), (2, 3), (3, 2), (3, 3)]
+        .iter()
+        .map(|&(r, c)| img.get_pixel(c, r)[0] as f32 / 255.0)
+        .sum::<f32>()
+        / 4.0;
     assert!((ds.image(0)[0] - want).abs() < 1e-6);
 }
 
@@ -124,7 +128,8 @@ fn bad_folders_give_errors_that_name_the_file() {
     let msg = err_of(FolderSource::new(FolderConfig { path: empty.clone(), group_regex: None }));
     assert!(msg.contains("empty") && msg.contains("no PNG or JPEG"), "{msg}");
     // Missing folder.
-    assert!(err_of(FolderSource::new(FolderConfig { path: tmp.path().join("nope"), group_regex: None })).contains("nope"));
+    assert!(err_of(FolderSource::new(FolderConfig { path: tmp.path().join("nope"), group_regex: None }))
+        .contains("nope"));
     // Corrupt and truncated images.
     let bad = tmp.path().join("bad");
     write_pngs(&bad, 2, 2, 6, 5);
@@ -144,7 +149,8 @@ fn bad_folders_give_errors_that_name_the_file() {
     std::fs::remove_file(mixed.join("s05_01.png")).unwrap();
     image::GrayImage::new(6, 6).save(mixed.join("other.png")).unwrap();
     assert!(err_of(folder(&mixed, Some(r"s(\d+)_")).load(None)).contains("other.png"));
-    assert!(err_of(FolderSource::new(FolderConfig { path: mixed, group_regex: Some("(".into()) })).contains("regex"));
+    assert!(err_of(FolderSource::new(FolderConfig { path: mixed, group_regex: Some("(".into()) }))
+        .contains("regex"));
 }
 
 fn repo_root() -> PathBuf {
@@ -184,7 +190,10 @@ fn olivetti_faces_if_present() {
         return;
     }
     let mut src = folder(&dir, Some(r"s(\d+)_"));
-    let opts = PrepareOptions { preprocess: PreprocessConfig { side: Some(32), ..Default::default() }, ..Default::default() };
+    let opts = PrepareOptions {
+        preprocess: PreprocessConfig { side: Some(32), ..Default::default() },
+        ..Default::default()
+    };
     let ds = prepare(&mut src, &opts).unwrap();
     assert_eq!((ds.manifest.count, ds.manifest.height), (400, 32));
     let groups: std::collections::BTreeSet<_> = ds.manifest.groups.as_ref().unwrap().iter().collect();

@@ -40,7 +40,11 @@ impl Grid<'_> {
             return Err(Error::Invalid("a grid needs at least one image, one column and scale >= 1".into()));
         }
         if let Some(bad) = self.images.iter().position(|im| im.len() != self.height * self.width) {
-            return Err(Error::Invalid(format!("image {bad} has {} values, expected {}", self.images[bad].len(), self.height * self.width)));
+            return Err(Error::Invalid(format!(
+                "image {bad} has {} values, expected {}",
+                self.images[bad].len(),
+                self.height * self.width
+            )));
         }
         let cols = cfg.cols.min(n);
         let rows = n.div_ceil(cols);
@@ -92,7 +96,7 @@ mod tests {
         assert_eq!(out.get_pixel(2, 2)[0], 0);
         assert_eq!(out.get_pixel(1, 3)[0], 128); // 0.5 -> 127.5 rounds to 128
         assert_eq!(out.get_pixel(4, 4)[0], 255); // 2.0 clamps
-        // Image b starts at x = 1 + 4 + 1 = 6; -1 clamps to 0, 0.25 -> 64.
+                                                 // Image b starts at x = 1 + 4 + 1 = 6; -1 clamps to 0, 0.25 -> 64.
         assert_eq!(out.get_pixel(6, 1)[0], 0);
         assert_eq!(out.get_pixel(8, 1)[0], 64);
         assert!(Grid { images: &[&a[..3]], height: 2, width: 2 }.render(&cfg).is_err());
