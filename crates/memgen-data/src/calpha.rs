@@ -32,9 +32,9 @@
 //! constant) the S^2 values of b1's noise and the S^2 values of b2's noise, then the coin, U, U'.
 //! Image k thus depends only on (seed, k).
 
+use crate::source::{generate_items, synthetic_provenance};
 use crate::{invalid, Image, ImageSource, Provenance, Result, SourceImage};
 use rand::Rng;
-use rayon::prelude::*;
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 use serde::{Deserialize, Serialize};
@@ -343,37 +343,15 @@ impl CalphaSource {
     }
 }
 
-/// `cfg`'s JSON object with `"side": side` added.
-pub(crate) fn params_with_side<T: Serialize>(cfg: &T, side: usize) -> serde_json::Value {
-    let mut v = serde_json::to_value(cfg).unwrap_or_else(|_| serde_json::json!({}));
-    if let serde_json::Value::Object(map) = &mut v {
-        map.insert("side".into(), side.into());
-    }
-    v
-}
-
 impl ImageSource for CalphaSource {
     /// kind `calpha`, location `calpha`, params = the config's fields plus `side`.
     fn provenance(&self) -> Provenance {
-        Provenance {
-            kind: "calpha".into(),
-            location: "calpha".into(),
-            revision: None,
-            params: params_with_side(&self.cfg, self.side),
-        }
+        synthetic_provenance("calpha", &self.cfg, self.side)
     }
 
     /// Images 0..count (generated in parallel), named `calpha#{k}`, no group. `count` is required.
     fn load(&mut self, count: Option<usize>) -> Result<Vec<SourceImage>> {
-        let n = count.ok_or_else(|| invalid!("calpha: a count is required (the generator is infinite)"))?;
         let generator = Generator::new(&self.cfg, self.side);
-        Ok((0..n)
-            .into_par_iter()
-            .map(|k| SourceImage {
-                image: generator.image(k as u64),
-                name: format!("calpha#{k}"),
-                group: None,
-            })
-            .collect())
+        generate_items("calpha", count, |k| generator.image(k))
     }
 }

@@ -63,6 +63,8 @@ pub fn correlated_pairs(rows: &[f32], d: usize, threshold: f32) -> Result<Vec<(u
     const BLOCK: usize = 2048;
     let n = rows.len() / d;
     let dev = Device::Cpu;
+    let blocks = n.div_ceil(BLOCK) as u64;
+    let bar = crate::prepare::progress_bar(blocks * (blocks + 1) / 2, "near-duplicates");
     let mut pairs = Vec::new();
     for a in (0..n).step_by(BLOCK) {
         let na = BLOCK.min(n - a);
@@ -78,8 +80,10 @@ pub fn correlated_pairs(rows: &[f32], d: usize, threshold: f32) -> Result<Vec<(u
                     }
                 }
             }
+            bar.inc(1);
         }
     }
+    bar.finish_and_clear();
     Ok(pairs)
 }
 

@@ -16,7 +16,7 @@
 //! |kappa|^2, so the power at spatial frequency kappa is ~ |kappa|^(-2p): p = 1 gives the 1/f^2 spectrum of
 //! natural images (smooth, image-like fields).
 
-use crate::calpha::params_with_side;
+use crate::source::{generate_items, synthetic_provenance};
 use crate::{invalid, Image, ImageSource, Provenance, Result, SourceImage};
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -325,25 +325,12 @@ fn validate_spectrum(spectrum: &Spectrum) -> Result<()> {
 impl ImageSource for GaussianSource {
     /// kind `gaussian`, location `gaussian`, params = the config's fields plus `side`.
     fn provenance(&self) -> Provenance {
-        Provenance {
-            kind: "gaussian".into(),
-            location: "gaussian".into(),
-            revision: None,
-            params: params_with_side(&self.cfg, self.side),
-        }
+        synthetic_provenance("gaussian", &self.cfg, self.side)
     }
 
     /// Images 0..count (generated in parallel), named `gaussian#{k}`, no group. `count` is required.
     fn load(&mut self, count: Option<usize>) -> Result<Vec<SourceImage>> {
-        let n = count.ok_or_else(|| invalid!("gaussian: a count is required (the generator is infinite)"))?;
         let sampler = Sampler::new(&self.cfg, self.side);
-        Ok((0..n)
-            .into_par_iter()
-            .map(|k| SourceImage {
-                image: sampler.sample(k as u64),
-                name: format!("gaussian#{k}"),
-                group: None,
-            })
-            .collect())
+        generate_items("gaussian", count, |k| sampler.sample(k))
     }
 }

@@ -35,3 +35,28 @@ pub trait ImageSource {
     /// Read or generate the images, in a stable order.
     fn load(&mut self, count: Option<usize>) -> Result<Vec<SourceImage>>;
 }
+
+/// Provenance of a generator: kind and location `kind`, params = `cfg`'s fields plus `side`.
+pub(crate) fn synthetic_provenance<T: Serialize>(kind: &str, cfg: &T, side: usize) -> Provenance {
+    let mut params = serde_json::to_value(cfg).unwrap_or_else(|_| serde_json::json!({}));
+    if let serde_json::Value::Object(map) = &mut params {
+        map.insert("side".into(), side.into());
+    }
+    Provenance { kind: kind.into(), location: kind.into(), revision: None, params }
+}
+
+/// Images 0..count of a generator, made in parallel by `make(k)`, named `{kind}#{k}`, no group.
+/// Generators are infinite, so `count` is required.
+pub(crate) fn generate_items(
+    kind: &str,
+    count: Option<usize>,
+    make: impl Fn(u64) -> Image + Sync,
+) -> Result<Vec<SourceImage>> {
+    use rayon::prelude::*;
+    let n =
+        count.ok_or_else(|| crate::invalid!("{kind}: a count is required (the generator is infinite)"))?;
+    Ok((0..n)
+        .into_par_iter()
+        .map(|k| SourceImage { image: make(k as u64), name: format!("{kind}#{k}"), group: None })
+        .collect())
+}

@@ -199,3 +199,71 @@ fn olivetti_faces_if_present() {
     let groups: std::collections::BTreeSet<_> = ds.manifest.groups.as_ref().unwrap().iter().collect();
     assert_eq!(groups.len(), 40);
 }
+
+/// Truncations and seeded random mutations of `valid` through `parse` (true = accepted): never a
+/// panic, and every truncation to fewer than `complete` bytes rejected.
+fn fuzz(valid: &[u8], complete: usize, seed: u64, parse: &dyn Fn(&[u8]) -> bool) {
+    for len in 0..valid.len() {
+        if len >= complete {
+            parse(&valid[..len]);
+            continue;
+        }
+        assert!(!parse(&valid[..len]), "truncation to {len} of {} bytes was accepted", valid.len());
+    }
+    let mut rng = memgen_data::rng::seeded(seed);
+    for _ in 0..1500 {
+        let mut bytes = valid.to_vec();
+        for _ in 0..rng.random_range(1..5) {
+            let i = rng.random_range(0..bytes.len());
+            bytes[i] = rng.random();
+        }
+        parse(&bytes);
+    }
+}
+
+#[test]
+fn image_decoding_survives_truncation_and_mutation() {
+    let mut rng = memgen_data::rng::seeded(11);
+    let px: Vec<u8> = (0..16 * 16).map(|_| rng.random()).collect();
+    let img = image::GrayImage::from_raw(16, 16, px).unwrap();
+    for format in [image::ImageFormat::Png, image::ImageFormat::Jpeg] {
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), format).unwrap();
+        assert!(memgen_data::Image::decode(&bytes).is_ok());
+        // A PNG cut inside its final 12-byte IEND chunk still holds the whole image; a JPEG decoder
+        // pads a stream cut inside the entropy-coded data, so only its headers must be complete.
+        let complete = match format {
+            image::ImageFormat::Png => bytes.len() - 12,
+            _ => 100,
+        };
+        fuzz(&bytes, complete, 12, &|b| memgen_data::Image::decode(b).is_ok());
+    }
+}
+
+#[test]
+fn prepared_dataset_reading_survives_truncation_and_mutation() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_pngs(&tmp.path().join("i"), 3, 3, 4, 14);
+    let mut ds = prepare(&mut folder(&tmp.path().join("i"), None), &PrepareOptions::default()).unwrap();
+    let out = tmp.path().join("ds");
+    ds.write(&out).unwrap();
+    let path = out.join(IMAGES_FILE);
+    let valid = std::fs::read(&path).unwrap();
+    fuzz(&valid, valid.len(), 15, &|b| {
+        std::fs::write(&path, b).unwrap();
+        match PreparedDataset::read(&out) {
+            Ok(back) => back == ds,
+            Err(e) => {
+                assert!(e.to_string().contains(IMAGES_FILE), "{e}");
+                false
+            }
+        }
+    });
+    std::fs::write(&path, &valid).unwrap();
+    let manifest = out.join(MANIFEST_FILE);
+    let valid = std::fs::read(&manifest).unwrap();
+    fuzz(&valid, valid.len(), 16, &|b| {
+        std::fs::write(&manifest, b).unwrap();
+        PreparedDataset::read(&out).is_ok()
+    });
+}
