@@ -30,9 +30,9 @@ pub enum DataCommand {
     ///
     /// SOURCE is one of: a built-in recipe name (see `memgen data recipes`); a recipe file (*.toml);
     /// `hub:OWNER/NAME` (a Hugging Face dataset of parquet shards); `idx:PATH` (IDX file or directory);
-    /// `calpha` or `gaussian` (synthetic generators; need --count); or a directory of PNG/JPEG images
+    /// `calpha` or `gaussian` (synthetic generators, through their built-in recipes: choose --count and --side); or a directory of PNG/JPEG images
     /// (optionally written `folder:PATH`). Flags override the recipe's values.
-    Prepare(PrepareArgs),
+    Prepare(Box<PrepareArgs>),
     /// Print a prepared dataset's manifest summary (or the whole manifest with --json).
     Info {
         /// Prepared dataset directory.
@@ -181,7 +181,7 @@ pub struct SplitArgs {
 
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
-        DataCommand::Prepare(a) => run_prepare(a),
+        DataCommand::Prepare(a) => run_prepare(*a),
         DataCommand::Info { dir, json } => run_info(&dir, json),
         DataCommand::Show(a) => run_show(a),
         DataCommand::Split(a) => run_split(a),
