@@ -1,0 +1,15 @@
+//! memgen-diffusion: DDPM schedules, UNet denoisers, training runs, checkpoints and shared-noise samplers.
+//!
+//! Ho, Jain & Abbeel 2020 (arXiv:2006.11239) for the DDPM; Song, Meng & Ermon 2020 (arXiv:2010.02502)
+//! for DDIM; Kadkhodaie, Guth, Simoncelli & Mallat 2024 (arXiv:2310.02557) for the blind denoiser and
+//! its sampler. The UNet never sees the schedule and the samplers never see the UNet: they meet in
+//! [`Denoiser`].
+
+pub mod denoiser;
+pub mod init;
+pub mod noise;
+pub mod schedule;
+
+pub use denoiser::Denoiser;
+pub use noise::NoiseSource;
+pub use schedule::{BetaSchedule, DdpmSchedule, ScheduleConfig};
