@@ -15,3 +15,14 @@ impl<F: Fn(&Tensor, &Tensor) -> Result<Tensor>> Denoiser for F {
         self(x_t, t)
     }
 }
+
+/// What a time-conditioned network predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prediction {
+    /// The noise ε (Ho et al.; loss ||ε - ε_θ(x_t, t)||²).
+    #[default]
+    Epsilon,
+    /// The clean image x0.
+    X0,
+}

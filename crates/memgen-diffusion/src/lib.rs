@@ -10,6 +10,11 @@ pub mod init;
 pub mod noise;
 pub mod schedule;
 
-pub use denoiser::Denoiser;
+pub use denoiser::{Denoiser, Prediction};
 pub use noise::NoiseSource;
 pub use schedule::{BetaSchedule, DdpmSchedule, ScheduleConfig};
+pub mod blind;
+pub mod blocks;
+pub mod embeddings;
+pub mod sampler;
+pub mod unet;
