@@ -18,3 +18,8 @@ pub mod blocks;
 pub mod embeddings;
 pub mod sampler;
 pub mod unet;
+pub mod checkpoint;
+pub mod error;
+pub mod optim;
+
+pub use error::{Error, Result};
