@@ -1,6 +1,9 @@
 //! Command-line arguments (clap derive) and dispatch.
 
 mod data;
+mod model;
+mod sample;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +27,13 @@ pub enum Command {
     /// Prepare, inspect, view and split datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Inspect network configs.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Train a denoiser on a training subset of a prepared dataset (or resume a run).
+    Train(Box<train::TrainArgs>),
+    /// Generate images from a trained run with explicit, shareable noise.
+    Sample(Box<sample::SampleArgs>),
 }
 
 /// Run the parsed command.
@@ -34,6 +44,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Data(cmd) => data::run(cmd),
+        Command::Model(cmd) => model::run(cmd),
+        Command::Train(a) => train::run_train(*a),
+        Command::Sample(a) => sample::run_sample(*a),
     }
 }
 

@@ -34,7 +34,8 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
     if !path.is_file() {
         return Err(Error::bad_file(path, "not found"));
     }
-    candle::safetensors::load(path, device).map_err(|e| Error::bad_file(path, format!("cannot read tensors: {e}")))
+    candle::safetensors::load(path, device)
+        .map_err(|e| Error::bad_file(path, format!("cannot read tensors: {e}")))
 }
 
 /// `RUN/checkpoints`.

@@ -15,11 +15,17 @@ pub use noise::NoiseSource;
 pub use schedule::{BetaSchedule, DdpmSchedule, ScheduleConfig};
 pub mod blind;
 pub mod blocks;
-pub mod embeddings;
-pub mod sampler;
-pub mod unet;
 pub mod checkpoint;
+pub mod embeddings;
 pub mod error;
 pub mod optim;
+pub mod sampler;
+pub mod unet;
 
 pub use error::{Error, Result};
+pub mod generate;
+pub mod model;
+pub mod run;
+pub mod train;
+
+pub use model::{Model, ModelConfig};

@@ -82,7 +82,11 @@ impl AdamW {
                     .get(&format!("{name}.{suffix}"))
                     .ok_or_else(|| candle::Error::Msg(format!("optimizer state lacks {name}.{suffix}")))?;
                 if t.shape() != var.shape() {
-                    candle::bail!("optimizer state {name}.{suffix} has shape {:?}, expected {:?}", t.shape(), var.shape());
+                    candle::bail!(
+                        "optimizer state {name}.{suffix} has shape {:?}, expected {:?}",
+                        t.shape(),
+                        var.shape()
+                    );
                 }
                 *slot = t.to_device(var.device())?.to_dtype(var.dtype())?;
             }
@@ -116,7 +120,8 @@ mod tests {
                 let g = 2.0 * (th[i] - c[i]);
                 m[i] = 0.9 * m[i] + 0.1 * g;
                 v[i] = 0.999 * v[i] + 0.001 * g * g;
-                let upd = (m[i] / (1.0 - 0.9f64.powi(step))) / ((v[i] / (1.0 - 0.999f64.powi(step))).sqrt() + 1e-8);
+                let upd =
+                    (m[i] / (1.0 - 0.9f64.powi(step))) / ((v[i] / (1.0 - 0.999f64.powi(step))).sqrt() + 1e-8);
                 th[i] = th[i] * (1.0 - lr * 0.1) - lr * upd;
             }
         }

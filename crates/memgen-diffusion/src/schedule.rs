@@ -164,14 +164,21 @@ mod tests {
         let x0 = Tensor::full(0.7f32, (n, 1, 1, 1), &Device::Cpu).unwrap();
         let eps = crate::NoiseSource::new(3).batch(0, n, 0, &[1, 1, 1], &Device::Cpu).unwrap();
         for t in [0u32, 250, 999] {
-            let x_t = s.add_noise(&x0, &eps, &vec![t; n]).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let x_t =
+                s.add_noise(&x0, &eps, &vec![t; n]).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let mean = x_t.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
             let var = x_t.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
             let abar = s.alphas_cumprod[t as usize];
             let (want_mean, want_var) = (abar.sqrt() * 0.7, 1.0 - abar);
             // Standard errors: sqrt(var/n) for the mean, var·sqrt(2/n) for the variance; allow 5 of them.
-            assert!((mean - want_mean).abs() < 5.0 * (want_var / n as f64).sqrt() + 1e-6, "t {t}: mean {mean} vs {want_mean}");
-            assert!((var - want_var).abs() < 5.0 * want_var * (2.0 / n as f64).sqrt() + 1e-9, "t {t}: var {var} vs {want_var}");
+            assert!(
+                (mean - want_mean).abs() < 5.0 * (want_var / n as f64).sqrt() + 1e-6,
+                "t {t}: mean {mean} vs {want_mean}"
+            );
+            assert!(
+                (var - want_var).abs() < 5.0 * want_var * (2.0 / n as f64).sqrt() + 1e-9,
+                "t {t}: var {var} vs {want_var}"
+            );
         }
     }
 

@@ -1,0 +1,169 @@
+//! Run directories: `config.json` (everything needed to reproduce the run) and `split.json` (the exact
+//! training indices), and loading the training images they name.
+
+use crate::checkpoint::write_atomic;
+use crate::error::{Error, Result};
+use crate::train::TrainConfig;
+use candle::{Device, Tensor};
+use memgen_data::dataset::PreparedDataset;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which images a run trains on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataRef {
+    /// Prepared dataset directory.
+    pub dir: PathBuf,
+    /// Its content hash when the run started (checked on every load).
+    pub content_hash: String,
+    /// How the indices were chosen: `split` (side A/B of a nested split) or `file`.
+    pub selection: Selection,
+}
+
+/// The training subset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Selection {
+    /// S_side(n) of the nested split drawn with `seed` (memgen_data::split::NestedSplit).
+    Split { side: Side, n: usize, seed: u64 },
+    /// Indices read from a file.
+    File { path: PathBuf },
+    /// Every image of the dataset.
+    All,
+}
+
+/// A side of a disjoint split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    A,
+    B,
+}
+
+/// RUN/config.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub train: TrainConfig,
+    pub data: DataRef,
+    /// Worker threads the run was started with.
+    pub threads: usize,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    pub memgen_version: String,
+}
+
+/// RUN/split.json: the exact indices trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitRecord {
+    pub dataset: PathBuf,
+    pub content_hash: String,
+    pub selection: Selection,
+    pub indices: Vec<usize>,
+}
+
+impl RunConfig {
+    /// Read RUN/config.json.
+    pub fn load(run: &Path) -> Result<Self> {
+        read_json(&run.join("config.json"))
+    }
+
+    /// Write RUN/config.json atomically.
+    pub fn save(&self, run: &Path) -> Result<()> {
+        write_json(&run.join("config.json"), self)
+    }
+}
+
+/// Read and parse a JSON file, naming it in errors.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(path, e.to_string()))
+}
+
+/// Write a value as pretty JSON, atomically.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::Invalid(format!("cannot serialise JSON: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// The indices `selection` picks from a dataset.
+pub fn select(ds: &PreparedDataset, selection: &Selection) -> Result<Vec<usize>> {
+    let m = &ds.manifest;
+    let indices = match selection {
+        Selection::All => (0..m.count).collect(),
+        Selection::Split { side, n, seed } => {
+            let split = memgen_data::split::NestedSplit::new(m.count, m.groups.as_deref(), *seed);
+            let (a, b) = split.subsets(*n)?;
+            match side {
+                Side::A => a.to_vec(),
+                Side::B => b.to_vec(),
+            }
+        }
+        Selection::File { path } => read_indices(path)?,
+    };
+    if let Some(&bad) = indices.iter().find(|&&i| i >= m.count) {
+        return Err(Error::Invalid(format!(
+            "index {bad} is out of range for a dataset of {} images",
+            m.count
+        )));
+    }
+    if indices.is_empty() {
+        return Err(Error::Invalid("the selection holds no images".into()));
+    }
+    Ok(indices)
+}
+
+/// Indices from a JSON file: a plain array, or an object with an `indices` array (a split.json).
+fn read_indices(path: &Path) -> Result<Vec<usize>> {
+    let v: serde_json::Value = read_json(path)?;
+    let arr = v.as_array().or_else(|| v.get("indices").and_then(|x| x.as_array()));
+    let arr = arr.ok_or_else(|| {
+        Error::bad_file(path, "expected a JSON array of indices or an object with \"indices\"")
+    })?;
+    arr.iter()
+        .map(|x| {
+            x.as_u64()
+                .map(|i| i as usize)
+                .ok_or_else(|| Error::bad_file(path, format!("{x} is not an index")))
+        })
+        .collect()
+}
+
+/// Load the training images of `data` as (N, C, H, W) on `device`, checking the content hash, and
+/// the record of which indices they are.
+pub fn load_training_data(data: &DataRef, device: &Device) -> Result<(Tensor, SplitRecord)> {
+    let ds = PreparedDataset::read(&data.dir)?;
+    if !data.content_hash.is_empty() && ds.manifest.content_hash != data.content_hash {
+        return Err(Error::bad_file(
+            &data.dir,
+            format!(
+                "content hash {} differs from the run's {}: the dataset changed",
+                ds.manifest.content_hash, data.content_hash
+            ),
+        ));
+    }
+    let indices = select(&ds, &data.selection)?;
+    let images = ds.subset_tensor(&indices, device)?;
+    let record = SplitRecord {
+        dataset: data.dir.clone(),
+        content_hash: ds.manifest.content_hash.clone(),
+        selection: data.selection.clone(),
+        indices,
+    };
+    Ok((images, record))
+}
+
+/// The device named `cpu` or `cuda:N` (the latter needs the `cuda` feature and a GPU).
+pub fn device(name: &str) -> Result<Device> {
+    if name == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let bad = |why: String| Error::Invalid(format!("device {name:?}: {why}"));
+    let i: usize = name
+        .strip_prefix("cuda:")
+        .ok_or_else(|| bad("expected cpu or cuda:N".into()))?
+        .parse()
+        .map_err(|_| bad("expected cuda:N with N a GPU index".into()))?;
+    Device::new_cuda(i)
+        .map_err(|e| bad(format!("CUDA is unavailable ({e}); build memgen with `--features cuda`")))
+}

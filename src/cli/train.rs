@@ -1,0 +1,196 @@
+//! `memgen train`: train a denoiser on a training subset of a prepared dataset.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use memgen_diffusion::optim::AdamWConfig;
+use memgen_diffusion::run::{device, load_training_data, write_json, DataRef, RunConfig, Selection, Side};
+use memgen_diffusion::schedule::{BetaSchedule, ScheduleConfig};
+use memgen_diffusion::train::{run, LrDecay, RunOptions, TrainConfig, Trainer};
+use memgen_diffusion::ModelConfig;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Continue the run in this directory from its newest checkpoint (other flags except --steps and --quiet are ignored).
+    #[arg(long, conflicts_with_all = ["data", "model", "out"])]
+    pub resume: Option<PathBuf>,
+    /// Prepared dataset directory (from `memgen data prepare`).
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
+    /// Network config (TOML), e.g. models/unet-s.toml.
+    #[arg(long, required_unless_present = "resume")]
+    pub model: Option<PathBuf>,
+    /// Run directory to create.
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Side of the disjoint split to train on.
+    #[arg(long, value_enum, default_value_t = SideArg::A)]
+    pub split: SideArg,
+    /// Training-set size N (S_side(N) of the nested split); default: the whole dataset.
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Seed of the nested split.
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// Train on the indices in this JSON file (an array, or a split.json) instead of a split.
+    #[arg(long, conflicts_with = "n")]
+    pub indices: Option<PathBuf>,
+    /// Optimisation steps (with --resume: the new total).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Peak learning rate of AdamW.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: usize,
+    /// Halve the learning rate every FRACTION of the run (e.g. 0.25); default: constant.
+    #[arg(long)]
+    pub lr_halving: Option<f64>,
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Decay of the weights' exponential moving average.
+    #[arg(long, default_value_t = 0.999)]
+    pub ema_decay: f64,
+    /// Beta schedule of the DDPM.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Linear)]
+    pub schedule: ScheduleArg,
+    /// Diffusion steps T.
+    #[arg(long, default_value_t = 1000)]
+    pub diffusion_steps: usize,
+    /// Seed of the weights and of every training draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_every: usize,
+    #[arg(long, default_value_t = 50)]
+    pub log_every: usize,
+    /// `cpu`, or `cuda:N` when built with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// No progress bar; print log lines instead.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SideArg {
+    A,
+    B,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    Linear,
+    Cosine,
+}
+
+pub fn run_train(a: TrainArgs) -> Result<()> {
+    match a.resume.clone() {
+        Some(dir) => resume(&dir, a.steps, a.quiet),
+        None => start(a),
+    }
+}
+
+fn start(a: TrainArgs) -> Result<()> {
+    let (data, model, out) = (
+        a.data.clone().unwrap_or_default(),
+        a.model.clone().unwrap_or_default(),
+        a.out.clone().unwrap_or_default(),
+    );
+    if out.join("config.json").exists() {
+        bail!("{} already holds a run; continue it with --resume {}", out.display(), out.display());
+    }
+    let manifest = memgen_data::dataset::read_manifest(&data)?;
+    let selection = match (&a.indices, a.n) {
+        (Some(path), _) => Selection::File { path: path.clone() },
+        (None, Some(n)) => Selection::Split {
+            side: match a.split {
+                SideArg::A => Side::A,
+                SideArg::B => Side::B,
+            },
+            n,
+            seed: a.split_seed,
+        },
+        (None, None) => Selection::All,
+    };
+    let cfg = TrainConfig {
+        model: ModelConfig::load(&model)?,
+        schedule: ScheduleConfig {
+            kind: match a.schedule {
+                ScheduleArg::Linear => BetaSchedule::Linear,
+                ScheduleArg::Cosine => BetaSchedule::Cosine,
+            },
+            steps: a.diffusion_steps,
+            ..Default::default()
+        },
+        steps: a.steps.unwrap_or(10_000),
+        batch_size: a.batch_size,
+        lr: a.lr,
+        warmup_steps: a.warmup,
+        lr_decay: a.lr_halving.map_or(LrDecay::Constant, |fraction| LrDecay::Halving { fraction }),
+        optimizer: AdamWConfig { weight_decay: a.weight_decay, ..Default::default() },
+        ema_decay: a.ema_decay,
+        seed: a.seed,
+        checkpoint_every: a.checkpoint_every,
+        log_every: a.log_every,
+    };
+    cfg.validate()?;
+    let run_cfg = RunConfig {
+        train: cfg,
+        data: DataRef { dir: data.clone(), content_hash: manifest.content_hash.clone(), selection },
+        threads: super::threads(),
+        device: a.device.clone(),
+        memgen_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let dev = device(&a.device)?;
+    let (images, record) = load_training_data(&run_cfg.data, &dev)?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    run_cfg.save(&out)?;
+    write_json(&out.join("split.json"), &record)?;
+    let mut trainer = Trainer::new(run_cfg.train.clone(), images)?;
+    eprintln!(
+        "training {} parameters on {} images of {}x{} for {} steps (batch {}, {} threads) -> {}",
+        run_cfg.train.model.parameter_count(),
+        record.indices.len(),
+        manifest.height,
+        manifest.width,
+        run_cfg.train.steps,
+        run_cfg.train.batch_size,
+        run_cfg.threads,
+        out.display()
+    );
+    finish(&mut trainer, &out, a.quiet)
+}
+
+fn resume(dir: &std::path::Path, steps: Option<usize>, quiet: bool) -> Result<()> {
+    let mut run_cfg = RunConfig::load(dir)?;
+    if let Some(s) = steps {
+        run_cfg.train.steps = s;
+        run_cfg.save(dir)?;
+    }
+    let dev = device(&run_cfg.device)?;
+    let (images, _) = load_training_data(&run_cfg.data, &dev)?;
+    let mut trainer = Trainer::resume(run_cfg.train.clone(), images, dir)?;
+    eprintln!("resuming {} at step {} of {}", dir.display(), trainer.step, run_cfg.train.steps);
+    finish(&mut trainer, dir, quiet)
+}
+
+fn finish(trainer: &mut Trainer, out: &std::path::Path, quiet: bool) -> Result<()> {
+    let last = run(trainer, out, RunOptions { quiet, stop_at: None })?;
+    match last {
+        Some(l) => println!(
+            "trained to step {} (loss {:.5}, {:.1} images/s, {:.1} s) -> {}",
+            l.step,
+            l.loss,
+            l.images_per_s,
+            trainer.wall_s,
+            out.display()
+        ),
+        None => println!("nothing to do: the run is already at step {}", trainer.step),
+    }
+    Ok(())
+}
