@@ -15,6 +15,24 @@ pub enum ModelCommand {
         #[arg(long, default_value_t = 32)]
         side: usize,
     },
+    /// Measure training and sampling throughput of a network config on this machine (random data).
+    ///
+    /// Prints a table: images/s and achieved GFLOP/s for one training step (forward + backward +
+    /// AdamW) and one sampler step (forward). Set --threads or RAYON_NUM_THREADS to compare runs.
+    Bench {
+        /// Network config (TOML), e.g. models/unet-s.toml.
+        config: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        side: usize,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Timed repetitions (after one warm-up); the median is reported.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// Also write the result as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 pub fn run(cmd: ModelCommand) -> Result<()> {
@@ -38,6 +56,25 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                 "training:    ~{:.4} GFLOP per image (forward + backward ≈ 3 × forward)",
                 3.0 * flops / 1e9
             );
+            Ok(())
+        }
+        ModelCommand::Bench { config, side, batch_size, steps, json } => {
+            let cfg = ModelConfig::load(&config)?;
+            let r = memgen_diffusion::bench::bench(&cfg, side, batch_size, steps.max(1), super::threads())?;
+            println!("{} ({} parameters, {:.4} GFLOP/image forward), {side}x{side}, batch {batch_size}, {} threads", config.display(), r.parameters, r.forward_gflop_per_image, r.threads);
+            println!("| work | s/step | images/s | GFLOP/s |");
+            println!("|---|---|---|---|");
+            println!(
+                "| training step (fwd + bwd + AdamW) | {:.3} | {:.1} | {:.1} |",
+                r.train_step_s, r.train_images_per_s, r.train_gflop_per_s
+            );
+            println!(
+                "| sampler step (forward) | {:.3} | {:.1} | {:.1} |",
+                r.forward_s, r.forward_images_per_s, r.forward_gflop_per_s
+            );
+            if let Some(path) = json {
+                memgen_diffusion::run::write_json(&path, &r)?;
+            }
             Ok(())
         }
     }

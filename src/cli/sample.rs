@@ -47,6 +47,9 @@ pub struct SampleArgs {
     /// Blind sampler: stop at this effective noise level.
     #[arg(long, default_value_t = 0.01)]
     pub sigma_l: f64,
+    /// Blind sampler: give up on a sample after this many steps.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_steps: usize,
     /// Output directory (default RUN/samples/seed-S).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -77,7 +80,13 @@ pub fn run_sample(a: SampleArgs) -> Result<()> {
         },
         SamplerArg::Ddim => SamplerConfig::Ddim { steps: a.ddim_steps, eta: a.eta },
     };
-    let blind = BlindSamplerConfig { h0: a.h0, beta: a.beta, sigma_l: a.sigma_l, ..Default::default() };
+    let blind = BlindSamplerConfig {
+        h0: a.h0,
+        beta: a.beta,
+        sigma_l: a.sigma_l,
+        max_steps: a.max_steps,
+        ..Default::default()
+    };
     let cfg = GenerateConfig {
         noise_seed: a.noise_seed,
         count: a.count,

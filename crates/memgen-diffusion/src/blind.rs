@@ -167,6 +167,16 @@ impl BlindConfig {
 
     /// Checks the config, and that images of side `side` fit it.
     pub fn validate(&self, side: usize) -> Result<()> {
+        self.check()?;
+        let m = 1usize << self.num_blocks;
+        if side == 0 || side % m != 0 {
+            candle::bail!("blind UNet: side {side} must be a positive multiple of 2^num_blocks = {m}");
+        }
+        Ok(())
+    }
+
+    /// Checks the fields alone.
+    fn check(&self) -> Result<()> {
         if self.in_channels == 0 || self.base_channels == 0 {
             candle::bail!("blind UNet: in_channels and base_channels must be positive");
         }
@@ -181,10 +191,6 @@ impl BlindConfig {
         }
         if !(0.0..=1.0).contains(&self.bn_momentum) {
             candle::bail!("blind UNet: bn_momentum must lie in [0, 1], got {}", self.bn_momentum);
-        }
-        let m = 1usize << self.num_blocks;
-        if side == 0 || side % m != 0 {
-            candle::bail!("blind UNet: side {side} must be a positive multiple of 2^num_blocks = {m}");
         }
         Ok(())
     }
@@ -345,7 +351,7 @@ impl BlindUNet {
     /// PyTorch). candle-nn's `conv2d_no_bias` would draw the same (`DEFAULT_KAIMING_NORMAL`), but
     /// its `conv_transpose2d_no_bias` draws uniform ±1/sqrt(c_out·k²), hence the explicit hints here.
     pub fn new(cfg: &BlindConfig, vb: VarBuilder) -> Result<Self> {
-        cfg.validate(1 << cfg.num_blocks)?;
+        cfg.check()?;
         let kaiming = candle_nn::init::DEFAULT_KAIMING_NORMAL;
         let nb = cfg.num_blocks;
         let mut enc: Vec<Vec<ConvLayer>> = (0..nb).map(|_| Vec::new()).collect();

@@ -29,3 +29,4 @@ pub mod run;
 pub mod train;
 
 pub use model::{Model, ModelConfig};
+pub mod bench;

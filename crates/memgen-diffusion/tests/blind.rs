@@ -92,6 +92,7 @@ fn config_files_are_the_named_presets() {
     assert!(tiny.validate(10).is_err() && tiny.validate(0).is_err());
     assert!(paper.validate(80).is_ok() && paper.validate(20).is_err());
     assert!(BlindConfig { num_blocks: 0, ..tiny.clone() }.validate(16).is_err());
+    assert!(BlindConfig { num_blocks: 40, ..tiny.clone() }.validate(16).is_err());
     assert!(BlindConfig { bn_momentum: 1.5, ..tiny }.validate(16).is_err());
 }
 

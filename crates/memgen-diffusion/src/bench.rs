@@ -1,0 +1,98 @@
+//! Throughput of a network on this machine: training steps (forward + backward + AdamW) and
+//! sampler steps (one forward in eval mode), on random data, with the achieved GFLOP/s.
+
+use crate::model::ModelConfig;
+use crate::noise::NoiseSource;
+use crate::optim::AdamWConfig;
+use crate::schedule::ScheduleConfig;
+use crate::train::{LrDecay, TrainConfig, Trainer};
+use crate::Denoiser;
+use candle::{DType, Device, Tensor};
+use serde::Serialize;
+use std::time::Instant;
+
+/// One benchmark result.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub parameters: usize,
+    pub forward_gflop_per_image: f64,
+    pub batch_size: usize,
+    pub side: usize,
+    pub threads: usize,
+    /// Seconds per training step (median of the timed steps).
+    pub train_step_s: f64,
+    pub train_images_per_s: f64,
+    /// Training GFLOP/s counting forward + backward as 3 × forward.
+    pub train_gflop_per_s: f64,
+    /// Seconds per eval forward of one batch (median).
+    pub forward_s: f64,
+    pub forward_images_per_s: f64,
+    pub forward_gflop_per_s: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Time `steps` training steps and `steps` forwards (after one warm-up each) on `side` x `side`
+/// random images in batches of `batch_size`.
+pub fn bench(
+    model: &ModelConfig,
+    side: usize,
+    batch_size: usize,
+    steps: usize,
+    threads: usize,
+) -> crate::Result<BenchResult> {
+    model.validate(side)?;
+    let c = model.in_channels();
+    let n = batch_size.max(1);
+    let data = NoiseSource::new(0).batch(0, n, 0, &[c, side, side], &Device::Cpu)?;
+    let cfg = TrainConfig {
+        model: model.clone(),
+        schedule: ScheduleConfig::default(),
+        steps: steps + 1,
+        batch_size: n,
+        lr: 1e-4,
+        warmup_steps: 0,
+        lr_decay: LrDecay::Constant,
+        optimizer: AdamWConfig::default(),
+        ema_decay: 0.999,
+        seed: 0,
+        checkpoint_every: usize::MAX,
+        log_every: usize::MAX,
+    };
+    let mut trainer = Trainer::new(cfg, data.clone())?;
+    let mut train = Vec::new();
+    for i in 0..=steps {
+        let t0 = Instant::now();
+        trainer.train_step()?;
+        if i > 0 {
+            train.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let t = Tensor::full(500u32, n, &Device::Cpu)?.to_dtype(DType::U32)?;
+    let mut fwd = Vec::new();
+    for i in 0..=steps {
+        let t0 = Instant::now();
+        trainer.model.forward(&data, &t)?.sum_all()?.to_scalar::<f32>()?;
+        if i > 0 {
+            fwd.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let gflop = model.flops_per_image(side) as f64 / 1e9;
+    let (ts, fs) = (median(train), median(fwd));
+    Ok(BenchResult {
+        parameters: model.parameter_count(),
+        forward_gflop_per_image: gflop,
+        batch_size: n,
+        side,
+        threads,
+        train_step_s: ts,
+        train_images_per_s: n as f64 / ts,
+        train_gflop_per_s: 3.0 * gflop * n as f64 / ts,
+        forward_s: fs,
+        forward_images_per_s: n as f64 / fs,
+        forward_gflop_per_s: gflop * n as f64 / fs,
+    })
+}
