@@ -317,6 +317,33 @@ fn train_resume_and_sample_from_the_command_line() {
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("samples.json")).unwrap()).unwrap();
     assert_eq!(meta["result"]["dims"], serde_json::json!([3, 1, 8, 8]));
+    // Given initial noise: with deterministic DDIM the noise seed no longer matters.
+    let given = a.join("samples.safetensors");
+    let g = |seed: &str, dir: &str| {
+        let out = tmp.path().join(dir);
+        let args =
+            ["sample", run.to_str().unwrap(), "--sampler", "ddim", "--ddim-steps", "10", "--count", "3"];
+        ok(&memgen(
+            &[
+                &args[..],
+                &["--noise-seed", seed, "--noise", given.to_str().unwrap(), "--out", out.to_str().unwrap()],
+            ]
+            .concat(),
+        ));
+        bytes(&out)
+    };
+    let (g1, g2) = (g("1", "g1"), g("2", "g2"));
+    assert_eq!(g1, g2);
+    assert_ne!(g1, bytes(&a));
+    let err = fails(&memgen(&[
+        "sample",
+        run.to_str().unwrap(),
+        "--count",
+        "2",
+        "--noise",
+        given.to_str().unwrap(),
+    ]));
+    assert!(err.contains("[2, 1, 8, 8]"), "{err}");
     let info = ok(&memgen(&["model", "info", models.join("unet-s.toml").to_str().unwrap(), "--side", "32"]));
     assert!(info.contains("3541569"), "{info}");
 }

@@ -47,6 +47,9 @@ pub struct SampleArgs {
     /// Blind sampler: stop at this effective noise level.
     #[arg(long, default_value_t = 0.01)]
     pub sigma_l: f64,
+    /// Initial noise x_T from a safetensors file holding one (count, C, H, W) tensor (DDPM/DDIM only).
+    #[arg(long)]
+    pub noise: Option<PathBuf>,
     /// Blind sampler: give up on a sample after this many steps.
     #[arg(long, default_value_t = 10_000)]
     pub max_steps: usize,
@@ -94,6 +97,7 @@ pub fn run_sample(a: SampleArgs) -> Result<()> {
         ema: !a.no_ema,
         sampler,
         blind,
+        initial_noise: a.noise.clone(),
     };
     let out = a.out.clone().unwrap_or_else(|| a.run.join("samples").join(format!("seed-{}", a.noise_seed)));
     let bar = indicatif::ProgressBar::new(a.count as u64);

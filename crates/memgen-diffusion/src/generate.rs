@@ -8,7 +8,7 @@ use crate::model::ModelConfig;
 use crate::noise::NoiseSource;
 use crate::run::{device, RunConfig};
 use crate::sampler::blind::{sample_blind, BlindSamplerConfig};
-use crate::sampler::{sample_batched, SamplerConfig};
+use crate::sampler::{denoise, sample_batched, SamplerConfig};
 use crate::schedule::DdpmSchedule;
 use crate::train::load_model;
 use candle::Tensor;
@@ -28,6 +28,9 @@ pub struct GenerateConfig {
     pub sampler: SamplerConfig,
     /// Sampler of blind models.
     pub blind: BlindSamplerConfig,
+    /// Given initial noise x_T: a safetensors file with one (count, C, H, W) tensor (time-conditioned
+    /// models only); the per-step noise still comes from `noise_seed`.
+    pub initial_noise: Option<std::path::PathBuf>,
 }
 
 /// Samples and what it took to make them.
@@ -67,19 +70,47 @@ pub fn generate(
         ModelConfig::Unet(c) => {
             let schedule = DdpmSchedule::new(&run_cfg.train.schedule)?;
             let sampler = cfg.sampler.build(&schedule)?;
-            let x = sample_batched(
-                &model,
-                c.prediction,
-                &schedule,
-                sampler.as_ref(),
-                &noise,
-                cfg.count,
-                cfg.batch_size,
-                &dims,
-                &dev,
-                progress,
-            )?;
+            let x = match &cfg.initial_noise {
+                None => sample_batched(
+                    &model,
+                    c.prediction,
+                    &schedule,
+                    sampler.as_ref(),
+                    &noise,
+                    cfg.count,
+                    cfg.batch_size,
+                    &dims,
+                    &dev,
+                    progress,
+                )?,
+                Some(path) => {
+                    let x_big_t = read_initial_noise(path, [cfg.count, dims[0], dims[1], dims[2]], &dev)?;
+                    let mut parts = Vec::new();
+                    for first in (0..cfg.count).step_by(cfg.batch_size) {
+                        let n = cfg.batch_size.min(cfg.count - first);
+                        let x_t = x_big_t.narrow(0, first, n)?;
+                        parts.push(denoise(
+                            &model,
+                            c.prediction,
+                            &schedule,
+                            sampler.as_ref(),
+                            &noise,
+                            first as u64,
+                            x_t,
+                        )?);
+                        if let Some(p) = progress {
+                            p.inc(n as u64);
+                        }
+                    }
+                    Tensor::cat(&parts, 0)?
+                }
+            };
             (x, None, None)
+        }
+        ModelConfig::Blind(_) if cfg.initial_noise.is_some() => {
+            return Err(Error::Invalid(
+                "given initial noise applies to DDPM/DDIM sampling, not to blind models".into(),
+            ))
         }
         ModelConfig::Blind(_) => {
             let (mut parts, mut steps, mut conv) = (Vec::new(), Vec::new(), Vec::new());
@@ -114,4 +145,18 @@ pub fn generate(
 pub fn save_samples(g: &Generated, path: &Path) -> Result<()> {
     let t = Tensor::from_slice(&g.pixels, g.dims.to_vec(), &candle::Device::Cpu)?;
     save_tensors(path, &HashMap::from([("samples".to_string(), t)]))
+}
+
+/// The single tensor of a safetensors file, which must have shape `want`.
+fn read_initial_noise(path: &Path, want: [usize; 4], dev: &candle::Device) -> Result<Tensor> {
+    let tensors = crate::checkpoint::load_tensors(path, dev)?;
+    let mut it = tensors.into_values();
+    match (it.next(), it.next()) {
+        (Some(t), None) if t.dims() == want => Ok(t.to_dtype(candle::DType::F32)?),
+        (Some(t), None) => Err(Error::bad_file(
+            path,
+            format!("noise has shape {:?}, expected {want:?} (count, C, H, W)", t.dims()),
+        )),
+        _ => Err(Error::bad_file(path, "expected exactly one tensor (the initial noise x_T)")),
+    }
 }

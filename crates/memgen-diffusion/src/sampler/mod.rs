@@ -143,10 +143,30 @@ pub fn sample(
     if n == 0 {
         return Tensor::zeros(shape, DType::F32, device);
     }
+    let x_big_t = noise.batch(first, n, big_t as u64, dims, device)?;
+    denoise(model, prediction, schedule, sampler, noise, first, x_big_t)
+}
+
+/// The reverse process from a given x_T (n, dims...) for samples `first .. first + n`: the same loop
+/// as [`sample`], with the per-step noise z_t of sample k still drawn from `noise` at (k, t).
+pub fn denoise(
+    model: &dyn Denoiser,
+    prediction: Prediction,
+    schedule: &DdpmSchedule,
+    sampler: &dyn Sampler,
+    noise: &NoiseSource,
+    first: u64,
+    x_big_t: Tensor,
+) -> Result<Tensor> {
+    let n = x_big_t.dim(0)?;
+    let dims = x_big_t.dims()[1..].to_vec();
+    let device = x_big_t.device().clone();
+    let (dims, device) = (&dims[..], &device);
+    let big_t = schedule.len();
     if let Some(&t) = sampler.timesteps().iter().find(|&&t| t >= big_t) {
         candle::bail!("sample: the sampler's timestep {t} is outside the schedule's 0..{big_t}");
     }
-    let mut x = noise.batch(first, n, big_t as u64, dims, device)?;
+    let mut x = x_big_t;
     for &t in sampler.timesteps() {
         let t_in = Tensor::from_vec(vec![t as u32; n], n, device)?;
         let out = model.forward(&x, &t_in)?;
