@@ -53,10 +53,13 @@ impl AdamW {
         let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var.as_tensor()) else { continue };
-            let m = ((&self.m[i] * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            // Detached: the optimizer's arithmetic must not join the autograd graph, or every step's
+            // graph would stay alive through the moments.
+            let g = g.detach();
+            let m = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
+            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();
             let update = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + c.eps)?)?;
-            let theta = ((var.as_tensor() * (1.0 - lr * c.weight_decay))? - (update * lr)?)?;
+            let theta = ((var.as_tensor().detach() * (1.0 - lr * c.weight_decay))? - (update * lr)?)?;
             var.set(&theta)?;
             self.m[i] = m;
             self.v[i] = v;

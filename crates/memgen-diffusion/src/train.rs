@@ -257,7 +257,7 @@ impl Trainer {
         for (name, var) in named_vars(&self.varmap) {
             let old =
                 self.ema.get(&name).ok_or_else(|| Error::Invalid(format!("no EMA entry for {name}")))?;
-            let new = ((old * d)? + (var.as_tensor() * (1.0 - d))?)?;
+            let new = ((old * d)? + (var.as_tensor().detach() * (1.0 - d))?)?.detach();
             self.ema.insert(name, new);
         }
         Ok(())
@@ -294,7 +294,7 @@ pub fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
 
 /// Copies of all variables' current values.
 fn snapshot(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
-    named_vars(varmap).into_iter().map(|(k, v)| Ok((k, v.as_tensor().copy()?))).collect()
+    named_vars(varmap).into_iter().map(|(k, v)| Ok((k, v.as_tensor().detach().copy()?))).collect()
 }
 
 /// Set every variable of `varmap` from `tensors`; a missing or mis-shaped tensor is an error naming `path`.
