@@ -29,8 +29,8 @@
 //! [`trainable_vars`], which leaves them out.
 
 use crate::denoiser::Denoiser;
-use candle::{DType, Result, Tensor, Var};
-use candle_nn::{Init, VarBuilder, VarMap};
+use candle::{DType, Module, Result, Tensor, Var};
+use candle_nn::{Conv2dConfig, Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 /// The name of the running-std variable of every batch-norm layer.
@@ -246,6 +246,7 @@ pub fn trainable_vars(varmap: &VarMap) -> Vec<Var> {
 /// map's copy. With a read-only backend (safetensors, `VarBuilder::zeros`) the layer keeps a private
 /// copy instead, which still updates but is not written back anywhere. The update is computed from
 /// detached tensors: running_sd never appears in a training graph and receives no gradient.
+/// (`VarBuilder::zeros` gives zero running stds, so its eval mode divides by zero: shape checks only.)
 pub struct BfBatchNorm {
     gain: Tensor,
     running_sd: Var,
@@ -321,7 +322,12 @@ struct ConvLayer {
 
 impl ConvLayer {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut x = x.conv2d(&self.weight, 1, 1, 1, 1)?;
+        let conv = memgen_kernels::Conv2d::new(
+            self.weight.clone(),
+            None,
+            Conv2dConfig { padding: 1, ..Default::default() },
+        );
+        let mut x = conv.forward(x)?;
         if let Some(bn) = &self.bn {
             x = bn.forward_t(&x, train)?;
         }

@@ -11,9 +11,12 @@
 //! - [`Downsample`]: 3x3 conv, stride 2, padding 1 (`H → ceil(H/2)`).
 //! - [`Upsample`]: [`upsample_nearest2x`] then a 3x3 conv, padding 1 (`H → 2H`).
 //!
+//! Convs, GroupNorms (fused with the SiLU that follows them) and the upsampling run on
+//! memgen-kernels' CPU kernels; the time embedding is added inside `conv1` as a per-sample bias.
+//!
 //! Candle 0.11 pitfall: the backward of `Tensor::upsample_nearest2d` *overwrites* the gradient
 //! accumulated for its input instead of adding to it, which is wrong whenever that input also feeds
-//! another branch. [`upsample_nearest2x`] is built from reshape + broadcast, whose backward adds.
+//! another branch. [`upsample_nearest2x`] (from memgen-kernels) has its own, accumulating backward.
 //!
 //! ```
 //! use candle::{Device, Tensor};
@@ -26,19 +29,12 @@
 //! ```
 
 use candle::{Module, Result, Tensor, D};
-use candle_nn::{conv2d, group_norm, linear, Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{linear, Conv2dConfig, Linear, VarBuilder};
+pub use memgen_kernels::upsample_nearest2x;
+use memgen_kernels::{conv2d, group_norm, Conv2d, GroupNorm};
 
 /// Epsilon of every GroupNorm (PyTorch's default).
 pub const NORM_EPS: f64 = 1e-5;
-
-/// Nearest-neighbour ×2 upsampling, `(B, C, H, W) → (B, C, 2H, 2W)`, as reshape + broadcast:
-/// `(B, C, H, 1, W, 1) → (B, C, H, 2, W, 2) → (B, C, 2H, 2W)`. Same values as
-/// `x.upsample_nearest2d(2H, 2W)`, but its backward (a sum over the broadcast axes) adds to the
-/// input's gradient, so it is safe in training graphs where the input feeds other branches too.
-pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    x.reshape((b, c, h, 1, w, 1))?.broadcast_as((b, c, h, 2, w, 2))?.reshape((b, c, 2 * h, 2 * w))
-}
 
 /// Softmax over the last axis; the max is subtracted for stability and detached (softmax does not
 /// depend on it), so no gradient flows through the arg-max.
@@ -117,12 +113,10 @@ impl ResBlock {
                 self.cfg.dropout
             );
         }
-        let b = x.dim(0)?;
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
-        let t = self.temb.forward(temb)?.reshape((b, self.cfg.out_channels, 1, 1))?;
-        let h = h.broadcast_add(&t)?;
+        let t = self.temb.forward(temb)?; // (B, cout): a per-sample bias of conv1
+        let h = self.conv1.forward_with_sample_bias(&self.norm1.forward_silu(x)?, Some(&t))?;
         // Dropout would go here, between SiLU and conv2 (identity in evaluation).
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         match &self.skip {
             Some(skip) => h + skip.forward(x)?,
             None => h + x,

@@ -44,7 +44,8 @@ use crate::blocks::{
 use crate::embeddings::{TimeEmbedding, TimeEmbeddingConfig};
 use crate::{Denoiser, Prediction};
 use candle::{Module, Result, Tensor};
-use candle_nn::{conv2d, group_norm, Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_nn::{Conv2dConfig, VarBuilder};
+use memgen_kernels::{conv2d, group_norm, Conv2d, GroupNorm};
 use serde::{Deserialize, Serialize};
 
 /// Number of residual blocks in the middle of the network.
@@ -477,7 +478,7 @@ impl UNet {
                 h = up.forward(&h)?;
             }
         }
-        self.out_conv.forward(&self.out_norm.forward(&h)?.silu()?)
+        self.out_conv.forward(&self.out_norm.forward_silu(&h)?)
     }
 }
 

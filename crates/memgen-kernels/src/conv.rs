@@ -1,0 +1,506 @@
+//! 2-D convolution as GEMM over packed patches, with its backward.
+//!
+//! For image `b`, with the patch matrix `X_b = im2col(x_b)` of shape `(C·KH·KW) x P` and the weight
+//! as an `O x (C·KH·KW)` matrix `W`:
+//!
+//! - forward: `Y_b = W · X_b + bias` (`O x P`);
+//! - weight gradient: `dW = Σ_b dY_b · X_bᵀ`;
+//! - input gradient: `dx_b = col2im(Wᵀ · dY_b)`;
+//! - bias gradient: `dbias[b, o] = Σ_p dY_b[o, p]` (summed over `b` for a per-channel bias).
+//!
+//! Images are processed in groups of at least [`GROUP_PIXELS`] output pixels (so that small maps
+//! still give GEMMs wide enough to run near peak), groups in parallel with one single-threaded GEMM
+//! each; when there are fewer groups than threads, the GEMMs themselves are split instead.
+
+use crate::elem::Float;
+use crate::gemm::{matmul, partition, View};
+use crate::im2col::{col2im, im2col, ConvGeom};
+use crate::scratch::with_scratch;
+use crate::storage::{slice, with_slice};
+use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
+use candle_nn::{Conv2dConfig, VarBuilder};
+use rayon::prelude::*;
+
+/// Output pixels per GEMM below which images are grouped into one product.
+const GROUP_PIXELS: usize = 256;
+
+/// Where the bias comes from: none, one value per output channel `(O,)`, or one per sample and
+/// channel `(B, O)`.
+#[derive(Clone, Copy)]
+enum Bias<'a, T> {
+    None,
+    Channel(&'a [T]),
+    Sample(&'a [T]),
+}
+
+impl<T: Float> Bias<'_, T> {
+    fn value(&self, o_count: usize, b: usize, o: usize) -> T {
+        match self {
+            Bias::None => T::zero(),
+            Bias::Channel(v) => v[o],
+            Bias::Sample(v) => v[b * o_count + o],
+        }
+    }
+}
+
+fn images_per_group(g: &ConvGeom) -> usize {
+    GROUP_PIXELS.div_ceil(g.p().max(1)).clamp(1, g.b.max(1))
+}
+
+/// Copies the `o x p` blocks of `n` consecutive images (`src`, image-major) side by side into the
+/// `o x (n·p)` matrix `dst`.
+fn gather<T: Float>(src: &[T], n: usize, o: usize, p: usize, dst: &mut [T]) {
+    for i in 0..n {
+        for r in 0..o {
+            dst[r * n * p + i * p..][..p].copy_from_slice(&src[i * o * p + r * p..][..p]);
+        }
+    }
+}
+
+/// The inverse of [`gather`].
+fn scatter<T: Float>(src: &[T], n: usize, o: usize, p: usize, dst: &mut [T]) {
+    for i in 0..n {
+        for r in 0..o {
+            dst[i * o * p + r * p..][..p].copy_from_slice(&src[r * n * p + i * p..][..p]);
+        }
+    }
+}
+
+/// Fills the `O x (n·P)` matrix `dst` (images `b0..b0+n` side by side) with the bias.
+fn fill_bias<T: Float>(g: &ConvGeom, bias: Bias<'_, T>, b0: usize, n: usize, dst: &mut [T]) {
+    let p = g.p();
+    for o in 0..g.o {
+        for i in 0..n {
+            dst[o * n * p + i * p..][..p].fill(bias.value(g.o, b0 + i, o));
+        }
+    }
+}
+
+/// Packs the patches of images `b0..b0+n` of `x` side by side into the `K x (n·P)` matrix `col`.
+fn pack<T: Float>(g: &ConvGeom, x: &[T], b0: usize, n: usize, col: &mut [T]) {
+    let np = n * g.p();
+    for i in 0..n {
+        let xb = &x[(b0 + i) * g.in_len()..][..g.in_len()];
+        if g.is_pointwise() {
+            for c in 0..g.c {
+                col[c * np + i * g.p()..][..g.p()].copy_from_slice(&xb[c * g.p()..][..g.p()]);
+            }
+        } else {
+            im2col(g, xb, col, np, i * g.p());
+        }
+    }
+}
+
+/// Forward of the images `b0..` whose outputs are `out` (a whole number of images).
+fn forward_group<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Bias<'_, T>,
+    b0: usize,
+    out: &mut [T],
+    threads: usize,
+) {
+    let (k, p) = (g.k(), g.p());
+    let n = out.len() / g.out_len();
+    let np = n * p;
+    let wv = View::rows(w, k);
+    let acc = !matches!(bias, Bias::None);
+    let product = |col: View<'_, T>, dst: &mut [T]| {
+        fill_bias(g, bias, b0, n, dst);
+        matmul(g.o, np, k, dst, np, acc, wv, col, threads);
+    };
+    if n == 1 && g.is_pointwise() {
+        return product(View::rows(&x[b0 * g.in_len()..][..g.in_len()], p), out);
+    }
+    with_scratch(0, k * np, |col: &mut [T]| {
+        pack(g, x, b0, n, col);
+        if n == 1 {
+            product(View::rows(col, np), out);
+        } else {
+            with_scratch(1, g.o * np, |tmp: &mut [T]| {
+                product(View::rows(col, np), tmp);
+                scatter(tmp, n, g.o, p, out);
+            });
+        }
+    });
+}
+
+/// `y = conv(x, w) + bias` for contiguous `x (B, C, H, W)` and `w (O, C, KH, KW)`.
+fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>) -> Vec<T> {
+    let mut out = vec![T::zero(); g.b * g.out_len()];
+    if out.is_empty() {
+        return out;
+    }
+    let chunk = images_per_group(g) * g.out_len();
+    let groups = g.b.div_ceil(images_per_group(g));
+    let threads = rayon::current_num_threads();
+    let gs = images_per_group(g);
+    if groups >= threads {
+        out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| forward_group(g, x, w, bias, i * gs, o, 1));
+    } else {
+        out.chunks_mut(chunk).enumerate().for_each(|(i, o)| forward_group(g, x, w, bias, i * gs, o, threads));
+    }
+    out
+}
+
+/// The gradients of one conv: `dx` (when asked for), `dw`, and the per-sample bias gradient
+/// `dbias[b, o] = Σ_p dy[b, o, p]` (when asked for).
+struct Grads<T> {
+    dx: Option<Vec<T>>,
+    dw: Vec<T>,
+    db: Option<Vec<T>>,
+}
+
+/// Backward over the images of `groups` (indices of image groups); `dx` and `db` are this part's
+/// slices of the full gradients. Returns this part's contribution to `dw`.
+#[allow(clippy::too_many_arguments)]
+fn backward_part<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    groups: std::ops::Range<usize>,
+    mut dx: Option<&mut [T]>,
+    mut db: Option<&mut [T]>,
+    threads: usize,
+) -> Vec<T> {
+    let (k, p, gs) = (g.k(), g.p(), images_per_group(g));
+    let first = groups.start * gs;
+    let mut dw = vec![T::zero(); g.o * k];
+    for grp in groups {
+        let b0 = grp * gs;
+        let n = gs.min(g.b - b0);
+        let np = n * p;
+        let dyg = &dy[b0 * g.out_len()..][..n * g.out_len()];
+        if let Some(db) = db.as_deref_mut() {
+            for (i, row) in dyg.chunks(p).enumerate() {
+                let s: f64 = row.iter().map(|v| v.as_f64()).sum();
+                db[(b0 - first) * g.o + i] = T::from_f64(s);
+            }
+        }
+        let mut dx_imgs = dx.as_deref_mut().map(|d| &mut d[(b0 - first) * g.in_len()..][..n * g.in_len()]);
+        with_scratch(1, if n > 1 { g.o * np } else { 0 }, |tmp: &mut [T]| {
+            let dyv = if n > 1 {
+                gather(dyg, n, g.o, p, tmp);
+                View::rows(&*tmp, np)
+            } else {
+                View::rows(dyg, p)
+            };
+            with_scratch(0, k * np, |col: &mut [T]| {
+                if n == 1 && g.is_pointwise() {
+                    let xb = View::transposed(&x[b0 * g.in_len()..][..g.in_len()], p);
+                    matmul(g.o, k, np, &mut dw, k, true, dyv, xb, threads);
+                } else {
+                    pack(g, x, b0, n, col);
+                    matmul(g.o, k, np, &mut dw, k, true, dyv, View::transposed(col, np), threads);
+                }
+                let Some(dxi) = dx_imgs.as_deref_mut() else { return };
+                let wt = View::transposed(w, k);
+                if n == 1 && g.is_pointwise() {
+                    return matmul(k, np, g.o, dxi, np, false, wt, dyv, threads);
+                }
+                matmul(k, np, g.o, col, np, false, wt, dyv, threads);
+                for i in 0..n {
+                    let dxb = &mut dxi[i * g.in_len()..][..g.in_len()];
+                    if g.is_pointwise() {
+                        for c in 0..g.c {
+                            dxb[c * p..][..p].copy_from_slice(&col[c * np + i * p..][..p]);
+                        }
+                    } else {
+                        col2im(g, col, np, i * p, dxb);
+                    }
+                }
+            });
+        });
+    }
+    dw
+}
+
+/// Splits `v` into consecutive mutable chunks of the given lengths.
+fn split_lengths<'a, T>(mut v: &'a mut [T], lens: impl Iterator<Item = usize>) -> Vec<&'a mut [T]> {
+    let mut out = Vec::new();
+    for len in lens {
+        let (head, tail) = std::mem::take(&mut v).split_at_mut(len);
+        out.push(head);
+        v = tail;
+    }
+    out
+}
+
+fn backward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool, need_db: bool) -> Grads<T> {
+    let gs = images_per_group(g);
+    let groups = g.b.div_ceil(gs);
+    let threads = rayon::current_num_threads();
+    let parts = partition(groups, threads);
+    let inner = (threads / parts.len()).max(1);
+    let images = |r: &std::ops::Range<usize>| (r.end * gs).min(g.b) - r.start * gs;
+    let mut dx = need_dx.then(|| vec![T::zero(); g.b * g.in_len()]);
+    let mut db = need_db.then(|| vec![T::zero(); g.b * g.o]);
+    let dx_parts = match dx.as_deref_mut() {
+        Some(d) => {
+            split_lengths(d, parts.iter().map(|r| images(r) * g.in_len())).into_iter().map(Some).collect()
+        }
+        None => parts.iter().map(|_| None).collect::<Vec<_>>(),
+    };
+    let db_parts = match db.as_deref_mut() {
+        Some(d) => split_lengths(d, parts.iter().map(|r| images(r) * g.o)).into_iter().map(Some).collect(),
+        None => parts.iter().map(|_| None).collect::<Vec<_>>(),
+    };
+    let partials: Vec<Vec<T>> = parts
+        .into_par_iter()
+        .zip(dx_parts)
+        .zip(db_parts)
+        .map(|((r, dxp), dbp)| backward_part(g, x, w, dy, r, dxp, dbp, inner))
+        .collect();
+    let mut dw = vec![T::zero(); g.o * g.k()];
+    for part in &partials {
+        for (a, b) in dw.iter_mut().zip(part) {
+            *a += *b;
+        }
+    }
+    Grads { dx, dw, db }
+}
+
+/// The conv op: `(x, w[, bias]) → y`, stride and zero padding on both axes.
+#[derive(Debug, Clone, Copy)]
+struct ConvOp {
+    stride: usize,
+    pad: usize,
+}
+
+impl ConvOp {
+    fn geom(&self, x: &Shape, w: &Shape) -> Result<ConvGeom> {
+        let (b, c, h, wd) = x.dims4()?;
+        let (o, c2, kh, kw) = w.dims4()?;
+        if c != c2 {
+            candle::bail!("conv2d: input has {c} channels, weight expects {c2}");
+        }
+        if h + 2 * self.pad < kh || wd + 2 * self.pad < kw || self.stride == 0 {
+            candle::bail!("conv2d: kernel {kh}x{kw} larger than the padded {h}x{wd} input (or stride 0)");
+        }
+        let (ho, wo) =
+            ((h + 2 * self.pad - kh) / self.stride + 1, (wd + 2 * self.pad - kw) / self.stride + 1);
+        Ok(ConvGeom { b, c, h, w: wd, o, kh, kw, stride: self.stride, pad: self.pad, ho, wo })
+    }
+
+    fn fwd<T: Float>(
+        &self,
+        xs: (&CpuStorage, &Layout),
+        ws: (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geom(xs.1.shape(), ws.1.shape())?;
+        let x = slice::<T>(xs.0, xs.1, "conv2d")?;
+        let w = slice::<T>(ws.0, ws.1, "conv2d")?;
+        let bias = match bias {
+            None => Bias::None,
+            Some((s, l)) => {
+                let v = slice::<T>(s, l, "conv2d")?;
+                match l.dims() {
+                    [o] if *o == g.o => Bias::Channel(v),
+                    [b, o] if *b == g.b && *o == g.o => Bias::Sample(v),
+                    d => candle::bail!("conv2d: bias must be ({}) or ({}, {}), got {d:?}", g.o, g.b, g.o),
+                }
+            }
+        };
+        let out = forward(&g, x, w, bias);
+        Ok((T::to_cpu_storage_owned(out), Shape::from((g.b, g.o, g.ho, g.wo))))
+    }
+
+    fn bwd_typed<T: Float>(&self, x: &Tensor, w: &Tensor, grad: &Tensor, need_db: bool) -> Result<Grads<T>> {
+        let g = self.geom(x.shape(), w.shape())?;
+        let need_dx = x.track_op();
+        with_slice::<T, _>(x, "conv2d backward", |xd| {
+            with_slice::<T, _>(w, "conv2d backward", |wd| {
+                with_slice::<T, _>(grad, "conv2d backward", |gd| {
+                    Ok(backward(&g, xd, wd, gd, need_dx, need_db))
+                })
+            })
+        })
+    }
+
+    /// `(dx, dw, dbias)` as tensors; `bias` gives the shape of the bias gradient.
+    fn bwd_tensors(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Tensor, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dev = x.device();
+        macro_rules! run {
+            ($t:ty) => {{
+                let gr = self.bwd_typed::<$t>(x, w, &grad, bias.is_some())?;
+                let dx = gr.dx.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?;
+                let dw = Tensor::from_vec(gr.dw, w.shape(), dev)?;
+                let db = match (bias, gr.db) {
+                    (Some(b), Some(v)) => {
+                        let (nb, no) = (x.dim(0)?, w.dim(0)?);
+                        let per_sample = Tensor::from_vec(v, (nb, no), dev)?;
+                        Some(if b.rank() == 1 { per_sample.sum(0)? } else { per_sample })
+                    }
+                    _ => None,
+                };
+                (dx, dw, db)
+            }};
+        }
+        Ok(match x.dtype() {
+            DType::F32 => run!(f32),
+            DType::F64 => run!(f64),
+            d => candle::bail!("conv2d backward: unsupported dtype {d:?}"),
+        })
+    }
+}
+
+macro_rules! dispatch_fwd {
+    ($self:ident, $x:expr, $w:expr, $b:expr) => {
+        match $x.0 {
+            CpuStorage::F32(_) => $self.fwd::<f32>($x, $w, $b),
+            CpuStorage::F64(_) => $self.fwd::<f64>($x, $w, $b),
+            _ => candle::bail!("conv2d: unsupported dtype (f32 and f64 only)"),
+        }
+    };
+}
+
+impl CustomOp2 for ConvOp {
+    fn name(&self) -> &'static str {
+        "memgen-conv2d"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch_fwd!(self, (s1, l1), (s2, l2), None)
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.bwd_tensors(x, w, None, grad)?;
+        Ok((dx, Some(dw)))
+    }
+}
+
+impl CustomOp3 for ConvOp {
+    fn name(&self) -> &'static str {
+        "memgen-conv2d-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch_fwd!(self, (s1, l1), (s2, l2), Some((s3, l3)))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = self.bwd_tensors(x, w, Some(b), grad)?;
+        Ok((dx, Some(dw), db))
+    }
+}
+
+/// A 2-D convolution layer with the weight layout and checkpoint names of `candle_nn::Conv2d`
+/// (`weight (O, C, KH, KW)`, `bias (O,)`), running on the GEMM kernels above for CPU f32/f64
+/// inputs with `groups = dilation = 1`, and on Candle's conv2d otherwise.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    config: Conv2dConfig,
+}
+
+impl Conv2d {
+    pub fn new(weight: Tensor, bias: Option<Tensor>, config: Conv2dConfig) -> Self {
+        Conv2d { weight, bias, config }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.config
+    }
+
+    fn fast(&self, x: &Tensor) -> bool {
+        crate::is_fast_path(x)
+            && x.dtype() == self.weight.dtype()
+            && self.config.groups == 1
+            && self.config.dilation == 1
+    }
+
+    /// `y[b, o] = conv(x)[b, o] + bias[o] + sample_bias[b, o]` with an optional per-sample bias
+    /// `(B, O)` (e.g. a projected time embedding), added inside the conv on the fast path.
+    pub fn forward_with_sample_bias(&self, x: &Tensor, sample_bias: Option<&Tensor>) -> Result<Tensor> {
+        let cfg = &self.config;
+        if !self.fast(x) {
+            let mut y = x.conv2d(&self.weight, cfg.padding, cfg.stride, cfg.dilation, cfg.groups)?;
+            let (b, o) = (y.dim(0)?, y.dim(1)?);
+            if let Some(bias) = &self.bias {
+                y = y.broadcast_add(&bias.reshape((1, o, 1, 1))?)?;
+            }
+            if let Some(sb) = sample_bias {
+                y = y.broadcast_add(&sb.reshape((b, o, 1, 1))?)?;
+            }
+            return Ok(y);
+        }
+        let op = ConvOp { stride: cfg.stride, pad: cfg.padding };
+        let (x, w) = (x.contiguous()?, self.weight.contiguous()?);
+        let bias = match (&self.bias, sample_bias) {
+            (None, None) => None,
+            (Some(b), None) => Some(b.clone()),
+            (None, Some(sb)) => Some(sb.clone()),
+            (Some(b), Some(sb)) => Some(sb.broadcast_add(b)?),
+        };
+        match bias {
+            None => x.apply_op2(&w, op),
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+        }
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with_sample_bias(x, None)
+    }
+}
+
+/// A [`Conv2d`] with bias, initialised and named exactly as `candle_nn::conv2d`.
+pub fn conv2d(cin: usize, cout: usize, k: usize, cfg: Conv2dConfig, vb: VarBuilder) -> Result<Conv2d> {
+    let c = candle_nn::conv2d(cin, cout, k, cfg, vb)?;
+    Ok(Conv2d::new(c.weight().clone(), c.bias().cloned(), cfg))
+}
+
+/// A [`Conv2d`] without bias, initialised and named exactly as `candle_nn::conv2d_no_bias`.
+pub fn conv2d_no_bias(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    cfg: Conv2dConfig,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    let c = candle_nn::conv2d_no_bias(cin, cout, k, cfg, vb)?;
+    Ok(Conv2d::new(c.weight().clone(), None, cfg))
+}

@@ -1,0 +1,98 @@
+//! A checked wrapper around the `gemm` crate: `dst ← [dst +] lhs · rhs` on strided row-major views.
+
+use crate::elem::Float;
+use gemm::Parallelism;
+
+/// A read-only strided `rows x cols` view: element `(i, j)` is `data[i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a, T> {
+    pub data: &'a [T],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T> View<'a, T> {
+    /// A contiguous row-major view with `cols` columns.
+    pub fn rows(data: &'a [T], cols: usize) -> Self {
+        View { data, rs: cols, cs: 1 }
+    }
+
+    /// The transpose of a contiguous row-major matrix with `cols` columns.
+    pub fn transposed(data: &'a [T], cols: usize) -> Self {
+        View { data, rs: 1, cs: cols }
+    }
+
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst (m x n, row stride dst_rs, unit column stride) ← [dst +] lhs (m x k) · rhs (k x n)`:
+/// accumulates when `accumulate`, overwrites otherwise. `threads > 1` splits the product itself.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: View<'_, T>,
+    rhs: View<'_, T>,
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!((m - 1) * dst_rs + n <= dst.len(), "gemm: dst too small");
+    assert!(lhs.fits(m, k) && rhs.fits(k, n), "gemm: operand too small");
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                dst[i * dst_rs..i * dst_rs + n].fill(T::zero());
+            }
+        }
+        return;
+    }
+    let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    // SAFETY: the asserts above keep every index the product touches inside the three slices,
+    // `dst` is borrowed mutably and cannot alias the shared operands, and T is f32 or f64.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// Splits `0..n` into `parts` contiguous ranges of near-equal length (the first ones one longer).
+pub(crate) fn partition(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, n.max(1));
+    let (q, r) = (n / parts, n % parts);
+    let mut start = 0;
+    (0..parts)
+        .map(|i| {
+            let len = q + usize::from(i < r);
+            let range = start..start + len;
+            start += len;
+            range
+        })
+        .collect()
+}

@@ -1,0 +1,38 @@
+//! memgen-kernels: fast CPU kernels for the layers that dominate memgen's networks, wired into
+//! Candle as custom ops with their own backward.
+//!
+//! Candle 0.11's CPU conv2d builds its patch matrix with a scalar copy and computes the input
+//! gradient with a direct `conv_transpose2d` loop; its GroupNorm, SiLU and broadcast adds are chains
+//! of separate ops whose backward runs `sum_keepdim` reductions. The layers here replace them on the
+//! CPU (f32 and f64) and fall back to Candle's own ops on other devices:
+//!
+//! - [`Conv2d`]: `y[b, o] = Σ_{c, i, j} w[o, c, i, j] · x[b, c, s·y + i − p, s·x + j − p] + bias`,
+//!   computed per group of images as one GEMM over packed patches (im2col); weight gradient as one
+//!   GEMM per group, input gradient as a GEMM followed by col2im. The bias may be per channel `(O,)`
+//!   or per sample and channel `(B, O)`, which folds a broadcast time embedding into the conv.
+//! - [`GroupNorm`]: `y = γ_c (x − μ_g) / sqrt(σ²_g + ε) + β_c`, optionally followed by
+//!   `SiLU(y) = y · sigmoid(y)` in the same pass, with a fused backward.
+//! - [`upsample_nearest2x`]: nearest ×2 upsampling whose backward sums each 2x2 block (and adds to
+//!   the input's gradient like any other op).
+//!
+//! Reductions run over a fixed partition of the batch into one part per thread, summed in part
+//! order, so results are bit-identical for a given thread count.
+
+mod conv;
+mod elem;
+mod gemm;
+mod im2col;
+mod norm;
+mod scratch;
+mod storage;
+mod upsample;
+
+pub use conv::{conv2d, conv2d_no_bias, Conv2d};
+pub use elem::Float;
+pub use norm::{group_norm, GroupNorm};
+pub use upsample::upsample_nearest2x;
+
+/// Whether the fast CPU path handles `t`: a CPU tensor of dtype f32 or f64.
+pub fn is_fast_path(t: &candle::Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), candle::DType::F32 | candle::DType::F64)
+}
