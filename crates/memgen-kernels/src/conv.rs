@@ -20,9 +20,14 @@ use crate::storage::{slice, with_slice};
 use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Output pixels per GEMM below which images are grouped into one product.
 const GROUP_PIXELS: usize = 256;
+
+/// Size of a patch-matrix block (elements): large maps are cut into bands of output rows so that
+/// the block stays in a core's L2 cache between its packing and the GEMM that reads it.
+const BLOCK_ELEMS: usize = 96 * 1024;
 
 /// Where the bias comes from: none, one value per output channel `(O,)`, or one per sample and
 /// channel `(B, O)`.
@@ -43,12 +48,56 @@ impl<T: Float> Bias<'_, T> {
     }
 }
 
+/// Images per work item: one for large maps, else enough to give [`GROUP_PIXELS`] columns while
+/// the patch matrix stays within a few blocks.
 fn images_per_group(g: &ConvGeom) -> usize {
-    GROUP_PIXELS.div_ceil(g.p().max(1)).clamp(1, g.b.max(1))
+    let p = g.p().max(1);
+    if p >= GROUP_PIXELS {
+        return 1;
+    }
+    let by_cache = (4 * BLOCK_ELEMS / (g.k() * p).max(1)).max(1);
+    GROUP_PIXELS.div_ceil(p).min(by_cache).clamp(1, g.b.max(1))
 }
 
-/// Copies the `o x p` blocks of `n` consecutive images (`src`, image-major) side by side into the
-/// `o x (n·p)` matrix `dst`.
+/// One GEMM's worth of work: images `b0..b0+n`, output rows `rows` of each (all rows when n > 1).
+#[derive(Clone)]
+struct Block {
+    b0: usize,
+    n: usize,
+    rows: Range<usize>,
+}
+
+impl Block {
+    /// First output pixel of the block within an image.
+    fn p0(&self, g: &ConvGeom) -> usize {
+        self.rows.start * g.wo
+    }
+    /// Output pixels per image in the block.
+    fn tp(&self, g: &ConvGeom) -> usize {
+        self.rows.len() * g.wo
+    }
+    /// Columns of the block's patch matrix: `n · tp`.
+    fn cols(&self, g: &ConvGeom) -> usize {
+        self.n * self.tp(g)
+    }
+    /// A single image whose (pointwise) input serves as its own patch matrix.
+    fn direct(&self, g: &ConvGeom) -> bool {
+        self.n == 1 && g.is_pointwise()
+    }
+}
+
+/// The blocks of the work item of `n` images from `b0`: bands of rows for one image of a large
+/// map, else the whole group at once.
+fn blocks(g: &ConvGeom, b0: usize, n: usize) -> Vec<Block> {
+    if n > 1 || g.is_pointwise() {
+        return vec![Block { b0, n, rows: 0..g.ho }];
+    }
+    let rows_per = (BLOCK_ELEMS / (g.k() * g.wo).max(1)).max(1);
+    partition(g.ho, g.ho.div_ceil(rows_per)).into_iter().map(|rows| Block { b0, n: 1, rows }).collect()
+}
+
+/// Copies the `o x tp` pixel ranges at `p0` of `n` consecutive images (`src`, image-major, `o x p`
+/// each) side by side into the `o x (n·tp)` matrix `dst`.
 fn gather<T: Float>(src: &[T], n: usize, o: usize, p: usize, dst: &mut [T]) {
     for i in 0..n {
         for r in 0..o {
@@ -66,64 +115,64 @@ fn scatter<T: Float>(src: &[T], n: usize, o: usize, p: usize, dst: &mut [T]) {
     }
 }
 
-/// Fills the `O x (n·P)` matrix `dst` (images `b0..b0+n` side by side) with the bias.
-fn fill_bias<T: Float>(g: &ConvGeom, bias: Bias<'_, T>, b0: usize, n: usize, dst: &mut [T]) {
-    let p = g.p();
+/// Fills the block's `O x (n·tp)` output region (row stride `rs`) with the bias.
+fn fill_bias<T: Float>(g: &ConvGeom, bias: Bias<'_, T>, blk: &Block, dst: &mut [T], rs: usize) {
+    let tp = blk.tp(g);
     for o in 0..g.o {
-        for i in 0..n {
-            dst[o * n * p + i * p..][..p].fill(bias.value(g.o, b0 + i, o));
+        for i in 0..blk.n {
+            dst[o * rs + i * tp..][..tp].fill(bias.value(g.o, blk.b0 + i, o));
         }
     }
 }
 
-/// Packs the patches of images `b0..b0+n` of `x` side by side into the `K x (n·P)` matrix `col`.
-fn pack<T: Float>(g: &ConvGeom, x: &[T], b0: usize, n: usize, col: &mut [T]) {
-    let np = n * g.p();
-    for i in 0..n {
-        let xb = &x[(b0 + i) * g.in_len()..][..g.in_len()];
+/// Packs the block's patches side by side into the `K x cols` matrix `col`.
+fn pack<T: Float>(g: &ConvGeom, x: &[T], blk: &Block, col: &mut [T]) {
+    let (np, tp, p0) = (blk.cols(g), blk.tp(g), blk.p0(g));
+    for i in 0..blk.n {
+        let xb = &x[(blk.b0 + i) * g.in_len()..][..g.in_len()];
         if g.is_pointwise() {
             for c in 0..g.c {
-                col[c * np + i * g.p()..][..g.p()].copy_from_slice(&xb[c * g.p()..][..g.p()]);
+                col[c * np + i * tp..][..tp].copy_from_slice(&xb[c * g.p() + p0..][..tp]);
             }
         } else {
-            im2col(g, xb, col, np, i * g.p());
+            im2col(g, xb, blk.rows.clone(), col, np, i * tp);
         }
     }
+}
+
+/// The input of a direct (pointwise, single-image) block as its own `C x P` patch matrix.
+fn direct_view<'a, T: Float>(g: &ConvGeom, x: &'a [T], blk: &Block) -> View<'a, T> {
+    View::rows(&x[blk.b0 * g.in_len()..][..g.in_len()], g.p())
 }
 
 /// Forward of the images `b0..` whose outputs are `out` (a whole number of images).
-fn forward_group<T: Float>(
-    g: &ConvGeom,
-    x: &[T],
-    w: &[T],
-    bias: Bias<'_, T>,
-    b0: usize,
-    out: &mut [T],
-    threads: usize,
-) {
+fn forward_item<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>, b0: usize, out: &mut [T], threads: usize) {
     let (k, p) = (g.k(), g.p());
     let n = out.len() / g.out_len();
-    let np = n * p;
     let wv = View::rows(w, k);
     let acc = !matches!(bias, Bias::None);
-    let product = |col: View<'_, T>, dst: &mut [T]| {
-        fill_bias(g, bias, b0, n, dst);
-        matmul(g.o, np, k, dst, np, acc, wv, col, threads);
-    };
-    if n == 1 && g.is_pointwise() {
-        return product(View::rows(&x[b0 * g.in_len()..][..g.in_len()], p), out);
-    }
-    with_scratch(0, k * np, |col: &mut [T]| {
-        pack(g, x, b0, n, col);
-        if n == 1 {
-            product(View::rows(col, np), out);
-        } else {
-            with_scratch(1, g.o * np, |tmp: &mut [T]| {
-                product(View::rows(col, np), tmp);
-                scatter(tmp, n, g.o, p, out);
-            });
+    for blk in blocks(g, b0, n) {
+        let (np, p0) = (blk.cols(g), blk.p0(g));
+        let product = |col: View<'_, T>, dst: &mut [T], rs: usize| {
+            fill_bias(g, bias, &blk, dst, rs);
+            matmul(g.o, np, k, dst, (rs, 1), acc, wv, col, threads);
+        };
+        if blk.direct(g) {
+            product(direct_view(g, x, &blk), out, p);
+            continue;
         }
-    });
+        with_scratch(0, k * np, |col: &mut [T]| {
+            pack(g, x, &blk, col);
+            if n == 1 {
+                product(View::rows(col, np), &mut out[p0..], p);
+            } else {
+                with_scratch(1, g.o * np, |tmp: &mut [T]| {
+                    product(View::rows(col, np), tmp, np);
+                    scatter(tmp, n, g.o, p, out);
+                });
+            }
+        });
+    }
 }
 
 /// `y = conv(x, w) + bias` for contiguous `x (B, C, H, W)` and `w (O, C, KH, KW)`.
@@ -132,14 +181,13 @@ fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>) -> Vec<T
     if out.is_empty() {
         return out;
     }
-    let chunk = images_per_group(g) * g.out_len();
-    let groups = g.b.div_ceil(images_per_group(g));
-    let threads = rayon::current_num_threads();
     let gs = images_per_group(g);
-    if groups >= threads {
-        out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| forward_group(g, x, w, bias, i * gs, o, 1));
+    let chunk = gs * g.out_len();
+    let threads = rayon::current_num_threads();
+    if g.b.div_ceil(gs) >= threads {
+        out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| forward_item(g, x, w, bias, i * gs, o, 1));
     } else {
-        out.chunks_mut(chunk).enumerate().for_each(|(i, o)| forward_group(g, x, w, bias, i * gs, o, threads));
+        out.chunks_mut(chunk).enumerate().for_each(|(i, o)| forward_item(g, x, w, bias, i * gs, o, threads));
     }
     out
 }
@@ -152,69 +200,86 @@ struct Grads<T> {
     db: Option<Vec<T>>,
 }
 
-/// Backward over the images of `groups` (indices of image groups); `dx` and `db` are this part's
-/// slices of the full gradients. Returns this part's contribution to `dw`.
+/// Backward of one block: adds its `dY · Xᵀ` to `dwt` (transposed, `K x O`: the GEMM runs 2-3x
+/// faster with this destination layout when both operands are contiguous along the pixel axis)
+/// and its input gradient to `dxi` (the block's images).
+#[allow(clippy::too_many_arguments)]
+fn backward_block<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    blk: &Block,
+    dwt: &mut [T],
+    dxi: Option<&mut [T]>,
+    threads: usize,
+) {
+    let (k, p, np, tp, p0) = (g.k(), g.p(), blk.cols(g), blk.tp(g), blk.p0(g));
+    let dyg = &dy[blk.b0 * g.out_len()..][..blk.n * g.out_len()];
+    with_scratch(1, if blk.n > 1 { g.o * np } else { 0 }, |tmp: &mut [T]| {
+        let dyv = if blk.n > 1 {
+            gather(dyg, blk.n, g.o, p, tmp);
+            View::rows(&*tmp, np)
+        } else {
+            View { data: &dyg[p0..], rs: p, cs: 1 }
+        };
+        with_scratch(0, if blk.direct(g) { 0 } else { k * np }, |col: &mut [T]| {
+            if blk.direct(g) {
+                let xv = direct_view(g, x, blk);
+                matmul(g.o, k, np, dwt, (1, g.o), true, dyv, View { data: xv.data, rs: 1, cs: p }, threads);
+            } else {
+                pack(g, x, blk, col);
+                matmul(g.o, k, np, dwt, (1, g.o), true, dyv, View::transposed(col, np), threads);
+            }
+            let Some(dxi) = dxi else { return };
+            let wt = View::transposed(w, k);
+            if blk.direct(g) {
+                return matmul(k, np, g.o, dxi, (p, 1), false, wt, dyv, threads);
+            }
+            matmul(k, np, g.o, col, (np, 1), false, wt, dyv, threads);
+            for i in 0..blk.n {
+                let dxb = &mut dxi[i * g.in_len()..][..g.in_len()];
+                if g.is_pointwise() {
+                    for c in 0..g.c {
+                        dxb[c * p + p0..][..tp].copy_from_slice(&col[c * np + i * tp..][..tp]);
+                    }
+                } else {
+                    col2im(g, &mut *col, blk.rows.clone(), np, i * tp, dxb);
+                }
+            }
+        });
+    });
+}
+
+/// Backward over the images `images`; `dx` and `db` are their slices of the full gradients.
+/// Returns their contribution to `dw`, transposed (`K x O`).
 #[allow(clippy::too_many_arguments)]
 fn backward_part<T: Float>(
     g: &ConvGeom,
     x: &[T],
     w: &[T],
     dy: &[T],
-    groups: std::ops::Range<usize>,
+    images: Range<usize>,
     mut dx: Option<&mut [T]>,
     mut db: Option<&mut [T]>,
     threads: usize,
 ) -> Vec<T> {
-    let (k, p, gs) = (g.k(), g.p(), images_per_group(g));
-    let first = groups.start * gs;
-    let mut dw = vec![T::zero(); g.o * k];
-    for grp in groups {
-        let b0 = grp * gs;
-        let n = gs.min(g.b - b0);
-        let np = n * p;
-        let dyg = &dy[b0 * g.out_len()..][..n * g.out_len()];
-        if let Some(db) = db.as_deref_mut() {
-            for (i, row) in dyg.chunks(p).enumerate() {
-                let s: f64 = row.iter().map(|v| v.as_f64()).sum();
-                db[(b0 - first) * g.o + i] = T::from_f64(s);
-            }
+    let (p, gs, first) = (g.p(), images_per_group(g), images.start);
+    let mut dwt = vec![T::zero(); g.k() * g.o];
+    if let Some(db) = db.as_deref_mut() {
+        let dyp = &dy[first * g.out_len()..images.end * g.out_len()];
+        for (d, row) in db.iter_mut().zip(dyp.chunks(p.max(1))) {
+            *d = T::from_f64(row.iter().map(|v| v.as_f64()).sum());
         }
-        let mut dx_imgs = dx.as_deref_mut().map(|d| &mut d[(b0 - first) * g.in_len()..][..n * g.in_len()]);
-        with_scratch(1, if n > 1 { g.o * np } else { 0 }, |tmp: &mut [T]| {
-            let dyv = if n > 1 {
-                gather(dyg, n, g.o, p, tmp);
-                View::rows(&*tmp, np)
-            } else {
-                View::rows(dyg, p)
-            };
-            with_scratch(0, k * np, |col: &mut [T]| {
-                if n == 1 && g.is_pointwise() {
-                    let xb = View::transposed(&x[b0 * g.in_len()..][..g.in_len()], p);
-                    matmul(g.o, k, np, &mut dw, k, true, dyv, xb, threads);
-                } else {
-                    pack(g, x, b0, n, col);
-                    matmul(g.o, k, np, &mut dw, k, true, dyv, View::transposed(col, np), threads);
-                }
-                let Some(dxi) = dx_imgs.as_deref_mut() else { return };
-                let wt = View::transposed(w, k);
-                if n == 1 && g.is_pointwise() {
-                    return matmul(k, np, g.o, dxi, np, false, wt, dyv, threads);
-                }
-                matmul(k, np, g.o, col, np, false, wt, dyv, threads);
-                for i in 0..n {
-                    let dxb = &mut dxi[i * g.in_len()..][..g.in_len()];
-                    if g.is_pointwise() {
-                        for c in 0..g.c {
-                            dxb[c * p..][..p].copy_from_slice(&col[c * np + i * p..][..p]);
-                        }
-                    } else {
-                        col2im(g, col, np, i * p, dxb);
-                    }
-                }
-            });
-        });
     }
-    dw
+    for b0 in images.clone().step_by(gs) {
+        let n = gs.min(images.end - b0);
+        let mut dxi = dx.as_deref_mut().map(|d| &mut d[(b0 - first) * g.in_len()..][..n * g.in_len()]);
+        for blk in blocks(g, b0, n) {
+            backward_block(g, x, w, dy, &blk, &mut dwt, dxi.as_deref_mut(), threads);
+        }
+    }
+    dwt
 }
 
 /// Splits `v` into consecutive mutable chunks of the given lengths.
@@ -230,21 +295,21 @@ fn split_lengths<'a, T>(mut v: &'a mut [T], lens: impl Iterator<Item = usize>) -
 
 fn backward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool, need_db: bool) -> Grads<T> {
     let gs = images_per_group(g);
-    let groups = g.b.div_ceil(gs);
     let threads = rayon::current_num_threads();
-    let parts = partition(groups, threads);
+    // Parts are whole groups of images, one part per thread.
+    let parts: Vec<Range<usize>> = partition(g.b.div_ceil(gs), threads)
+        .into_iter()
+        .map(|r| r.start * gs..(r.end * gs).min(g.b))
+        .collect();
     let inner = (threads / parts.len()).max(1);
-    let images = |r: &std::ops::Range<usize>| (r.end * gs).min(g.b) - r.start * gs;
     let mut dx = need_dx.then(|| vec![T::zero(); g.b * g.in_len()]);
     let mut db = need_db.then(|| vec![T::zero(); g.b * g.o]);
     let dx_parts = match dx.as_deref_mut() {
-        Some(d) => {
-            split_lengths(d, parts.iter().map(|r| images(r) * g.in_len())).into_iter().map(Some).collect()
-        }
+        Some(d) => split_lengths(d, parts.iter().map(|r| r.len() * g.in_len())).into_iter().map(Some).collect(),
         None => parts.iter().map(|_| None).collect::<Vec<_>>(),
     };
     let db_parts = match db.as_deref_mut() {
-        Some(d) => split_lengths(d, parts.iter().map(|r| images(r) * g.o)).into_iter().map(Some).collect(),
+        Some(d) => split_lengths(d, parts.iter().map(|r| r.len() * g.o)).into_iter().map(Some).collect(),
         None => parts.iter().map(|_| None).collect::<Vec<_>>(),
     };
     let partials: Vec<Vec<T>> = parts
@@ -253,10 +318,13 @@ fn backward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool, n
         .zip(db_parts)
         .map(|((r, dxp), dbp)| backward_part(g, x, w, dy, r, dxp, dbp, inner))
         .collect();
-    let mut dw = vec![T::zero(); g.o * g.k()];
+    let (k, o) = (g.k(), g.o);
+    let mut dw = vec![T::zero(); o * k];
     for part in &partials {
-        for (a, b) in dw.iter_mut().zip(part) {
-            *a += *b;
+        for (kk, row) in part.chunks(o).enumerate() {
+            for (co, v) in row.iter().enumerate() {
+                dw[co * k + kk] += *v;
+            }
         }
     }
     Grads { dx, dw, db }

@@ -49,6 +49,33 @@ impl Float for f32 {
     }
 }
 
+/// Runs `f` compiled for AVX2 + FMA when the CPU has them (`f` and what it inlines), as itself
+/// otherwise. The hot loops of the kernels are written as plain slice loops that the compiler
+/// vectorises: this lets them use 256-bit registers without building for a newer baseline CPU.
+#[inline(always)]
+pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn run<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features `run` is compiled for (checked just above).
+            return unsafe { run(f) };
+        }
+    }
+    f()
+}
+
+/// `dst[i] += src[i]`.
+#[inline(always)]
+pub(crate) fn add_assign<T: Float>(dst: &mut [T], src: &[T]) {
+    for (d, v) in dst.iter_mut().zip(src) {
+        *d += *v;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Float;

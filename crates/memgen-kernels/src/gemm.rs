@@ -27,7 +27,7 @@ impl<'a, T> View<'a, T> {
     }
 }
 
-/// `dst (m x n, row stride dst_rs, unit column stride) ← [dst +] lhs (m x k) · rhs (k x n)`:
+/// `dst (m x n, element (i, j) at i·rs + j·cs) ← [dst +] lhs (m x k) · rhs (k x n)`:
 /// accumulates when `accumulate`, overwrites otherwise. `threads > 1` splits the product itself.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul<T: Float>(
@@ -35,7 +35,7 @@ pub(crate) fn matmul<T: Float>(
     n: usize,
     k: usize,
     dst: &mut [T],
-    dst_rs: usize,
+    (dst_rs, dst_cs): (usize, usize),
     accumulate: bool,
     lhs: View<'_, T>,
     rhs: View<'_, T>,
@@ -44,12 +44,12 @@ pub(crate) fn matmul<T: Float>(
     if m == 0 || n == 0 {
         return;
     }
-    assert!((m - 1) * dst_rs + n <= dst.len(), "gemm: dst too small");
+    assert!((m - 1) * dst_rs + (n - 1) * dst_cs < dst.len(), "gemm: dst too small");
     assert!(lhs.fits(m, k) && rhs.fits(k, n), "gemm: operand too small");
     if k == 0 {
         if !accumulate {
             for i in 0..m {
-                dst[i * dst_rs..i * dst_rs + n].fill(T::zero());
+                (0..n).for_each(|j| dst[i * dst_rs + j * dst_cs] = T::zero());
             }
         }
         return;
@@ -63,7 +63,7 @@ pub(crate) fn matmul<T: Float>(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
+            dst_cs as isize,
             dst_rs as isize,
             accumulate,
             lhs.data.as_ptr(),

@@ -3,6 +3,7 @@
 //! (the adjoint of `im2col`, used for the input gradient).
 
 use crate::elem::Float;
+use std::ops::Range;
 
 /// Shape of one 2-D convolution: `(B, C, H, W) * (O, C, KH, KW) → (B, O, HO, WO)` with stride `s`
 /// and zero padding `p` on all sides: `HO = (H + 2p − KH) / s + 1`, likewise `WO`.
@@ -58,19 +59,24 @@ impl ConvGeom {
     }
 }
 
-/// `col[(c·KH + ky)·KW + kx][off + oy·WO + ox] = x[c][oy·s + ky − p][ox·s + kx − p]` (0 outside the
-/// image), for one image `x` of `C·H·W` values; `col` has row stride `rs`.
-pub(crate) fn im2col<T: Float>(g: &ConvGeom, x: &[T], col: &mut [T], rs: usize, off: usize) {
+/// `col[(c·KH + ky)·KW + kx][off + (oy − oy0)·WO + ox] = x[c][oy·s + ky − p][ox·s + kx − p]` (0
+/// outside the image) for the output rows `oy ∈ rows = oy0..oy1` of one image `x` of `C·H·W`
+/// values; `col` has row stride `rs`.
+pub(crate) fn im2col<T: Float>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize) {
     let (hw, s, p) = (g.h * g.w, g.stride, g.pad);
     for c in 0..g.c {
         let xc = &x[c * hw..(c + 1) * hw];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let r = (c * g.kh + ky) * g.kw + kx;
-                let row = &mut col[r * rs + off..r * rs + off + g.p()];
+                let row = &mut col[r * rs + off..r * rs + off + rows.len() * g.wo];
                 let (lo, hi) = g.valid_cols(kx);
-                for oy in 0..g.ho {
-                    let dst = &mut row[oy * g.wo..(oy + 1) * g.wo];
+                if s == 1 && g.wo == g.w {
+                    plane_copy(g, xc, rows.clone(), ky, kx, row);
+                    continue;
+                }
+                for (t, oy) in rows.clone().enumerate() {
+                    let dst = &mut row[t * g.wo..(t + 1) * g.wo];
                     let Some(iy) = g.input_row(oy, ky) else {
                         dst.fill(T::zero());
                         continue;
@@ -93,25 +99,30 @@ pub(crate) fn im2col<T: Float>(g: &ConvGeom, x: &[T], col: &mut [T], rs: usize, 
 }
 
 /// The adjoint of [`im2col`]: `dx[c][oy·s + ky − p][ox·s + kx − p] += col[(c·KH + ky)·KW + kx][off +
-/// oy·WO + ox]` over every in-image position, for one image `dx` of `C·H·W` values.
-pub(crate) fn col2im<T: Float>(g: &ConvGeom, col: &[T], rs: usize, off: usize, dx: &mut [T]) {
+/// (oy − oy0)·WO + ox]` over every in-image position of the output rows `rows`, for one image `dx`
+/// of `C·H·W` values.
+///
+/// `col` is used as scratch: its entries for positions outside the image are zeroed.
+pub(crate) fn col2im<T: Float>(g: &ConvGeom, col: &mut [T], rows: Range<usize>, rs: usize, off: usize, dx: &mut [T]) {
     let (hw, s, p) = (g.h * g.w, g.stride, g.pad);
     for c in 0..g.c {
         let dxc = &mut dx[c * hw..(c + 1) * hw];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let r = (c * g.kh + ky) * g.kw + kx;
-                let row = &col[r * rs + off..r * rs + off + g.p()];
+                let row = &mut col[r * rs + off..r * rs + off + rows.len() * g.wo];
                 let (lo, hi) = g.valid_cols(kx);
-                for oy in 0..g.ho {
+                if s == 1 && g.wo == g.w {
+                    plane_add(g, row, rows.clone(), ky, kx, dxc);
+                    continue;
+                }
+                for (t, oy) in rows.clone().enumerate() {
                     let Some(iy) = g.input_row(oy, ky) else { continue };
-                    let src = &row[oy * g.wo..(oy + 1) * g.wo];
+                    let src = &row[t * g.wo..(t + 1) * g.wo];
                     let dst = &mut dxc[iy * g.w..(iy + 1) * g.w];
                     if s == 1 {
                         let i0 = lo + kx - p;
-                        for (d, v) in dst[i0..i0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
-                            *d += *v;
-                        }
+                        crate::elem::add_assign(&mut dst[i0..i0 + hi - lo], &src[lo..hi]);
                     } else {
                         for ox in lo..hi {
                             dst[ox * s + kx - p] += src[ox];
@@ -121,4 +132,55 @@ pub(crate) fn col2im<T: Float>(g: &ConvGeom, col: &[T], rs: usize, off: usize, d
             }
         }
     }
+}
+
+/// The output rows of `rows` whose input row for kernel row `ky` lies inside the image, as
+/// offsets `t` into `rows` (`oy = rows.start + t`), and the input row of the first of them.
+fn valid_rows(g: &ConvGeom, rows: &Range<usize>, ky: usize) -> (Range<usize>, usize) {
+    // Stride 1: iy = oy + ky − p ∈ [0, H)  ⇔  oy ∈ [p − ky, H + p − ky).
+    let first = rows.start.max(g.pad.saturating_sub(ky));
+    let last = rows.end.min((g.h + g.pad).saturating_sub(ky));
+    if first >= last {
+        return (0..0, 0);
+    }
+    (first - rows.start..last - rows.start, first + ky - g.pad)
+}
+
+/// Stride 1 with `WO = W`: consecutive output rows read consecutive input rows, so the rows of
+/// one patch plane are one contiguous copy of the input plane, shifted, with its wrapped edge
+/// columns (at most `p` per side) zeroed afterwards.
+fn plane_copy<T: Float>(g: &ConvGeom, xc: &[T], rows: Range<usize>, ky: usize, kx: usize, dst: &mut [T]) {
+    let (w, wo) = (g.w, g.wo);
+    let (lo, hi) = g.valid_cols(kx);
+    let (valid, iy0) = valid_rows(g, &rows, ky);
+    dst[..valid.start * wo].fill(T::zero());
+    dst[valid.end * wo..].fill(T::zero());
+    if valid.is_empty() {
+        return;
+    }
+    let len = (valid.len() - 1) * w + (hi - lo);
+    let src0 = iy0 * w + lo + kx - g.pad;
+    dst[valid.start * wo + lo..][..len].copy_from_slice(&xc[src0..src0 + len]);
+    for t in valid {
+        dst[t * wo..t * wo + lo].fill(T::zero());
+        dst[t * wo + hi..(t + 1) * wo].fill(T::zero());
+    }
+}
+
+/// The adjoint of [`plane_copy`]: zeroes the out-of-image entries of the patch plane `src`, then
+/// adds it onto the input plane as one contiguous, shifted range.
+fn plane_add<T: Float>(g: &ConvGeom, src: &mut [T], rows: Range<usize>, ky: usize, kx: usize, dxc: &mut [T]) {
+    let (w, wo) = (g.w, g.wo);
+    let (lo, hi) = g.valid_cols(kx);
+    let (valid, iy0) = valid_rows(g, &rows, ky);
+    if valid.is_empty() {
+        return;
+    }
+    for t in valid.clone() {
+        src[t * wo..t * wo + lo].fill(T::zero());
+        src[t * wo + hi..(t + 1) * wo].fill(T::zero());
+    }
+    let len = (valid.len() - 1) * w + (hi - lo);
+    let dst0 = iy0 * w + lo + kx - g.pad;
+    crate::elem::add_assign(&mut dxc[dst0..dst0 + len], &src[valid.start * wo + lo..][..len]);
 }

@@ -18,6 +18,7 @@
 //! Reductions run over a fixed partition of the batch into one part per thread, summed in part
 //! order, so results are bit-identical for a given thread count.
 
+mod alloc;
 mod conv;
 mod elem;
 mod gemm;
@@ -27,6 +28,7 @@ mod scratch;
 mod storage;
 mod upsample;
 
+pub use alloc::keep_freed_memory;
 pub use conv::{conv2d, conv2d_no_bias, Conv2d};
 pub use elem::Float;
 pub use norm::{group_norm, GroupNorm};

@@ -9,7 +9,8 @@ use common::{check_fd, max_rel_diff, randn, var};
 use memgen_kernels::Conv2d;
 
 /// `(B, C, H, W, O, K, stride, pad)`: odd sizes, stride 2, 1x1, batch 1, and batches of small maps
-/// that are grouped into one GEMM (including a partial last group).
+/// that are grouped into one GEMM (including a partial last group), and maps large enough to be
+/// cut into bands of output rows (the last two).
 const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (2, 3, 7, 5, 4, 3, 1, 1),
     (1, 2, 9, 9, 3, 3, 2, 1),
@@ -20,6 +21,8 @@ const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (17, 2, 5, 5, 3, 3, 2, 1),
     (2, 3, 8, 8, 4, 2, 2, 0),
     (4, 8, 16, 16, 8, 3, 1, 1),
+    (2, 16, 40, 40, 4, 3, 1, 1),
+    (1, 32, 66, 66, 2, 3, 2, 1),
 ];
 
 /// Non-square inputs with stride 2, where Candle's own conv2d backward fails (it derives the
@@ -138,7 +141,7 @@ fn matches_candle_conv2d_in_f64() {
 
 #[test]
 fn matches_candle_conv2d_in_f32() {
-    compare_with_candle(DType::F32, 2e-5);
+    compare_with_candle(DType::F32, 2e-4);
 }
 
 #[test]
