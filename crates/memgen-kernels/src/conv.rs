@@ -146,7 +146,15 @@ fn direct_view<'a, T: Float>(g: &ConvGeom, x: &'a [T], blk: &Block) -> View<'a, 
 }
 
 /// Forward of the images `b0..` whose outputs are `out` (a whole number of images).
-fn forward_item<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>, b0: usize, out: &mut [T], threads: usize) {
+fn forward_item<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Bias<'_, T>,
+    b0: usize,
+    out: &mut [T],
+    threads: usize,
+) {
     let (k, p) = (g.k(), g.p());
     let n = out.len() / g.out_len();
     let wv = View::rows(w, k);
@@ -177,7 +185,8 @@ fn forward_item<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>, b0:
 
 /// `y = conv(x, w) + bias` for contiguous `x (B, C, H, W)` and `w (O, C, KH, KW)`.
 fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>) -> Vec<T> {
-    let mut out = vec![T::zero(); g.b * g.out_len()];
+    // Every element is written before it is read: by the bias fill, or by the overwriting GEMM.
+    let mut out = uninit_vec(g.b * g.out_len());
     if out.is_empty() {
         return out;
     }
@@ -190,6 +199,16 @@ fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>) -> Vec<T
         out.chunks_mut(chunk).enumerate().for_each(|(i, o)| forward_item(g, x, w, bias, i * gs, o, threads));
     }
     out
+}
+
+/// A vector of `n` elements whose contents are unspecified (like Candle's `alloc_uninit`), for
+/// outputs that are overwritten in full: it skips a memset of the whole output.
+fn uninit_vec<T: Float>(n: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: f32 and f64 have no invalid bit patterns, the capacity is `n`, and callers write
+    // every element before reading it.
+    unsafe { v.set_len(n) };
+    v
 }
 
 /// The gradients of one conv: `dx` (when asked for), `dw`, and the per-sample bias gradient
@@ -305,7 +324,9 @@ fn backward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool, n
     let mut dx = need_dx.then(|| vec![T::zero(); g.b * g.in_len()]);
     let mut db = need_db.then(|| vec![T::zero(); g.b * g.o]);
     let dx_parts = match dx.as_deref_mut() {
-        Some(d) => split_lengths(d, parts.iter().map(|r| r.len() * g.in_len())).into_iter().map(Some).collect(),
+        Some(d) => {
+            split_lengths(d, parts.iter().map(|r| r.len() * g.in_len())).into_iter().map(Some).collect()
+        }
         None => parts.iter().map(|_| None).collect::<Vec<_>>(),
     };
     let db_parts = match db.as_deref_mut() {

@@ -39,34 +39,59 @@ impl Float for f32 {
         const LN2_LO: f32 = 1.428_606_8e-6;
         const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting it rounds to an integer
         let x = self.clamp(-87.0, 88.0);
-        let n = (x * LOG2E + ROUND) - ROUND;
+        let t = x * LOG2E + ROUND;
+        let n = t - ROUND;
         let r = x - n * LN2_HI - n * LN2_LO;
         let p = 1.0
             + r * (1.0
                 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-        let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+        // `t`'s mantissa holds n + 1.5·2^23 exactly: its bits minus those of ROUND are n (an
+        // integer-only step, unlike a float-to-int cast, which needs checks and does not vectorise).
+        let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+        let scale = f32::from_bits(((ni + 127) as u32) << 23);
         p * scale
     }
 }
 
-/// Runs `f` compiled for AVX2 + FMA when the CPU has them (`f` and what it inlines), as itself
-/// otherwise. The hot loops of the kernels are written as plain slice loops that the compiler
-/// vectorises: this lets them use 256-bit registers without building for a newer baseline CPU.
+/// Whether this CPU has AVX2 and FMA (cached by the standard library after the first call).
 #[inline(always)]
-pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx2,fma")]
-        fn run<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the features `run` is compiled for (checked just above).
-            return unsafe { run(f) };
-        }
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
     }
-    f()
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
+
+/// `avx2_variant!(vis fn name = body<T>(args))` defines `name`, which runs the `#[inline(always)]`
+/// function `body` compiled for AVX2 + FMA when the CPU has them and as itself otherwise. The hot
+/// loops are plain slice loops that the compiler vectorises; this lets them use 256-bit registers
+/// without building the whole program for a newer baseline CPU.
+macro_rules! avx2_variant {
+    ($(#[$m:meta])* $vis:vis fn $name:ident = $body:ident<$T:ident>($($a:ident: $t:ty),* $(,)?)) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name<$T: $crate::elem::Float>($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2<$T: $crate::elem::Float>($($a: $t),*) {
+                    $body($($a),*)
+                }
+                if $crate::elem::has_avx2() {
+                    // SAFETY: the CPU has the features `avx2` is compiled for (checked just above).
+                    return unsafe { avx2($($a),*) };
+                }
+            }
+            $body($($a),*)
+        }
+    };
+}
+pub(crate) use avx2_variant;
 
 /// `dst[i] += src[i]`.
 #[inline(always)]

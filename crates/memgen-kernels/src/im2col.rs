@@ -2,7 +2,7 @@
 //! the columns of a `(C·KH·KW) x (HO·WO)` matrix, [`col2im`] adds such a matrix back onto an image
 //! (the adjoint of `im2col`, used for the input gradient).
 
-use crate::elem::Float;
+use crate::elem::{avx2_variant, Float};
 use std::ops::Range;
 
 /// Shape of one 2-D convolution: `(B, C, H, W) * (O, C, KH, KW) → (B, O, HO, WO)` with stride `s`
@@ -62,7 +62,8 @@ impl ConvGeom {
 /// `col[(c·KH + ky)·KW + kx][off + (oy − oy0)·WO + ox] = x[c][oy·s + ky − p][ox·s + kx − p]` (0
 /// outside the image) for the output rows `oy ∈ rows = oy0..oy1` of one image `x` of `C·H·W`
 /// values; `col` has row stride `rs`.
-pub(crate) fn im2col<T: Float>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize) {
+#[inline(always)]
+fn im2col_body<T: Float>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize) {
     let (hw, s, p) = (g.h * g.w, g.stride, g.pad);
     for c in 0..g.c {
         let xc = &x[c * hw..(c + 1) * hw];
@@ -103,7 +104,15 @@ pub(crate) fn im2col<T: Float>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &
 /// of `C·H·W` values.
 ///
 /// `col` is used as scratch: its entries for positions outside the image are zeroed.
-pub(crate) fn col2im<T: Float>(g: &ConvGeom, col: &mut [T], rows: Range<usize>, rs: usize, off: usize, dx: &mut [T]) {
+#[inline(always)]
+fn col2im_body<T: Float>(
+    g: &ConvGeom,
+    col: &mut [T],
+    rows: Range<usize>,
+    rs: usize,
+    off: usize,
+    dx: &mut [T],
+) {
     let (hw, s, p) = (g.h * g.w, g.stride, g.pad);
     for c in 0..g.c {
         let dxc = &mut dx[c * hw..(c + 1) * hw];
@@ -149,6 +158,7 @@ fn valid_rows(g: &ConvGeom, rows: &Range<usize>, ky: usize) -> (Range<usize>, us
 /// Stride 1 with `WO = W`: consecutive output rows read consecutive input rows, so the rows of
 /// one patch plane are one contiguous copy of the input plane, shifted, with its wrapped edge
 /// columns (at most `p` per side) zeroed afterwards.
+#[inline(always)]
 fn plane_copy<T: Float>(g: &ConvGeom, xc: &[T], rows: Range<usize>, ky: usize, kx: usize, dst: &mut [T]) {
     let (w, wo) = (g.w, g.wo);
     let (lo, hi) = g.valid_cols(kx);
@@ -169,6 +179,7 @@ fn plane_copy<T: Float>(g: &ConvGeom, xc: &[T], rows: Range<usize>, ky: usize, k
 
 /// The adjoint of [`plane_copy`]: zeroes the out-of-image entries of the patch plane `src`, then
 /// adds it onto the input plane as one contiguous, shifted range.
+#[inline(always)]
 fn plane_add<T: Float>(g: &ConvGeom, src: &mut [T], rows: Range<usize>, ky: usize, kx: usize, dxc: &mut [T]) {
     let (w, wo) = (g.w, g.wo);
     let (lo, hi) = g.valid_cols(kx);
@@ -184,3 +195,12 @@ fn plane_add<T: Float>(g: &ConvGeom, src: &mut [T], rows: Range<usize>, ky: usiz
     let dst0 = iy0 * w + lo + kx - g.pad;
     crate::elem::add_assign(&mut dxc[dst0..dst0 + len], &src[valid.start * wo + lo..][..len]);
 }
+
+avx2_variant!(
+    /// [`im2col_body`] for this CPU.
+    pub(crate) fn im2col = im2col_body<T>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize)
+);
+avx2_variant!(
+    /// [`col2im_body`] for this CPU.
+    pub(crate) fn col2im = col2im_body<T>(g: &ConvGeom, col: &mut [T], rows: Range<usize>, rs: usize, off: usize, dx: &mut [T])
+);

@@ -8,7 +8,7 @@
 //! `∂L/∂γ_c = Σ u x̂`, `∂L/∂β_c = Σ u`, and
 //! `∂L/∂x = (γ_c u − mean_g(γ u) − x̂ · mean_g(γ u x̂)) / sqrt(σ² + ε)`.
 
-use crate::elem::Float;
+use crate::elem::{avx2_variant, Float};
 use crate::gemm::partition;
 use crate::storage::{slice, with_slice};
 use candle::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
@@ -17,19 +17,19 @@ use rayon::prelude::*;
 
 const LANES: usize = 8;
 
-/// `Σ f(i)` over `0..n` in [`LANES`] independent accumulators (so that the loop vectorises), then
-/// in f64.
+/// `Σ f(a_i, b_i)` in [`LANES`] independent accumulators (so that the loop vectorises), then
+/// in f64. `a` and `b` have the same length.
 #[inline(always)]
-fn lane_sum<T: Float>(n: usize, f: impl Fn(usize) -> T) -> f64 {
+fn lane_sum<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> f64 {
     let mut acc = [T::zero(); LANES];
-    let full = n / LANES * LANES;
-    for i in (0..full).step_by(LANES) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += f(i + l);
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| f(x, y).as_f64()).sum();
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += f(xa[l], xb[l]);
         }
     }
-    let tail: f64 = (full..n).map(|i| f(i).as_f64()).sum();
-    acc.iter().map(|a| a.as_f64()).sum::<f64>() + tail
+    acc.iter().map(|v| v.as_f64()).sum::<f64>() + tail
 }
 
 /// Shape of one GroupNorm: `B` samples of `C` channels of `S` values, `G` groups.
@@ -48,15 +48,24 @@ impl NormGeom {
 }
 
 /// `(μ, 1 / sqrt(σ² + ε))` of one group's values.
+#[inline(always)]
 fn stats<T: Float>(x: &[T], eps: f64) -> (T, T) {
     let n = x.len();
-    let mean = lane_sum(n, |i| x[i]) / n as f64;
+    let mean = lane_sum(x, x, |v, _| v) / n as f64;
     let m = T::from_f64(mean);
-    let var = lane_sum(n, |i| (x[i] - m) * (x[i] - m)) / n as f64;
+    let var = lane_sum(x, x, |v, _| (v - m) * (v - m)) / n as f64;
     (m, T::from_f64(1.0 / (var + eps).sqrt()))
 }
 
-fn forward_image<T: Float>(g: &NormGeom, op: &GroupNormOp, x: &[T], gamma: &[T], beta: &[T], out: &mut [T]) {
+#[inline(always)]
+fn forward_image_body<T: Float>(
+    g: &NormGeom,
+    op: &GroupNormOp,
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    out: &mut [T],
+) {
     let (cpg, s) = (g.c / g.groups, g.s);
     for (xg, (og, gi)) in x.chunks(g.group_len()).zip(out.chunks_mut(g.group_len()).zip(0..)) {
         let (mean, rstd) = stats(xg, op.eps);
@@ -81,7 +90,8 @@ fn forward_image<T: Float>(g: &NormGeom, op: &GroupNormOp, x: &[T], gamma: &[T],
 /// Backward of one sample: writes `∂L/∂x` into `dx` and adds `Σ u x̂`, `Σ u` per channel to
 /// `dgamma`, `dbeta`.
 #[allow(clippy::too_many_arguments)]
-fn backward_image<T: Float>(
+#[inline(always)]
+fn backward_image_body<T: Float>(
     g: &NormGeom,
     op: &GroupNormOp,
     x: &[T],
@@ -112,8 +122,8 @@ fn backward_image<T: Float>(
             } else {
                 us.copy_from_slice(dzs);
             }
-            let su = lane_sum(s, |i| us[i]);
-            let sux = lane_sum(s, |i| us[i] * (xs[i] - mean)) * rstd.as_f64();
+            let su = lane_sum(us, us, |u, _| u);
+            let sux = lane_sum(us, xs, |u, v| u * (v - mean)) * rstd.as_f64();
             dbeta[c] += su;
             dgamma[c] += sux;
             m1 += gamma[c].as_f64() * su;
@@ -130,6 +140,14 @@ fn backward_image<T: Float>(
         }
     }
 }
+
+avx2_variant!(fn forward_image = forward_image_body<T>(
+    g: &NormGeom, op: &GroupNormOp, x: &[T], gamma: &[T], beta: &[T], out: &mut [T]
+));
+avx2_variant!(fn backward_image = backward_image_body<T>(
+    g: &NormGeom, op: &GroupNormOp, x: &[T], gamma: &[T], beta: &[T], dz: &[T], dx: &mut [T],
+    dgamma: &mut [f64], dbeta: &mut [f64]
+));
 
 /// The fused op `(x, γ, β) → GN(x)` or `SiLU(GN(x))`.
 #[derive(Debug, Clone, Copy)]
@@ -201,20 +219,22 @@ impl GroupNormOp {
                             .into_par_iter()
                             .map(|(r, dxp)| {
                                 let (mut dgm, mut dbt) = (vec![0.0; g.c], vec![0.0; g.c]);
-                                for (i, b) in r.enumerate() {
-                                    let at = b * img..(b + 1) * img;
-                                    let dxi = &mut dxp[i * img..(i + 1) * img];
-                                    backward_image(
-                                        &g,
-                                        self,
-                                        &xd[at.clone()],
-                                        gd,
-                                        bd,
-                                        &dzd[at],
-                                        dxi,
-                                        &mut dgm,
-                                        &mut dbt,
-                                    );
+                                {
+                                    for (i, b) in r.enumerate() {
+                                        let at = b * img..(b + 1) * img;
+                                        let dxi = &mut dxp[i * img..(i + 1) * img];
+                                        backward_image(
+                                            &g,
+                                            self,
+                                            &xd[at.clone()],
+                                            gd,
+                                            bd,
+                                            &dzd[at],
+                                            dxi,
+                                            &mut dgm,
+                                            &mut dbt,
+                                        );
+                                    }
                                 }
                                 (dgm, dbt)
                             })
