@@ -1,4 +1,4 @@
-//! `memgen model info`: what a network config amounts to.
+//! `memgen model info` and `memgen model bench`: what a network config amounts to and how fast it runs.
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -29,6 +29,9 @@ pub enum ModelCommand {
         /// Timed repetitions (after one warm-up); the median is reported.
         #[arg(long, default_value_t = 3)]
         steps: usize,
+        /// Also report the time spent in each memgen kernel (conv, group norm, upsample) per step.
+        #[arg(long)]
+        profile: bool,
         /// Also write the result as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -58,24 +61,8 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             );
             Ok(())
         }
-        ModelCommand::Bench { config, side, batch_size, steps, json } => {
-            let cfg = ModelConfig::load(&config)?;
-            let r = memgen_diffusion::bench::bench(&cfg, side, batch_size, steps.max(1), super::threads())?;
-            println!("{} ({} parameters, {:.4} GFLOP/image forward), {side}x{side}, batch {batch_size}, {} threads", config.display(), r.parameters, r.forward_gflop_per_image, r.threads);
-            println!("| work | s/step | images/s | GFLOP/s |");
-            println!("|---|---|---|---|");
-            println!(
-                "| training step (fwd + bwd + AdamW) | {:.3} | {:.1} | {:.1} |",
-                r.train_step_s, r.train_images_per_s, r.train_gflop_per_s
-            );
-            println!(
-                "| sampler step (forward) | {:.3} | {:.1} | {:.1} |",
-                r.forward_s, r.forward_images_per_s, r.forward_gflop_per_s
-            );
-            if let Some(path) = json {
-                memgen_diffusion::run::write_json(&path, &r)?;
-            }
-            Ok(())
+        ModelCommand::Bench { config, side, batch_size, steps, profile, json } => {
+            super::bench::run_model_bench(&config, side, batch_size, steps, profile, json.as_deref())
         }
     }
 }

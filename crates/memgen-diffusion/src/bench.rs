@@ -28,6 +28,25 @@ pub struct BenchResult {
     pub forward_s: f64,
     pub forward_images_per_s: f64,
     pub forward_gflop_per_s: f64,
+    /// Sampler steps (one forward of the whole batch) per second: `1 / forward_s`.
+    pub sampler_steps_per_s: f64,
+    /// With `profile`: seconds per training step and per forward spent in each memgen kernel
+    /// (the rest is Candle's own ops, autograd bookkeeping and the optimizer).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kernel_profile: Vec<KernelTime>,
+}
+
+/// Time spent in one memgen kernel, per training step and per forward (seconds).
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelTime {
+    pub kernel: &'static str,
+    pub train_step_s: f64,
+    pub forward_s: f64,
+}
+
+/// Per-kernel seconds of the timed section: totals divided by `steps`.
+fn kernel_seconds(steps: usize) -> Vec<(&'static str, f64)> {
+    memgen_kernels::profile::report().into_iter().map(|(k, s, _)| (k.name(), s / steps as f64)).collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -36,14 +55,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Time `steps` training steps and `steps` forwards (after one warm-up each) on `side` x `side`
-/// random images in batches of `batch_size`.
+/// random images in batches of `batch_size`; with `profile`, also the time in each kernel.
 pub fn bench(
     model: &ModelConfig,
     side: usize,
     batch_size: usize,
     steps: usize,
     threads: usize,
+    profile: bool,
 ) -> crate::Result<BenchResult> {
+    use memgen_kernels::profile as kp;
     model.validate(side)?;
     let c = model.in_channels();
     let n = batch_size.max(1);
@@ -65,21 +86,41 @@ pub fn bench(
     let mut trainer = Trainer::new(cfg, data.clone())?;
     let mut train = Vec::new();
     for i in 0..=steps {
+        if i == 1 {
+            kp::reset();
+            kp::enable(profile);
+        }
         let t0 = Instant::now();
         trainer.train_step()?;
         if i > 0 {
             train.push(t0.elapsed().as_secs_f64());
         }
     }
+    kp::enable(false);
+    let train_kernels = kernel_seconds(steps);
     let t = Tensor::full(500u32, n, &Device::Cpu)?.to_dtype(DType::U32)?;
     let mut fwd = Vec::new();
     for i in 0..=steps {
+        if i == 1 {
+            kp::reset();
+            kp::enable(profile);
+        }
         let t0 = Instant::now();
         trainer.model.forward(&data, &t)?.sum_all()?.to_scalar::<f32>()?;
         if i > 0 {
             fwd.push(t0.elapsed().as_secs_f64());
         }
     }
+    kp::enable(false);
+    let kernel_profile = if profile {
+        train_kernels
+            .into_iter()
+            .zip(kernel_seconds(steps))
+            .map(|((kernel, train_step_s), (_, forward_s))| KernelTime { kernel, train_step_s, forward_s })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let gflop = model.flops_per_image(side) as f64 / 1e9;
     let (ts, fs) = (median(train), median(fwd));
     Ok(BenchResult {
@@ -94,5 +135,7 @@ pub fn bench(
         forward_s: fs,
         forward_images_per_s: n as f64 / fs,
         forward_gflop_per_s: gflop * n as f64 / fs,
+        sampler_steps_per_s: 1.0 / fs,
+        kernel_profile,
     })
 }

@@ -112,6 +112,27 @@ fn main() {
         "dW rowmajor dst, lhs m-contig, rhs n-contig: {:.0}",
         run_s(m, n, k, 1, (n as isize, 1), (1, m as isize), (n as isize, 1))
     );
+    for (m, n, k) in [
+        (128usize, 64usize, 1152usize),
+        (128, 256, 1152),
+        (128, 64, 2304),
+        (128, 256, 2304),
+        (64, 256, 576),
+        (64, 1024, 576),
+    ] {
+        println!(
+            "fwd {m}x{n}x{k}: {:.0}",
+            run_s(m, n, k, 1, (n as isize, 1), (k as isize, 1), (n as isize, 1))
+        );
+        println!(
+            "dx  {k}x{n}x{m}: {:.0}",
+            run_s(k, n, m, 1, (n as isize, 1), (1, k as isize), (n as isize, 1))
+        );
+        println!(
+            "dW  {m}x{k}x{n}: {:.0}",
+            run_s(m, k, n, 1, (1, m as isize), (n as isize, 1), (1, n as isize))
+        );
+    }
     // level 3 dW: 128 x 1152 x 256
     let (m, n, k) = (128usize, 1152usize, 256usize);
     println!(

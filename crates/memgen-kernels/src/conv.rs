@@ -12,9 +12,10 @@
 //! still give GEMMs wide enough to run near peak), groups in parallel with one single-threaded GEMM
 //! each; when there are fewer groups than threads, the GEMMs themselves are split instead.
 
-use crate::elem::Float;
+use crate::elem::{uninit_vec, Float};
 use crate::gemm::{matmul, partition, View};
 use crate::im2col::{col2im, im2col, ConvGeom};
+use crate::profile::{timed, Kernel};
 use crate::scratch::with_scratch;
 use crate::storage::{slice, with_slice};
 use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
@@ -27,7 +28,9 @@ const GROUP_PIXELS: usize = 256;
 
 /// Size of a patch-matrix block (elements): large maps are cut into bands of output rows so that
 /// the block stays in a core's L2 cache between its packing and the GEMM that reads it.
-const BLOCK_ELEMS: usize = 96 * 1024;
+fn block_elems() -> usize {
+    std::env::var("BLOCK_ELEMS").ok().and_then(|v| v.parse().ok()).unwrap_or(96 * 1024)
+}
 
 /// Where the bias comes from: none, one value per output channel `(O,)`, or one per sample and
 /// channel `(B, O)`.
@@ -55,7 +58,7 @@ fn images_per_group(g: &ConvGeom) -> usize {
     if p >= GROUP_PIXELS {
         return 1;
     }
-    let by_cache = (4 * BLOCK_ELEMS / (g.k() * p).max(1)).max(1);
+    let by_cache = (4 * block_elems() / (g.k() * p).max(1)).max(1);
     GROUP_PIXELS.div_ceil(p).min(by_cache).clamp(1, g.b.max(1))
 }
 
@@ -92,7 +95,7 @@ fn blocks(g: &ConvGeom, b0: usize, n: usize) -> Vec<Block> {
     if n > 1 || g.is_pointwise() {
         return vec![Block { b0, n, rows: 0..g.ho }];
     }
-    let rows_per = (BLOCK_ELEMS / (g.k() * g.wo).max(1)).max(1);
+    let rows_per = (block_elems() / (g.k() * g.wo).max(1)).max(1);
     partition(g.ho, g.ho.div_ceil(rows_per)).into_iter().map(|rows| Block { b0, n: 1, rows }).collect()
 }
 
@@ -201,16 +204,6 @@ fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>) -> Vec<T
     out
 }
 
-/// A vector of `n` elements whose contents are unspecified (like Candle's `alloc_uninit`), for
-/// outputs that are overwritten in full: it skips a memset of the whole output.
-fn uninit_vec<T: Float>(n: usize) -> Vec<T> {
-    let mut v = Vec::with_capacity(n);
-    // SAFETY: f32 and f64 have no invalid bit patterns, the capacity is `n`, and callers write
-    // every element before reading it.
-    unsafe { v.set_len(n) };
-    v
-}
-
 /// The gradients of one conv: `dx` (when asked for), `dw`, and the per-sample bias gradient
 /// `dbias[b, o] = Σ_p dy[b, o, p]` (when asked for).
 struct Grads<T> {
@@ -312,7 +305,52 @@ fn split_lengths<'a, T>(mut v: &'a mut [T], lens: impl Iterator<Item = usize>) -
     out
 }
 
+/// The geometry of the input gradient of a stride-1 conv as a conv of its own, when it is one:
+/// `dx = conv(dy, w̃)` with `w̃[c, o, i, j] = w[o, c, KH−1−i, KW−1−j]` and padding `K−1−p` (a
+/// full correlation with the flipped kernel). Square kernels with `p ≤ K−1` only.
+fn transposed_geom(g: &ConvGeom) -> Option<ConvGeom> {
+    (g.stride == 1 && g.kh == g.kw && g.pad < g.kh && !g.is_pointwise()).then(|| ConvGeom {
+        b: g.b,
+        c: g.o,
+        h: g.ho,
+        w: g.wo,
+        o: g.c,
+        kh: g.kh,
+        kw: g.kw,
+        stride: 1,
+        pad: g.kh - 1 - g.pad,
+        ho: g.h,
+        wo: g.w,
+    })
+}
+
+/// `w̃` of [`transposed_geom`], `(C, O, KH, KW)`.
+fn flipped_weight<T: Float>(g: &ConvGeom, w: &[T]) -> Vec<T> {
+    let (kk, k2) = (g.kh * g.kw, g.kh * g.kw - 1);
+    let mut out = vec![T::zero(); w.len()];
+    for o in 0..g.o {
+        for c in 0..g.c {
+            for t in 0..kk {
+                out[(c * g.o + o) * kk + t] = w[(o * g.c + c) * kk + k2 - t];
+            }
+        }
+    }
+    out
+}
+
 fn backward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool, need_db: bool) -> Grads<T> {
+    // Stride 1: the input gradient is a forward conv of dy (a GEMM with the reduction over
+    // O·KH·KW instead of O, and no col2im); computed apart from the weight gradient.
+    if let (true, Some(gt)) = (need_dx, transposed_geom(g)) {
+        let dx = forward(&gt, dy, &flipped_weight(g, w), Bias::None);
+        let grads = backward_col2im(g, x, w, dy, false, need_db);
+        return Grads { dx: Some(dx), ..grads };
+    }
+    backward_col2im(g, x, w, dy, need_dx, need_db)
+}
+
+/// Backward with the input gradient (when asked for) through `Wᵀ · dY` and col2im.
+fn backward_col2im<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool, need_db: bool) -> Grads<T> {
     let gs = images_per_group(g);
     let threads = rayon::current_num_threads();
     // Parts are whole groups of images, one part per thread.
@@ -321,7 +359,15 @@ fn backward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool, n
         .map(|r| r.start * gs..(r.end * gs).min(g.b))
         .collect();
     let inner = (threads / parts.len()).max(1);
-    let mut dx = need_dx.then(|| vec![T::zero(); g.b * g.in_len()]);
+    // The input gradient is accumulated by col2im, except for pointwise convs, whose GEMM writes
+    // every element.
+    let mut dx = need_dx.then(|| {
+        if g.is_pointwise() {
+            uninit_vec(g.b * g.in_len())
+        } else {
+            vec![T::zero(); g.b * g.in_len()]
+        }
+    });
     let mut db = need_db.then(|| vec![T::zero(); g.b * g.o]);
     let dx_parts = match dx.as_deref_mut() {
         Some(d) => {
@@ -393,7 +439,7 @@ impl ConvOp {
                 }
             }
         };
-        let out = forward(&g, x, w, bias);
+        let out = timed(Kernel::ConvForward, || forward(&g, x, w, bias));
         Ok((T::to_cpu_storage_owned(out), Shape::from((g.b, g.o, g.ho, g.wo))))
     }
 
@@ -421,7 +467,7 @@ impl ConvOp {
         let dev = x.device();
         macro_rules! run {
             ($t:ty) => {{
-                let gr = self.bwd_typed::<$t>(x, w, &grad, bias.is_some())?;
+                let gr = timed(Kernel::ConvBackward, || self.bwd_typed::<$t>(x, w, &grad, bias.is_some()))?;
                 let dx = gr.dx.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?;
                 let dw = Tensor::from_vec(gr.dw, w.shape(), dev)?;
                 let db = match (bias, gr.db) {

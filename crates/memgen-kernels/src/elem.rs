@@ -53,6 +53,16 @@ impl Float for f32 {
     }
 }
 
+/// A vector of `n` elements whose contents are unspecified (like Candle's `alloc_uninit`), for
+/// outputs that are overwritten in full before they are read: it skips a memset of the output.
+pub(crate) fn uninit_vec<T: Float>(n: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: f32 and f64 have no invalid bit patterns, the capacity is `n`, and callers write
+    // every element before reading it.
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// Whether this CPU has AVX2 and FMA (cached by the standard library after the first call).
 #[inline(always)]
 pub(crate) fn has_avx2() -> bool {

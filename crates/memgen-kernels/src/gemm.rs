@@ -96,3 +96,65 @@ pub(crate) fn partition(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{matmul, partition, View};
+
+    /// `dst[i·drs + j·dcs] (+)= Σ_l a[i·ars + l·acs] · b[l·brs + j·bcs]` by the triple loop.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        m: usize,
+        n: usize,
+        k: usize,
+        dst: &mut [f64],
+        d: (usize, usize),
+        acc: bool,
+        a: View<f64>,
+        b: View<f64>,
+    ) {
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k).map(|l| a.data[i * a.rs + l * a.cs] * b.data[l * b.rs + j * b.cs]).sum();
+                let e = &mut dst[i * d.0 + j * d.1];
+                *e = if acc { *e + s } else { s };
+            }
+        }
+    }
+
+    #[test]
+    fn strided_products_match_the_triple_loop() {
+        let val = |i: usize| ((i * 7919) % 23) as f64 - 11.0;
+        for &(m, n, k) in &[(1, 1, 1), (5, 7, 3), (17, 9, 33), (64, 3, 130), (3, 70, 2)] {
+            let a: Vec<f64> = (0..m * k).map(val).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| val(i + 5)).collect();
+            for (a_t, b_t, d_t, acc) in [
+                (false, false, false, false),
+                (true, false, true, true),
+                (false, true, true, false),
+                (true, true, false, true),
+            ] {
+                let av = if a_t { View::transposed(&a, m) } else { View::rows(&a, k) };
+                let bv = if b_t { View::transposed(&b, k) } else { View::rows(&b, n) };
+                let d = if d_t { (1, m) } else { (n, 1) };
+                let init: Vec<f64> = (0..m * n).map(|i| val(i + 3)).collect();
+                let (mut got, mut want) = (init.clone(), init);
+                matmul(m, n, k, &mut got, d, acc, av, bv, 2);
+                naive(m, n, k, &mut want, d, acc, av, bv);
+                assert_eq!(got, want, "{m}x{n}x{k} a_t={a_t} b_t={b_t} d_t={d_t} acc={acc}");
+            }
+        }
+    }
+
+    #[test]
+    fn partition_covers_the_range_in_near_equal_parts() {
+        for (n, parts) in [(10, 3), (2, 5), (0, 2), (64, 2), (7, 7)] {
+            let p = partition(n, parts);
+            assert_eq!(p.first().map(|r| r.start), Some(0));
+            assert_eq!(p.last().map(|r| r.end), Some(n));
+            assert!(p.windows(2).all(|w| w[0].end == w[1].start));
+            let lens: Vec<usize> = p.iter().map(|r| r.len()).collect();
+            assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1, "{lens:?}");
+        }
+    }
+}

@@ -19,11 +19,13 @@
 //! order, so results are bit-identical for a given thread count.
 
 mod alloc;
+pub mod bench;
 mod conv;
 mod elem;
 mod gemm;
 mod im2col;
 mod norm;
+pub mod profile;
 mod scratch;
 mod storage;
 mod upsample;

@@ -8,8 +8,9 @@
 //! `∂L/∂γ_c = Σ u x̂`, `∂L/∂β_c = Σ u`, and
 //! `∂L/∂x = (γ_c u − mean_g(γ u) − x̂ · mean_g(γ u x̂)) / sqrt(σ² + ε)`.
 
-use crate::elem::{avx2_variant, Float};
+use crate::elem::{avx2_variant, uninit_vec, Float};
 use crate::gemm::partition;
+use crate::profile::{timed, Kernel};
 use crate::storage::{slice, with_slice};
 use candle::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
@@ -185,11 +186,13 @@ impl GroupNormOp {
         if gd.len() != g.c || bd.len() != g.c {
             candle::bail!("group_norm: weight and bias must have {} values", g.c);
         }
-        let mut out = vec![T::zero(); xd.len()];
+        let mut out = uninit_vec(xd.len()); // every element is written by forward_image
         let img = (g.c * g.s).max(1);
-        out.par_chunks_mut(img)
-            .zip(xd.par_chunks(img))
-            .for_each(|(o, xi)| forward_image(&g, self, xi, gd, bd, o));
+        timed(Kernel::NormForward, || {
+            out.par_chunks_mut(img)
+                .zip(xd.par_chunks(img))
+                .for_each(|(o, xi)| forward_image(&g, self, xi, gd, bd, o))
+        });
         Ok((T::to_cpu_storage_owned(out), x.1.shape().clone()))
     }
 
@@ -202,7 +205,7 @@ impl GroupNormOp {
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let g = self.geom(x.shape())?;
         let img = (g.c * g.s).max(1);
-        let mut dx = vec![T::zero(); x.elem_count()];
+        let mut dx = uninit_vec(x.elem_count()); // every element is written by backward_image
         let parts = partition(g.b, rayon::current_num_threads());
         let partials: Vec<(Vec<f64>, Vec<f64>)> = with_slice::<T, _>(x, "group_norm backward", |xd| {
             with_slice::<T, _>(gamma, "group_norm backward", |gd| {
@@ -293,8 +296,8 @@ impl CustomOp3 for GroupNormOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let (dx, dg, db) = match x.dtype() {
-            DType::F32 => self.bwd_typed::<f32>(x, gamma, beta, &grad)?,
-            DType::F64 => self.bwd_typed::<f64>(x, gamma, beta, &grad)?,
+            DType::F32 => timed(Kernel::NormBackward, || self.bwd_typed::<f32>(x, gamma, beta, &grad))?,
+            DType::F64 => timed(Kernel::NormBackward, || self.bwd_typed::<f64>(x, gamma, beta, &grad))?,
             d => candle::bail!("group_norm backward: unsupported dtype {d:?}"),
         };
         Ok((Some(dx), Some(dg), Some(db)))

@@ -4,7 +4,8 @@
 //! Candle 0.11's `upsample_nearest2d` backward overwrites the gradient accumulated for its input
 //! instead of adding to it; as a custom op this one's gradient is accumulated like any other.
 
-use crate::elem::Float;
+use crate::elem::{uninit_vec, Float};
+use crate::profile::{timed, Kernel};
 use crate::storage::{slice, with_slice};
 use candle::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -12,7 +13,7 @@ use rayon::prelude::*;
 struct Upsample2x;
 
 fn up<T: Float>(x: &[T], h: usize, w: usize) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len() * 4];
+    let mut out = uninit_vec(x.len() * 4); // every element is written below
     if x.is_empty() {
         return out;
     }
@@ -30,7 +31,7 @@ fn up<T: Float>(x: &[T], h: usize, w: usize) -> Vec<T> {
 }
 
 fn down_sum<T: Float>(dy: &[T], h: usize, w: usize) -> Vec<T> {
-    let mut dx = vec![T::zero(); dy.len() / 4];
+    let mut dx = uninit_vec(dy.len() / 4); // every element is written below
     if dx.is_empty() {
         return dx;
     }
@@ -54,7 +55,10 @@ impl CustomOp1 for Upsample2x {
         let (b, c, h, w) = l.shape().dims4()?;
         let shape = Shape::from((b, c, 2 * h, 2 * w));
         match s {
-            CpuStorage::F32(_) => Ok((CpuStorage::F32(up(slice::<f32>(s, l, "upsample")?, h, w)), shape)),
+            CpuStorage::F32(_) => {
+                let x = slice::<f32>(s, l, "upsample")?;
+                Ok((CpuStorage::F32(timed(Kernel::Upsample, || up(x, h, w))), shape))
+            }
             CpuStorage::F64(_) => Ok((CpuStorage::F64(up(slice::<f64>(s, l, "upsample")?, h, w)), shape)),
             _ => candle::bail!("upsample: unsupported dtype (f32 and f64 only)"),
         }
@@ -65,12 +69,16 @@ impl CustomOp1 for Upsample2x {
         let grad = grad.contiguous()?;
         let dx = match x.dtype() {
             DType::F32 => Tensor::from_vec(
-                with_slice::<f32, _>(&grad, "upsample", |g| Ok(down_sum(g, h, w)))?,
+                with_slice::<f32, _>(&grad, "upsample", |g| {
+                    Ok(timed(Kernel::Upsample, || down_sum(g, h, w)))
+                })?,
                 x.shape(),
                 x.device(),
             )?,
             DType::F64 => Tensor::from_vec(
-                with_slice::<f64, _>(&grad, "upsample", |g| Ok(down_sum(g, h, w)))?,
+                with_slice::<f64, _>(&grad, "upsample", |g| {
+                    Ok(timed(Kernel::Upsample, || down_sum(g, h, w)))
+                })?,
                 x.shape(),
                 x.device(),
             )?,

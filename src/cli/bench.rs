@@ -1,0 +1,186 @@
+//! `memgen bench` and `memgen model bench`: throughput tables of networks and of this machine's
+//! GEMM, for comparing runs (and frameworks) on the same machine and threads.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use memgen_diffusion::bench::BenchResult;
+use memgen_diffusion::unet::UNetConfig;
+use memgen_diffusion::ModelConfig;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `memgen bench`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  RAYON_NUM_THREADS=2 memgen bench --profile --json bench.json\n\n\
+Side-by-side with PyTorch on the same machine: scripts/bench-vs-torch.sh (see README).")]
+pub struct BenchArgs {
+    /// Networks to time, as CONFIG:SIDE:BATCH (CONFIG a TOML file or `unet-s`); repeatable.
+    /// Default: unet-s at 32x32 batch 64 and at 80x80 batch 16.
+    #[arg(long = "net", value_name = "CONFIG:SIDE:BATCH")]
+    nets: Vec<String>,
+    /// Timed repetitions of each measurement (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Also report the time spent in each memgen kernel (conv, group norm, upsample) per step.
+    #[arg(long)]
+    profile: bool,
+    /// Skip the reference GEMM measurements.
+    #[arg(long)]
+    no_gemm: bool,
+    /// Also write every result as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// One network measurement of the table.
+#[derive(Debug, Serialize)]
+struct NetResult {
+    config: String,
+    #[serde(flatten)]
+    result: BenchResult,
+}
+
+/// One reference GEMM measurement.
+#[derive(Debug, Serialize)]
+struct GemmResult {
+    what: &'static str,
+    m: usize,
+    n: usize,
+    k: usize,
+    gflop_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct BenchReport {
+    memgen_version: &'static str,
+    threads: usize,
+    networks: Vec<NetResult>,
+    gemm: Vec<GemmResult>,
+}
+
+fn load_config(name: &str) -> Result<ModelConfig> {
+    if name == "unet-s" {
+        return Ok(ModelConfig::Unet(UNetConfig::default()));
+    }
+    Ok(ModelConfig::load(Path::new(name))?)
+}
+
+/// `CONFIG:SIDE:BATCH` → its parts.
+fn parse_net(spec: &str) -> Result<(String, usize, usize)> {
+    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+    let [batch, side, config] = parts[..] else {
+        bail!("--net {spec:?}: expected CONFIG:SIDE:BATCH, e.g. unet-s:32:64");
+    };
+    let num = |v: &str, what: &str| -> Result<usize> {
+        v.parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .with_context(|| format!("--net {spec:?}: {what} must be a positive integer, got {v:?}"))
+    };
+    Ok((config.to_string(), num(side, "SIDE")?, num(batch, "BATCH")?))
+}
+
+/// Times one network and prints its rows.
+fn bench_net(config: &str, side: usize, batch: usize, steps: usize, profile: bool) -> Result<NetResult> {
+    let cfg = load_config(config).with_context(|| format!("network {config}"))?;
+    let result = memgen_diffusion::bench::bench(&cfg, side, batch, steps.max(1), super::threads(), profile)
+        .with_context(|| format!("benchmarking {config} at {side}x{side}, batch {batch}"))?;
+    Ok(NetResult { config: config.to_string(), result })
+}
+
+fn print_net_rows(nets: &[NetResult]) {
+    println!("| network | side | batch | params | GFLOP/img | train img/s | train GFLOP/s | forward img/s | forward GFLOP/s | sampler steps/s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for n in nets {
+        let r = &n.result;
+        println!(
+            "| {} | {} | {} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
+            n.config,
+            r.side,
+            r.batch_size,
+            r.parameters,
+            r.forward_gflop_per_image,
+            r.train_images_per_s,
+            r.train_gflop_per_s,
+            r.forward_images_per_s,
+            r.forward_gflop_per_s,
+            r.sampler_steps_per_s
+        );
+    }
+    for n in nets.iter().filter(|n| !n.result.kernel_profile.is_empty()) {
+        let r = &n.result;
+        println!(
+            "\nkernel time, {} {}x{} batch {} (seconds per step):",
+            n.config, r.side, r.side, r.batch_size
+        );
+        println!("| kernel | per training step | per forward |");
+        println!("|---|---|---|");
+        let (mut t, mut f) = (0.0, 0.0);
+        for k in &r.kernel_profile {
+            println!("| {} | {:.3} | {:.3} |", k.kernel, k.train_step_s, k.forward_s);
+            t += k.train_step_s;
+            f += k.forward_s;
+        }
+        println!(
+            "| everything else (Candle ops, autograd, AdamW) | {:.3} | {:.3} |",
+            r.train_step_s - t,
+            r.forward_s - f
+        );
+    }
+}
+
+/// `memgen bench`.
+pub fn run_bench(a: BenchArgs) -> Result<()> {
+    let specs =
+        if a.nets.is_empty() { vec!["unet-s:32:64".to_string(), "unet-s:80:16".to_string()] } else { a.nets };
+    let threads = super::threads();
+    println!(
+        "memgen {} bench, {threads} threads (median of {} timed repetitions)\n",
+        env!("CARGO_PKG_VERSION"),
+        a.steps.max(1)
+    );
+    let mut networks = Vec::new();
+    for spec in &specs {
+        let (config, side, batch) = parse_net(spec)?;
+        networks.push(bench_net(&config, side, batch, a.steps, a.profile)?);
+    }
+    print_net_rows(&networks);
+    let mut gemm = Vec::new();
+    if !a.no_gemm {
+        let shapes: [(&'static str, usize, usize, usize, usize); 2] = [
+            ("square f32 GEMM (machine reference)", 2048, 2048, 2048, 3),
+            ("NN-search GEMM core: 1000 queries x 70,000 images x 1024 pixels", 1000, 70_000, 1024, 1),
+        ];
+        println!("\n| GEMM | m x n x k | GFLOP/s |\n|---|---|---|");
+        for (what, m, n, k, reps) in shapes {
+            let gflop_per_s = memgen_kernels::bench::gemm_gflops(m, n, k, reps);
+            println!("| {what} | {m} x {n} x {k} | {gflop_per_s:.1} |");
+            gemm.push(GemmResult { what, m, n, k, gflop_per_s });
+        }
+    }
+    if let Some(path) = a.json {
+        let report = BenchReport { memgen_version: env!("CARGO_PKG_VERSION"), threads, networks, gemm };
+        memgen_diffusion::run::write_json(&path, &report)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `memgen model bench CONFIG`.
+pub fn run_model_bench(
+    config: &Path,
+    side: usize,
+    batch: usize,
+    steps: usize,
+    profile: bool,
+    json: Option<&Path>,
+) -> Result<()> {
+    let net = bench_net(&config.display().to_string(), side, batch, steps, profile)?;
+    println!("{} threads (median of {} timed repetitions)\n", net.result.threads, steps.max(1));
+    print_net_rows(std::slice::from_ref(&net));
+    if let Some(path) = json {
+        memgen_diffusion::run::write_json(path, &net)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
