@@ -420,7 +420,7 @@ impl BlindUNet {
             x = layer.forward_t(&x, train)?;
         }
         for b in (0..self.cfg.num_blocks).rev() {
-            x = x.conv_transpose2d(&self.up[b], 0, 0, 2, 1)?;
+            x = memgen_kernels::conv_transpose2x2(&x, &self.up[b])?;
             x = Tensor::cat(&[&x, &skips[b]], 1)?;
             for layer in &self.dec[b] {
                 x = layer.forward_t(&x, train)?;

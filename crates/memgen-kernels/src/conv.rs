@@ -350,7 +350,14 @@ fn backward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool, n
 }
 
 /// Backward with the input gradient (when asked for) through `Wᵀ · dY` and col2im.
-fn backward_col2im<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool, need_db: bool) -> Grads<T> {
+fn backward_col2im<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    need_dx: bool,
+    need_db: bool,
+) -> Grads<T> {
     let gs = images_per_group(g);
     let threads = rayon::current_num_threads();
     // Parts are whole groups of images, one part per thread.

@@ -12,6 +12,8 @@
 //!   or per sample and channel `(B, O)`, which folds a broadcast time embedding into the conv.
 //! - [`GroupNorm`]: `y = γ_c (x − μ_g) / sqrt(σ²_g + ε) + β_c`, optionally followed by
 //!   `SiLU(y) = y · sigmoid(y)` in the same pass, with a fused backward.
+//! - [`conv_transpose2x2`]: the 2x2, stride-2 transposed conv of the blind UNet's decoder, one
+//!   GEMM per image.
 //! - [`upsample_nearest2x`]: nearest ×2 upsampling whose backward sums each 2x2 block (and adds to
 //!   the input's gradient like any other op).
 //!
@@ -21,6 +23,7 @@
 mod alloc;
 pub mod bench;
 mod conv;
+mod conv_transpose;
 mod elem;
 mod gemm;
 mod im2col;
@@ -32,6 +35,7 @@ mod upsample;
 
 pub use alloc::keep_freed_memory;
 pub use conv::{conv2d, conv2d_no_bias, Conv2d};
+pub use conv_transpose::conv_transpose2x2;
 pub use elem::Float;
 pub use norm::{group_norm, GroupNorm};
 pub use upsample::upsample_nearest2x;
