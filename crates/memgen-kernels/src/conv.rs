@@ -263,7 +263,7 @@ fn backward_block<T: Float>(
     });
 }
 
-/// Backward over the images `images`; `dx` and `db` are their slices of the full gradients.
+/// Backward over the images `images`; `dx` is their slice of the full input gradient.
 /// Returns their contribution to `dw`, transposed (`K x O`).
 #[allow(clippy::too_many_arguments)]
 fn backward_part<T: Float>(
@@ -273,17 +273,10 @@ fn backward_part<T: Float>(
     dy: &[T],
     images: Range<usize>,
     mut dx: Option<&mut [T]>,
-    mut db: Option<&mut [T]>,
     threads: usize,
 ) -> Vec<T> {
-    let (p, gs, first) = (g.p(), images_per_group(g), images.start);
+    let (gs, first) = (images_per_group(g), images.start);
     let mut dwt = vec![T::zero(); g.k() * g.o];
-    if let Some(db) = db.as_deref_mut() {
-        let dyp = &dy[first * g.out_len()..images.end * g.out_len()];
-        for (d, row) in db.iter_mut().zip(dyp.chunks(p.max(1))) {
-            *d = T::from_f64(row.iter().map(|v| v.as_f64()).sum());
-        }
-    }
     for b0 in images.clone().step_by(gs) {
         let n = gs.min(images.end - b0);
         let mut dxi = dx.as_deref_mut().map(|d| &mut d[(b0 - first) * g.in_len()..][..n * g.in_len()]);
@@ -339,33 +332,122 @@ fn flipped_weight<T: Float>(g: &ConvGeom, w: &[T]) -> Vec<T> {
 }
 
 fn backward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool, need_db: bool) -> Grads<T> {
-    // Stride 1: the input gradient is a forward conv of dy (a GEMM with the reduction over
-    // O·KH·KW instead of O, and no col2im); computed apart from the weight gradient.
+    let db = need_db.then(|| bias_grad(g, dy));
     if let (true, Some(gt)) = (need_dx, transposed_geom(g)) {
-        let dx = forward(&gt, dy, &flipped_weight(g, w), Bias::None);
-        let grads = backward_col2im(g, x, w, dy, false, need_db);
-        return Grads { dx: Some(dx), ..grads };
+        let (dx, dw) = backward_shared(g, &gt, x, w, dy);
+        return Grads { dx: Some(dx), dw, db };
     }
-    backward_col2im(g, x, w, dy, need_dx, need_db)
+    let (dx, dw) = backward_col2im(g, x, w, dy, need_dx);
+    Grads { dx, dw, db }
 }
 
-/// Backward with the input gradient (when asked for) through `Wᵀ · dY` and col2im.
-fn backward_col2im<T: Float>(
-    g: &ConvGeom,
-    x: &[T],
-    w: &[T],
-    dy: &[T],
-    need_dx: bool,
-    need_db: bool,
-) -> Grads<T> {
-    let gs = images_per_group(g);
-    let threads = rayon::current_num_threads();
-    // Parts are whole groups of images, one part per thread.
-    let parts: Vec<Range<usize>> = partition(g.b.div_ceil(gs), threads)
+/// `dbias[b, o] = Σ_p dy[b, o, p]`.
+fn bias_grad<T: Float>(g: &ConvGeom, dy: &[T]) -> Vec<T> {
+    let mut db = vec![T::zero(); g.b * g.o];
+    if db.is_empty() {
+        return db;
+    }
+    db.par_chunks_mut(g.o).zip(dy.par_chunks(g.out_len().max(1))).for_each(|(d, img)| {
+        for (v, row) in d.iter_mut().zip(img.chunks(g.p().max(1))) {
+            *v = T::from_f64(row.iter().map(|v| v.as_f64()).sum());
+        }
+    });
+    db
+}
+
+/// One part of the batch per thread: whole groups of `gs` images.
+fn image_parts(b: usize, gs: usize) -> Vec<Range<usize>> {
+    partition(b.div_ceil(gs), rayon::current_num_threads())
         .into_iter()
-        .map(|r| r.start * gs..(r.end * gs).min(g.b))
+        .map(|r| r.start * gs..(r.end * gs).min(b))
+        .collect()
+}
+
+/// Backward of a stride-1 conv through the patches of `dy` alone (no second im2col of `x`).
+///
+/// With `D_b` the patch matrix of `dy_b` under the transposed geometry `gt` (rows `(o, i, j)`,
+/// columns the input pixels) and `W̃` the flipped kernel as a `C x O·KH·KW` matrix:
+/// `dx_b = W̃ · D_b` and `dW̃ = Σ_b X_b · D_bᵀ`, and `dW[o, c, i, j] = dW̃[c, (o, KH−1−i, KW−1−j)]`:
+/// `Σ_q x[c, q] dy[o, q − (i, j) + p]` is the weight gradient's correlation written over input
+/// pixels. Both products read the same packed `D_b`, while it is in cache.
+fn backward_shared<T: Float>(g: &ConvGeom, gt: &ConvGeom, x: &[T], w: &[T], dy: &[T]) -> (Vec<T>, Vec<T>) {
+    let wf = flipped_weight(g, w);
+    let gs = images_per_group(gt);
+    let parts = image_parts(g.b, gs);
+    let inner = (rayon::current_num_threads() / parts.len()).max(1);
+    let mut dx = uninit_vec(g.b * g.in_len()); // every element is written by a product
+    let chunks = split_lengths(&mut dx, parts.iter().map(|r| r.len() * g.in_len()));
+    let partials: Vec<Vec<T>> = parts
+        .into_par_iter()
+        .zip(chunks)
+        .map(|(r, dxp)| {
+            let mut dwft = vec![T::zero(); gt.k() * g.c];
+            for b0 in r.clone().step_by(gs) {
+                let n = gs.min(r.end - b0);
+                let dxi = &mut dxp[(b0 - r.start) * g.in_len()..][..n * g.in_len()];
+                for blk in blocks(gt, b0, n) {
+                    backward_shared_block(g, gt, x, &wf, dy, &blk, dxi, &mut dwft, inner);
+                }
+            }
+            dwft
+        })
         .collect();
-    let inner = (threads / parts.len()).max(1);
+    // dwft is dW̃ transposed: element (c, (o, t)) at (o·KK + t)·C + c.
+    let (kk, c) = (g.kh * g.kw, g.c);
+    let mut dw = vec![T::zero(); w.len()];
+    for part in &partials {
+        for o in 0..g.o {
+            for ci in 0..c {
+                for t in 0..kk {
+                    dw[(o * c + ci) * kk + t] += part[(o * kk + kk - 1 - t) * c + ci];
+                }
+            }
+        }
+    }
+    (dx, dw)
+}
+
+/// One block of [`backward_shared`]: the input gradient of the block's images (`dx`, those images)
+/// and its term of `dW̃ᵀ` (`dwft`, `O·KH·KW x C`).
+#[allow(clippy::too_many_arguments)]
+fn backward_shared_block<T: Float>(
+    g: &ConvGeom,
+    gt: &ConvGeom,
+    x: &[T],
+    wf: &[T],
+    dy: &[T],
+    blk: &Block,
+    dx: &mut [T],
+    dwft: &mut [T],
+    threads: usize,
+) {
+    let (kt, pin, np, p0) = (gt.k(), gt.p(), blk.cols(gt), blk.p0(gt));
+    with_scratch(0, kt * np, |col: &mut [T]| {
+        pack(gt, dy, blk, col);
+        with_scratch(1, g.c * np, |tmp: &mut [T]| {
+            let xs = &x[blk.b0 * g.in_len()..][..blk.n * g.in_len()];
+            let xv = if blk.n > 1 {
+                gather(xs, blk.n, g.c, pin, tmp);
+                View::rows(&*tmp, np)
+            } else {
+                View { data: &xs[p0..], rs: pin, cs: 1 }
+            };
+            matmul(g.c, kt, np, dwft, (1, g.c), true, xv, View::transposed(col, np), threads);
+            let wv = View::rows(wf, kt);
+            if blk.n == 1 {
+                matmul(g.c, np, kt, &mut dx[p0..], (pin, 1), false, wv, View::rows(col, np), threads);
+            } else {
+                matmul(g.c, np, kt, tmp, (np, 1), false, wv, View::rows(col, np), threads);
+                scatter(tmp, blk.n, g.c, pin, dx);
+            }
+        });
+    });
+}
+
+/// Backward with the input gradient (when asked for) through `Wᵀ · dY` and col2im: `(dx, dw)`.
+fn backward_col2im<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool) -> (Option<Vec<T>>, Vec<T>) {
+    let parts = image_parts(g.b, images_per_group(g));
+    let inner = (rayon::current_num_threads() / parts.len()).max(1);
     // The input gradient is accumulated by col2im, except for pointwise convs, whose GEMM writes
     // every element.
     let mut dx = need_dx.then(|| {
@@ -375,22 +457,16 @@ fn backward_col2im<T: Float>(
             vec![T::zero(); g.b * g.in_len()]
         }
     });
-    let mut db = need_db.then(|| vec![T::zero(); g.b * g.o]);
     let dx_parts = match dx.as_deref_mut() {
         Some(d) => {
             split_lengths(d, parts.iter().map(|r| r.len() * g.in_len())).into_iter().map(Some).collect()
         }
         None => parts.iter().map(|_| None).collect::<Vec<_>>(),
     };
-    let db_parts = match db.as_deref_mut() {
-        Some(d) => split_lengths(d, parts.iter().map(|r| r.len() * g.o)).into_iter().map(Some).collect(),
-        None => parts.iter().map(|_| None).collect::<Vec<_>>(),
-    };
     let partials: Vec<Vec<T>> = parts
         .into_par_iter()
         .zip(dx_parts)
-        .zip(db_parts)
-        .map(|((r, dxp), dbp)| backward_part(g, x, w, dy, r, dxp, dbp, inner))
+        .map(|(r, dxp)| backward_part(g, x, w, dy, r, dxp, inner))
         .collect();
     let (k, o) = (g.k(), g.o);
     let mut dw = vec![T::zero(); o * k];
@@ -401,7 +477,7 @@ fn backward_col2im<T: Float>(
             }
         }
     }
-    Grads { dx, dw, db }
+    (dx, dw)
 }
 
 /// The conv op: `(x, w[, bias]) → y`, stride and zero padding on both axes.
