@@ -40,7 +40,30 @@ pub use elem::Float;
 pub use norm::{group_norm, GroupNorm};
 pub use upsample::upsample_nearest2x;
 
-/// Whether the fast CPU path handles `t`: a CPU tensor of dtype f32 or f64.
+thread_local! {
+    static STOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether `MEMGEN_STOCK_KERNELS=1` is set: every layer then uses Candle's own ops (for A/B checks).
+fn stock_from_env() -> bool {
+    static ENV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENV.get_or_init(|| std::env::var("MEMGEN_STOCK_KERNELS").is_ok_and(|v| v == "1"))
+}
+
+/// Runs `f` with every layer of this crate built on Candle's own ops instead of the fast kernels,
+/// on this thread: the reference for end-to-end comparisons.
+pub fn with_stock_kernels<R>(f: impl FnOnce() -> R) -> R {
+    let before = STOCK.with(|s| s.replace(true));
+    let r = f();
+    STOCK.with(|s| s.set(before));
+    r
+}
+
+/// Whether the fast CPU path handles `t`: a CPU tensor of dtype f32 or f64, outside
+/// [`with_stock_kernels`] and without `MEMGEN_STOCK_KERNELS=1`.
 pub fn is_fast_path(t: &candle::Tensor) -> bool {
-    t.device().is_cpu() && matches!(t.dtype(), candle::DType::F32 | candle::DType::F64)
+    t.device().is_cpu()
+        && matches!(t.dtype(), candle::DType::F32 | candle::DType::F64)
+        && !STOCK.with(|s| s.get())
+        && !stock_from_env()
 }

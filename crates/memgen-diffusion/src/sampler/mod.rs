@@ -169,14 +169,16 @@ pub fn denoise(
     let mut x = x_big_t;
     for &t in sampler.timesteps() {
         let t_in = Tensor::from_vec(vec![t as u32; n], n, device)?;
-        let out = model.forward(&x, &t_in)?;
+        // Detached: with trainable weights the forward would otherwise record a graph, and every
+        // step's x would keep all earlier steps' activations alive.
+        let out = model.forward(&x, &t_in)?.detach();
         if out.dims() != x.dims() {
             candle::bail!("sample: the model returned shape {:?} for input {:?}", out.dims(), x.dims());
         }
         let eps = to_epsilon(prediction, &out, &x, schedule.alphas_cumprod[t])?;
         let z =
             if sampler.needs_noise(t) { Some(noise.batch(first, n, t as u64, dims, device)?) } else { None };
-        x = sampler.step(&eps, t, &x, z.as_ref())?.prev_sample;
+        x = sampler.step(&eps, t, &x, z.as_ref())?.prev_sample.detach();
     }
     Ok(x)
 }
