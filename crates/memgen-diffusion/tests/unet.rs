@@ -458,3 +458,34 @@ fn time_unet_s() {
         );
     }
 }
+
+/// The whole network on memgen's kernels equals the same network on Candle's own ops: output and
+/// the gradient of every parameter (f64, so that only real differences show).
+#[test]
+fn fast_kernels_match_candle_ops_end_to_end() {
+    let (vm, net) = build(&attn_tiny(), 21, DType::F64);
+    let x = randn(22, &[3, 1, 8, 8], DType::F64);
+    let r = randn(23, &[3, 1, 8, 8], DType::F64);
+    let t = ts(&[3, 500, 999]);
+    let run = || {
+        let y = net.forward(&x, &t).unwrap();
+        let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let mut g: Vec<(String, Vec<f64>)> = vm
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, v)| (name.clone(), values(grads.get(v.as_tensor()).expect("every parameter has a gradient"))))
+            .collect();
+        g.sort_by(|a, b| a.0.cmp(&b.0));
+        (values(&y), g)
+    };
+    let (y_fast, g_fast) = run();
+    let (y_stock, g_stock) = memgen_kernels::with_stock_kernels(run);
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(p, q)| (p - q).abs() <= 1e-9 * (1.0 + q.abs()));
+    assert!(close(&y_fast, &y_stock), "outputs differ");
+    assert_eq!(g_fast.len(), g_stock.len());
+    for ((name, a), (_, b)) in g_fast.iter().zip(&g_stock) {
+        assert!(close(a, b), "gradient of {name} differs");
+    }
+}
