@@ -475,7 +475,9 @@ fn fast_kernels_match_candle_ops_end_to_end() {
             .lock()
             .unwrap()
             .iter()
-            .map(|(name, v)| (name.clone(), values(grads.get(v.as_tensor()).expect("every parameter has a gradient"))))
+            .map(|(name, v)| {
+                (name.clone(), values(grads.get(v.as_tensor()).expect("every parameter has a gradient")))
+            })
             .collect();
         g.sort_by(|a, b| a.0.cmp(&b.0));
         (values(&y), g)

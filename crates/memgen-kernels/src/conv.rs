@@ -28,9 +28,7 @@ const GROUP_PIXELS: usize = 256;
 
 /// Size of a patch-matrix block (elements): large maps are cut into bands of output rows so that
 /// the block stays in a core's L2 cache between its packing and the GEMM that reads it.
-fn block_elems() -> usize {
-    std::env::var("BLOCK_ELEMS").ok().and_then(|v| v.parse().ok()).unwrap_or(96 * 1024)
-}
+const BLOCK_ELEMS: usize = 96 * 1024;
 
 /// Where the bias comes from: none, one value per output channel `(O,)`, or one per sample and
 /// channel `(B, O)`.
@@ -58,7 +56,7 @@ fn images_per_group(g: &ConvGeom) -> usize {
     if p >= GROUP_PIXELS {
         return 1;
     }
-    let by_cache = (4 * block_elems() / (g.k() * p).max(1)).max(1);
+    let by_cache = (4 * BLOCK_ELEMS / (g.k() * p).max(1)).max(1);
     GROUP_PIXELS.div_ceil(p).min(by_cache).clamp(1, g.b.max(1))
 }
 
@@ -95,7 +93,7 @@ fn blocks(g: &ConvGeom, b0: usize, n: usize) -> Vec<Block> {
     if n > 1 || g.is_pointwise() {
         return vec![Block { b0, n, rows: 0..g.ho }];
     }
-    let rows_per = (block_elems() / (g.k() * g.wo).max(1)).max(1);
+    let rows_per = (BLOCK_ELEMS / (g.k() * g.wo).max(1)).max(1);
     partition(g.ho, g.ho.div_ceil(rows_per)).into_iter().map(|rows| Block { b0, n: 1, rows }).collect()
 }
 
@@ -445,7 +443,13 @@ fn backward_shared_block<T: Float>(
 }
 
 /// Backward with the input gradient (when asked for) through `Wᵀ · dY` and col2im: `(dx, dw)`.
-fn backward_col2im<T: Float>(g: &ConvGeom, x: &[T], w: &[T], dy: &[T], need_dx: bool) -> (Option<Vec<T>>, Vec<T>) {
+fn backward_col2im<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    need_dx: bool,
+) -> (Option<Vec<T>>, Vec<T>) {
     let parts = image_parts(g.b, images_per_group(g));
     let inner = (rayon::current_num_threads() / parts.len()).max(1);
     // The input gradient is accumulated by col2im, except for pointwise convs, whose GEMM writes
