@@ -422,7 +422,8 @@ fn backward_shared_block<T: Float>(
     let (kt, pin, np, p0) = (gt.k(), gt.p(), blk.cols(gt), blk.p0(gt));
     with_scratch(0, kt * np, |col: &mut [T]| {
         pack(gt, dy, blk, col);
-        with_scratch(1, g.c * np, |tmp: &mut [T]| {
+        // The second buffer gathers x and scatters dx for groups of images; single images need none.
+        with_scratch(1, if blk.n > 1 { g.c * np } else { 0 }, |tmp: &mut [T]| {
             let xs = &x[blk.b0 * g.in_len()..][..blk.n * g.in_len()];
             let xv = if blk.n > 1 {
                 gather(xs, blk.n, g.c, pin, tmp);
