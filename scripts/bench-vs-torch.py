@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def memgen(binary, side, batch, steps, env, net="unet-s"):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        subprocess.run([binary, "bench", "--no-gemm", "--net", f"{net}:{side}:{batch}", "--steps", str(steps),
+        subprocess.run([binary, "bench", "--only", "nets", "--net", f"{net}:{side}:{batch}", "--steps", str(steps),
                         "--json", f.name], check=True, env=env, stdout=subprocess.DEVNULL)
         r = json.load(open(f.name))["networks"][0]
     return r["train_images_per_s"], r["forward_images_per_s"]

@@ -1,36 +1,9 @@
 //! End-to-end tests of the `memgen data` commands, run as a user would run them.
 
+mod common;
+
+use common::{fails, memgen, memgen_env, ok};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn memgen(args: &[&str]) -> Output {
-    memgen_env(args, &[])
-}
-
-fn memgen_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_memgen"));
-    cmd.args(args).env("RAYON_NUM_THREADS", "2").env_remove("HF_HUB_OFFLINE");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("memgen runs")
-}
-
-fn ok(out: &Output) -> String {
-    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "memgen failed\nstdout: {so}\nstderr: {se}");
-    so.into_owned()
-}
-
-fn fails(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "expected exit code 2, stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn manifest(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()

@@ -24,12 +24,22 @@ pub struct BenchArgs {
     /// Also report the time spent in each memgen kernel (conv, group norm, upsample) per step.
     #[arg(long)]
     profile: bool,
-    /// Skip the reference GEMM measurements.
-    #[arg(long)]
-    no_gemm: bool,
+    /// Measure only these parts (repeatable): `nets` (training and sampling of the networks),
+    /// `gemm` (this machine's reference GEMM), `nn` (nearest-neighbour search of 1000 32x32 images
+    /// among 70,000). Default: all three.
+    #[arg(long, value_enum, value_name = "PART")]
+    only: Vec<Part>,
     /// Also write every result as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// A part of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Nets,
+    Gemm,
+    Nn,
 }
 
 /// One network measurement of the table.
@@ -56,6 +66,7 @@ struct BenchReport {
     threads: usize,
     networks: Vec<NetResult>,
     gemm: Vec<GemmResult>,
+    nn_search: Vec<memgen_metrics::bench::SearchBench>,
 }
 
 fn load_config(name: &str) -> Result<ModelConfig> {
@@ -131,8 +142,9 @@ fn print_net_rows(nets: &[NetResult]) {
 
 /// `memgen bench`.
 pub fn run_bench(a: BenchArgs) -> Result<()> {
+    let wants = |p: Part| a.only.is_empty() || a.only.contains(&p);
     let specs =
-        if a.nets.is_empty() { vec!["unet-s:32:64".to_string(), "unet-s:80:16".to_string()] } else { a.nets };
+        if a.nets.is_empty() { vec!["unet-s:32:64".to_string(), "unet-s:80:16".to_string()] } else { a.nets.clone() };
     let threads = super::threads();
     println!(
         "memgen {} bench, {threads} threads (median of {} timed repetitions)\n",
@@ -140,30 +152,55 @@ pub fn run_bench(a: BenchArgs) -> Result<()> {
         a.steps.max(1)
     );
     let mut networks = Vec::new();
-    for spec in &specs {
-        let (config, side, batch) = parse_net(spec)?;
-        networks.push(bench_net(&config, side, batch, a.steps, a.profile)?);
-    }
-    print_net_rows(&networks);
-    let mut gemm = Vec::new();
-    if !a.no_gemm {
-        let shapes: [(&'static str, usize, usize, usize, usize); 2] = [
-            ("square f32 GEMM (machine reference)", 2048, 2048, 2048, 3),
-            ("NN-search GEMM core: 1000 queries x 70,000 images x 1024 pixels", 1000, 70_000, 1024, 1),
-        ];
-        println!("\n| GEMM | m x n x k | GFLOP/s |\n|---|---|---|");
-        for (what, m, n, k, reps) in shapes {
-            let gflop_per_s = memgen_kernels::bench::gemm_gflops(m, n, k, reps);
-            println!("| {what} | {m} x {n} x {k} | {gflop_per_s:.1} |");
-            gemm.push(GemmResult { what, m, n, k, gflop_per_s });
+    if wants(Part::Nets) {
+        for spec in &specs {
+            let (config, side, batch) = parse_net(spec)?;
+            networks.push(bench_net(&config, side, batch, a.steps, a.profile)?);
         }
+        print_net_rows(&networks);
     }
+    let gemm = if wants(Part::Gemm) { bench_gemm() } else { Vec::new() };
+    let nn_search = if wants(Part::Nn) { bench_nn(gemm.first().map(|g| g.gflop_per_s))? } else { Vec::new() };
     if let Some(path) = a.json {
-        let report = BenchReport { memgen_version: env!("CARGO_PKG_VERSION"), threads, networks, gemm };
+        let report = BenchReport { memgen_version: env!("CARGO_PKG_VERSION"), threads, networks, gemm, nn_search };
         memgen_diffusion::run::write_json(&path, &report)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The reference GEMM rows: a square product and the shape of the NN search's core.
+fn bench_gemm() -> Vec<GemmResult> {
+    let shapes: [(&'static str, usize, usize, usize, usize); 2] = [
+        ("square f32 GEMM (machine reference)", 2048, 2048, 2048, 3),
+        ("NN-search GEMM core: 1000 queries x 70,000 images x 1024 pixels", 1000, 70_000, 1024, 1),
+    ];
+    println!("\n| GEMM | m x n x k | GFLOP/s |\n|---|---|---|");
+    let mut out = Vec::new();
+    for (what, m, n, k, reps) in shapes {
+        let gflop_per_s = memgen_kernels::bench::gemm_gflops(m, n, k, reps);
+        println!("| {what} | {m} x {n} x {k} | {gflop_per_s:.1} |");
+        out.push(GemmResult { what, m, n, k, gflop_per_s });
+    }
+    out
+}
+
+/// The nearest-neighbour search of M = 1000 32x32 images among N = 70,000, each metric, with its
+/// share of the square GEMM's rate when that was measured.
+fn bench_nn(peak: Option<f64>) -> Result<Vec<memgen_metrics::bench::SearchBench>> {
+    use memgen_metrics::Metric;
+    println!("\n| NN search (exact) | M x N x d | k | seconds | GFLOP/s | of square GEMM |\n|---|---|---|---|---|---|");
+    let mut out = Vec::new();
+    for (metric, k) in [(Metric::Pearson, 1), (Metric::L2, 2), (Metric::Cosine, 1)] {
+        let r = memgen_metrics::bench::bench_search(1000, 70_000, 1024, k, metric, 2)?;
+        let share = peak.map_or("-".into(), |p| format!("{:.0}%", 100.0 * r.gflop_per_s / p));
+        println!(
+            "| {metric:?} | {} x {} x {} | {k} | {:.2} | {:.1} | {share} |",
+            r.queries, r.base, r.dim, r.seconds, r.gflop_per_s
+        );
+        out.push(r);
+    }
+    Ok(out)
 }
 
 /// `memgen model bench CONFIG`.

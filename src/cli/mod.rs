@@ -1,6 +1,7 @@
 //! Command-line arguments (clap derive) and dispatch.
 
 mod bench;
+mod compare;
 mod data;
 mod model;
 mod sample;
@@ -35,7 +36,13 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Generate images from a trained run with explicit, shareable noise.
     Sample(Box<sample::SampleArgs>),
-    /// Throughput table: unet-s training and sampling at 32x32 and 80x80, and this machine's GEMM.
+    /// Sample two models (disjoint training sets) with the same noise and score memorization and
+    /// agreement: compare.json, compare.csv, compare.png (the paper's figure), histograms.
+    Compare(Box<compare::CompareArgs>),
+    /// Score one model's samples against its training set: memorization.json/.csv/.png, histogram.
+    Memorization(Box<compare::MemorizationArgs>),
+    /// Throughput table: unet-s training and sampling at 32x32 and 80x80, this machine's GEMM, and the
+    /// nearest-neighbour search.
     Bench(bench::BenchArgs),
 }
 
@@ -50,6 +57,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model(cmd) => model::run(cmd),
         Command::Train(a) => train::run_train(*a),
         Command::Sample(a) => sample::run_sample(*a),
+        Command::Compare(a) => compare::run_compare(*a),
+        Command::Memorization(a) => compare::run_memorization(*a),
         Command::Bench(a) => bench::run_bench(a),
     }
 }

@@ -2,12 +2,12 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use memgen_diffusion::generate::{generate, save_samples, GenerateConfig};
+use memgen_diffusion::generate::{generate, load_samples, save_samples, GenerateConfig, Generated};
 use memgen_diffusion::run::write_json;
 use memgen_diffusion::sampler::blind::BlindSamplerConfig;
 use memgen_diffusion::sampler::ddpm::VarianceType;
 use memgen_diffusion::sampler::SamplerConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct SampleArgs {
@@ -20,6 +20,19 @@ pub struct SampleArgs {
     /// Number of images.
     #[arg(long, default_value_t = 16)]
     pub count: usize,
+    #[command(flatten)]
+    pub sampler: SamplerOpts,
+    /// Output directory (default RUN/samples/seed-S).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write every image as its own PNG.
+    #[arg(long)]
+    pub png_each: bool,
+}
+
+/// How to sample (shared by `memgen sample` and `memgen compare`).
+#[derive(Debug, Args)]
+pub struct SamplerOpts {
     /// Images per batch (bounds memory; does not change the result).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -53,12 +66,37 @@ pub struct SampleArgs {
     /// Blind sampler: give up on a sample after this many steps.
     #[arg(long, default_value_t = 10_000)]
     pub max_steps: usize,
-    /// Output directory (default RUN/samples/seed-S).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Also write every image as its own PNG.
-    #[arg(long)]
-    pub png_each: bool,
+}
+
+impl SamplerOpts {
+    /// The generation config for `count` images of noise seed `noise_seed`.
+    pub fn config(&self, noise_seed: u64, count: usize) -> GenerateConfig {
+        let sampler = match self.sampler {
+            SamplerArg::Ddpm => SamplerConfig::Ddpm {
+                variance: match self.variance {
+                    VarianceArg::Beta => VarianceType::Beta,
+                    VarianceArg::Posterior => VarianceType::Posterior,
+                },
+            },
+            SamplerArg::Ddim => SamplerConfig::Ddim { steps: self.ddim_steps, eta: self.eta },
+        };
+        let blind = BlindSamplerConfig {
+            h0: self.h0,
+            beta: self.beta,
+            sigma_l: self.sigma_l,
+            max_steps: self.max_steps,
+            ..Default::default()
+        };
+        GenerateConfig {
+            noise_seed,
+            count,
+            batch_size: self.batch_size,
+            ema: !self.no_ema,
+            sampler,
+            blind,
+            initial_noise: self.noise.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,71 +112,83 @@ pub enum VarianceArg {
 }
 
 pub fn run_sample(a: SampleArgs) -> Result<()> {
-    let sampler = match a.sampler {
-        SamplerArg::Ddpm => SamplerConfig::Ddpm {
-            variance: match a.variance {
-                VarianceArg::Beta => VarianceType::Beta,
-                VarianceArg::Posterior => VarianceType::Posterior,
-            },
-        },
-        SamplerArg::Ddim => SamplerConfig::Ddim { steps: a.ddim_steps, eta: a.eta },
-    };
-    let blind = BlindSamplerConfig {
-        h0: a.h0,
-        beta: a.beta,
-        sigma_l: a.sigma_l,
-        max_steps: a.max_steps,
-        ..Default::default()
-    };
-    let cfg = GenerateConfig {
-        noise_seed: a.noise_seed,
-        count: a.count,
-        batch_size: a.batch_size,
-        ema: !a.no_ema,
-        sampler,
-        blind,
-        initial_noise: a.noise.clone(),
-    };
-    let out = a.out.clone().unwrap_or_else(|| a.run.join("samples").join(format!("seed-{}", a.noise_seed)));
-    let bar = indicatif::ProgressBar::new(a.count as u64);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("sampling [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta})")
-    {
-        bar.set_style(style);
-    }
-    let g = generate(&a.run, &cfg, Some(&bar)).with_context(|| format!("sampling {}", a.run.display()))?;
-    bar.finish_and_clear();
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    save_samples(&g, &out.join("samples.safetensors"))?;
-    let [n, c, h, w] = g.dims;
-    let plane = h * w;
-    let images: Vec<&[f32]> = g.pixels.chunks(c * plane).map(|im| &im[..plane]).collect();
-    write_grid(&images, h, w, &out.join("grid.png"))?;
-    if a.png_each {
-        for (k, im) in images.iter().enumerate() {
-            write_grid(&[im], h, w, &out.join(format!("sample-{k:05}.png")))?;
-        }
-    }
-    let record = serde_json::json!({
-        "run": a.run,
-        "config": cfg,
-        "result": g,
-        "threads": super::threads(),
-        "images_per_s": n as f64 / g.seconds.max(1e-9),
-    });
-    write_json(&out.join("samples.json"), &record)?;
+    let cfg = a.sampler.config(a.noise_seed, a.count);
+    let out = a.out.clone().unwrap_or_else(|| default_dir(&a.run, a.noise_seed));
+    let g = sample_into(&a.run, &cfg, &out, a.png_each)?;
     println!(
-        "sampled {n} images in {:.1} s ({:.2} images/s, {:.0}% within [-0.25, 1.25]) -> {}",
+        "sampled {} images in {:.1} s ({:.2} images/s, {:.0}% within [-0.25, 1.25]) -> {}",
+        g.dims[0],
         g.seconds,
-        n as f64 / g.seconds.max(1e-9),
+        g.dims[0] as f64 / g.seconds.max(1e-9),
         100.0 * g.in_range_fraction,
         out.display()
     );
     Ok(())
 }
 
+/// RUN/samples/seed-S: where `memgen sample` writes by default and `memgen compare` looks first.
+pub fn default_dir(run: &Path, noise_seed: u64) -> PathBuf {
+    run.join("samples").join(format!("seed-{noise_seed}"))
+}
+
+/// Sample `run` with `cfg` (progress bar on stderr) and write `samples.safetensors`, `grid.png` and
+/// `samples.json` (and one PNG per image when `png_each`) into `out`.
+pub fn sample_into(run: &Path, cfg: &GenerateConfig, out: &Path, png_each: bool) -> Result<Generated> {
+    let bar = indicatif::ProgressBar::new(cfg.count as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "sampling [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(run.display().to_string());
+    let g = generate(run, cfg, Some(&bar)).with_context(|| format!("sampling {}", run.display()))?;
+    bar.finish_and_clear();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    save_samples(&g, &out.join("samples.safetensors"))?;
+    let [n, c, h, w] = g.dims;
+    let plane = h * w;
+    let images: Vec<&[f32]> = g.pixels.chunks(c * plane).map(|im| &im[..plane]).collect();
+    write_grid(&images, h, w, &out.join("grid.png"))?;
+    if png_each {
+        for (k, im) in images.iter().enumerate() {
+            write_grid(&[im], h, w, &out.join(format!("sample-{k:05}.png")))?;
+        }
+    }
+    let record = serde_json::json!({
+        "run": run,
+        "config": cfg,
+        "result": g,
+        "threads": super::threads(),
+        "images_per_s": n as f64 / g.seconds.max(1e-9),
+    });
+    write_json(&out.join("samples.json"), &record)?;
+    Ok(g)
+}
+
+/// Samples of `dir` (written by [`sample_into`]) when they were made from `run` with the same
+/// sampler, weights and noise as `cfg` and hold at least `cfg.count` images: the first `cfg.count`
+/// (sample k depends only on the noise seed and k, not on how many were drawn).
+pub fn reusable(dir: &Path, cfg: &GenerateConfig) -> Option<([usize; 4], Vec<f32>)> {
+    let meta: serde_json::Value = memgen_diffusion::run::read_json(&dir.join("samples.json")).ok()?;
+    let mut saved: GenerateConfig = serde_json::from_value(meta.get("config")?.clone()).ok()?;
+    if saved.count < cfg.count {
+        return None;
+    }
+    saved.count = cfg.count;
+    saved.batch_size = cfg.batch_size;
+    if &saved != cfg {
+        return None;
+    }
+    let ([n, c, h, w], mut pixels) = load_samples(&dir.join("samples.safetensors")).ok()?;
+    if n < cfg.count {
+        return None;
+    }
+    pixels.truncate(cfg.count * c * h * w);
+    Some(([cfg.count, c, h, w], pixels))
+}
+
 /// A PNG of `images` in a grid (one image: no padding, scale 1).
-fn write_grid(images: &[&[f32]], h: usize, w: usize, path: &std::path::Path) -> Result<()> {
+pub fn write_grid(images: &[&[f32]], h: usize, w: usize, path: &Path) -> Result<()> {
     use memgen_report::{save_png, Grid, GridConfig};
     let cfg = if images.len() == 1 {
         GridConfig { cols: 1, pad: 0, scale: 1, ..Default::default() }

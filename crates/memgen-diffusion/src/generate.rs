@@ -147,6 +147,21 @@ pub fn save_samples(g: &Generated, path: &Path) -> Result<()> {
     save_tensors(path, &HashMap::from([("samples".to_string(), t)]))
 }
 
+/// Read samples written by [`save_samples`] (or any safetensors file whose one tensor, or tensor
+/// "samples", is (count, C, H, W)): the dims and the pixels as f32.
+pub fn load_samples(path: &Path) -> Result<([usize; 4], Vec<f32>)> {
+    let mut tensors = crate::checkpoint::load_tensors(path, &candle::Device::Cpu)?;
+    let t = match tensors.remove("samples") {
+        Some(t) => t,
+        None if tensors.len() == 1 => tensors.into_values().next().expect("one tensor"),
+        None => return Err(Error::bad_file(path, "expected a tensor named \"samples\" or exactly one tensor")),
+    };
+    let dims: [usize; 4] = t.dims().try_into().map_err(|_| {
+        Error::bad_file(path, format!("samples have shape {:?}, expected (count, C, H, W)", t.dims()))
+    })?;
+    Ok((dims, t.to_dtype(candle::DType::F32)?.flatten_all()?.to_vec1()?))
+}
+
 /// The single tensor of a safetensors file, which must have shape `want`.
 fn read_initial_noise(path: &Path, want: [usize; 4], dev: &candle::Device) -> Result<Tensor> {
     let tensors = crate::checkpoint::load_tensors(path, dev)?;

@@ -286,7 +286,7 @@ fn backward_part<T: Float>(
 }
 
 /// Splits `v` into consecutive mutable chunks of the given lengths.
-fn split_lengths<'a, T>(mut v: &'a mut [T], lens: impl Iterator<Item = usize>) -> Vec<&'a mut [T]> {
+fn split_lengths<T>(mut v: &mut [T], lens: impl Iterator<Item = usize>) -> Vec<&mut [T]> {
     let mut out = Vec::new();
     for len in lens {
         let (head, tail) = std::mem::take(&mut v).split_at_mut(len);

@@ -55,6 +55,7 @@ impl Float for f32 {
 
 /// A vector of `n` elements whose contents are unspecified (like Candle's `alloc_uninit`), for
 /// outputs that are overwritten in full before they are read: it skips a memset of the output.
+#[allow(clippy::uninit_vec)]
 pub(crate) fn uninit_vec<T: Float>(n: usize) -> Vec<T> {
     let mut v = Vec::with_capacity(n);
     // SAFETY: f32 and f64 have no invalid bit patterns, the capacity is `n`, and callers write

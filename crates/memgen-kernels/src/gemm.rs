@@ -5,7 +5,7 @@ use gemm::Parallelism;
 
 /// A read-only strided `rows x cols` view: element `(i, j)` is `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
-pub(crate) struct View<'a, T> {
+pub struct View<'a, T> {
     pub data: &'a [T],
     pub rs: usize,
     pub cs: usize,
@@ -30,7 +30,7 @@ impl<'a, T> View<'a, T> {
 /// `dst (m x n, element (i, j) at i·rs + j·cs) ← [dst +] lhs (m x k) · rhs (k x n)`:
 /// accumulates when `accumulate`, overwrites otherwise. `threads > 1` splits the product itself.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul<T: Float>(
+pub fn matmul<T: Float>(
     m: usize,
     n: usize,
     k: usize,

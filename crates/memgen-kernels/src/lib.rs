@@ -25,7 +25,7 @@ pub mod bench;
 mod conv;
 mod conv_transpose;
 mod elem;
-mod gemm;
+pub mod gemm;
 mod im2col;
 mod norm;
 pub mod profile;

@@ -68,13 +68,7 @@ impl Grid<'_> {
 
 /// Encode `img` as PNG and write it atomically (temporary file, then rename).
 pub fn save_png(img: &GrayImage, path: &Path) -> Result<()> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| io(std::io::Error::other(e)))?;
-    let tmp = path.with_extension(format!("png.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::write_png_atomic(img, path)
 }
 
 #[cfg(test)]

@@ -1,8 +1,15 @@
 //! memgen-report: image grids, plots and reports for memgen results.
 
+pub mod figure;
+pub mod font;
 pub mod grid;
+pub mod histogram;
 
+pub use figure::{Cell, LabeledTable, TableConfig};
 pub use grid::{save_png, Grid, GridConfig};
+pub use histogram::{save_rgb_png, save_svg, Histogram, HistogramPlot, Series};
+
+use std::path::Path;
 
 /// Errors from building or writing reports.
 #[derive(Debug, thiserror::Error)]
@@ -20,3 +27,29 @@ pub enum Error {
 
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Encode `img` as PNG and write it to `path` atomically.
+fn write_png_atomic<P>(img: &image::ImageBuffer<P, Vec<u8>>, path: &Path) -> Result<()>
+where
+    P: image::PixelWithColorType<Subpixel = u8>,
+{
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .map_err(|e| Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
+    write_atomic(path, &bytes)
+}
+
+/// Write `bytes` to `path` atomically: to `<path>.<pid>.tmp` next to it, then rename that over `path`
+/// (the temporary file is removed if the rename fails).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let mut name =
+        path.file_name().ok_or_else(|| io(std::io::Error::other("not a file name")))?.to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
