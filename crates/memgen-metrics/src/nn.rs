@@ -7,16 +7,17 @@
 //! - [`Metric::L2`]: raw rows, ‖q − b‖² = ‖q‖² + ‖b‖² − 2⟨q, b⟩ (‖q‖² is the same for every j, so the
 //!   ranking key is ‖b‖² − 2⟨q, b⟩).
 //!
-//! **Two passes.** The candidate pass streams the base set in blocks of `block_rows` images, computes S
-//! for a chunk of `query_rows` queries in f32 with the GEMM of `memgen-kernels`, and keeps the best
-//! `k + margin` candidates of every query. The refinement pass recomputes each candidate's value in f64
-//! straight from the pixels and returns the best k, ordered best first, ties broken by the smaller base
-//! index. The result equals f64 brute force unless more than `margin` base images sit within the f32
-//! rounding of the candidate pass (~1e-6 relative) of a true neighbour.
+//! **Two passes.** The candidate pass splits the base set into blocks of `block_rows` images spread
+//! over the rayon threads; each thread prepares its block, computes S for chunks of `query_rows`
+//! queries in f32 with a single-threaded GEMM (`memgen-kernels`), and keeps the best `k + margin`
+//! candidates of every query; the threads' lists are merged. The refinement pass recomputes each
+//! candidate's value in f64 straight from the pixels and returns the best k, ordered best first, ties
+//! broken by the smaller base index. The result equals f64 brute force unless more than `margin` base
+//! images sit within the f32 rounding of the candidate pass (~1e-6 relative) of a true neighbour.
 //!
-//! **Memory.** Besides the inputs: the prepared queries (M·d f32), one prepared base block
-//! (block_rows·d f32), one score block (query_rows·block_rows f32) and the candidate lists
-//! (M·(k + margin) entries). With the defaults and d = 1024 that is 4M + 16 MiB + 16 MiB + small,
+//! **Memory.** Besides the inputs: the prepared queries (M·d f32), and per thread one prepared base
+//! block (block_rows·d f32), one score block (query_rows·block_rows f32) and candidate lists
+//! (M·(k + margin) entries). With the defaults and d = 1024: 4M bytes + 16 MiB + small per thread,
 //! whatever N is.
 //!
 //! **Constant images** (all pixels equal) have no direction: their Pearson correlation with any image
@@ -177,7 +178,7 @@ pub struct SearchConfig {
 
 impl Default for SearchConfig {
     fn default() -> Self {
-        SearchConfig { k: 1, metric: Metric::Pearson, block_rows: 4096, query_rows: 1024, margin: 8 }
+        SearchConfig { k: 1, metric: Metric::Pearson, block_rows: 2048, query_rows: 1024, margin: 8 }
     }
 }
 
@@ -234,44 +235,75 @@ fn check(queries: &Images, base: &Images, cfg: &SearchConfig) -> Result<()> {
 /// Candidates of one query: (key, base position), ascending key (smaller = nearer).
 type Candidates = Vec<(f32, usize)>;
 
-/// The f32 pass: the best `keep` candidates of every query by the key of the blocked product.
+/// The f32 pass: the best `keep` candidates of every query by the key of the blocked product. Base
+/// blocks are spread over the rayon threads; each thread multiplies its blocks with a single-threaded
+/// GEMM and keeps its own candidate lists, merged at the end. Candidates are ordered by (key, position),
+/// a total order, so the kept set does not depend on how the blocks were spread.
 fn candidate_pass(queries: &Images, base: &Images, cfg: &SearchConfig, keep: usize) -> Vec<Candidates> {
-    let d = queries.dim();
     let (q, _) = prepare(queries, 0..queries.len(), cfg.metric);
-    let mut lists: Vec<Candidates> = vec![Vec::with_capacity(keep + 1); queries.len()];
-    let threads = rayon::current_num_threads();
-    let mut scores = Vec::new();
-    for b0 in (0..base.len()).step_by(cfg.block_rows) {
-        let b1 = (b0 + cfg.block_rows).min(base.len());
-        let (rows, sq_norms) = prepare(base, b0..b1, cfg.metric);
-        let nb = b1 - b0;
-        for q0 in (0..queries.len()).step_by(cfg.query_rows) {
-            let q1 = (q0 + cfg.query_rows).min(queries.len());
-            scores.resize((q1 - q0) * nb, 0.0f32);
-            let lhs = View::rows(&q[q0 * d..q1 * d], d);
-            matmul(q1 - q0, nb, d, &mut scores, (nb, 1), false, lhs, View::transposed(&rows, d), threads);
-            let metric = cfg.metric;
-            lists[q0..q1].par_iter_mut().zip(scores.par_chunks(nb)).for_each(|(list, s)| {
-                for (j, &dot) in s.iter().enumerate() {
-                    let key = match metric {
-                        Metric::L2 => sq_norms[j] - 2.0 * dot,
-                        _ => -dot,
-                    };
-                    offer(list, keep, key, b0 + j);
-                }
-            });
-        }
-    }
-    lists
+    let starts: Vec<usize> = (0..base.len()).step_by(cfg.block_rows).collect();
+    starts
+        .into_par_iter()
+        .fold(
+            || vec![Candidates::with_capacity(keep + 1); queries.len()],
+            |mut lists, b0| {
+                let b1 = (b0 + cfg.block_rows).min(base.len());
+                scan_block(&q, queries.dim(), base, b0..b1, cfg, keep, &mut lists);
+                lists
+            },
+        )
+        .reduce(|| vec![Candidates::new(); queries.len()], |a, b| merge(a, b, keep))
 }
 
-/// Insert (key, pos) into the ascending list of at most `keep` entries; equal keys keep the earlier
-/// (smaller) position first.
+/// Offer every image of base rows `range` to every query's list.
+fn scan_block(
+    q: &[f32],
+    d: usize,
+    base: &Images,
+    range: std::ops::Range<usize>,
+    cfg: &SearchConfig,
+    keep: usize,
+    lists: &mut [Candidates],
+) {
+    let b0 = range.start;
+    let (rows, sq_norms) = prepare(base, range, cfg.metric);
+    let nb = sq_norms.len();
+    let mut scores = Vec::new();
+    for q0 in (0..lists.len()).step_by(cfg.query_rows) {
+        let q1 = (q0 + cfg.query_rows).min(lists.len());
+        scores.resize((q1 - q0) * nb, 0.0f32);
+        // Sᵀ = B̂ · Q̂ᵀ, stored as S (queries x base block) row-major.
+        let rhs = View::transposed(&q[q0 * d..q1 * d], d);
+        matmul(nb, q1 - q0, d, &mut scores, (1, nb), false, View::rows(&rows, d), rhs, 1);
+        for (list, s) in lists[q0..q1].iter_mut().zip(scores.chunks(nb)) {
+            for (j, &dot) in s.iter().enumerate() {
+                let key = match cfg.metric {
+                    Metric::L2 => sq_norms[j] - 2.0 * dot,
+                    _ => -dot,
+                };
+                offer(list, keep, key, b0 + j);
+            }
+        }
+    }
+}
+
+/// Merge two threads' candidate lists query by query.
+fn merge(mut a: Vec<Candidates>, b: Vec<Candidates>, keep: usize) -> Vec<Candidates> {
+    for (la, lb) in a.iter_mut().zip(b) {
+        for (key, pos) in lb {
+            offer(la, keep, key, pos);
+        }
+    }
+    a
+}
+
+/// Insert (key, pos) into the list of at most `keep` entries, ascending in (key, position).
 fn offer(list: &mut Candidates, keep: usize, key: f32, pos: usize) {
-    if list.len() == keep && list.last().is_some_and(|&(worst, _)| key >= worst) {
+    let before = |&(k, p): &(f32, usize)| k < key || (k == key && p < pos);
+    if list.len() == keep && list.last().is_some_and(before) {
         return;
     }
-    let at = list.partition_point(|&(k, _)| k <= key);
+    let at = list.partition_point(before);
     list.insert(at, (key, pos));
     list.truncate(keep);
 }
@@ -289,25 +321,41 @@ fn prepare(set: &Images, range: std::ops::Range<usize>, metric: Metric) -> (Vec<
     (out, sq)
 }
 
-/// One prepared row, computed in f64 and stored in f32; returns ‖src‖² (f32) for L2.
+/// One prepared row (f32: it only ranks candidates; the refinement recomputes in f64); returns ‖src‖²
+/// for L2.
 fn prepare_row(src: &[f32], metric: Metric, dst: &mut [f32]) -> f32 {
     let (shift, degenerate) = match metric {
-        Metric::Pearson => (mean(src), is_constant(src)),
+        Metric::Pearson => (lane_sum(src, |v| v) / src.len() as f32, is_constant(src)),
         Metric::Cosine => (0.0, src.iter().all(|&v| v == 0.0)),
         Metric::L2 => {
             dst.copy_from_slice(src);
-            return src.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() as f32;
+            return lane_sum(src, |v| v * v);
         }
     };
-    if degenerate {
+    let norm = lane_sum(src, |v| (v - shift) * (v - shift)).sqrt();
+    if degenerate || norm == 0.0 {
         dst.fill(0.0);
         return 0.0;
     }
-    let norm = src.iter().map(|&v| (v as f64 - shift).powi(2)).sum::<f64>().sqrt();
+    let inv = 1.0 / norm;
     for (o, &v) in dst.iter_mut().zip(src) {
-        *o = ((v as f64 - shift) / norm) as f32;
+        *o = (v - shift) * inv;
     }
     0.0
+}
+
+/// Σ f(v) over `v` with 16 independent f32 accumulators (vectorises; the error is that of f32 sums of
+/// d/16 terms, harmless for ranking candidates).
+fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// The f64 pass: exact values of each query's candidates, best k first, ties by smaller position.
@@ -382,6 +430,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn thread_count_does_not_change_the_result() {
+        let (d, mut rng) = (33, ChaCha8Rng::seed_from_u64(5));
+        let (qd, bd) = (random(&mut rng, 40, d), random(&mut rng, 500, d));
+        let (q, b) = (Images::new(&qd, d).unwrap(), Images::new(&bd, d).unwrap());
+        let cfg = SearchConfig { k: 5, block_rows: 16, query_rows: 7, margin: 2, metric: Metric::L2 };
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| search(&q, &b, &cfg).unwrap())
+        };
+        let one = run(1);
+        assert_eq!(one, run(3));
+        assert_eq!(one, brute(&q, &b, Metric::L2, 5));
     }
 
     #[test]
