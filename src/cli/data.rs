@@ -206,7 +206,7 @@ fn parse_crop(s: &str) -> std::result::Result<Crop, String> {
     }
 }
 
-fn parse_spectrum(s: &str) -> std::result::Result<Spectrum, String> {
+pub(super) fn parse_spectrum(s: &str) -> std::result::Result<Spectrum, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let num = |p: &str| p.parse::<f64>().map_err(|_| format!("{p:?} is not a number"));
     match parts[..] {

@@ -3,6 +3,7 @@
 mod bench;
 mod compare;
 mod data;
+mod linear;
 mod model;
 mod sample;
 mod train;
@@ -41,6 +42,9 @@ pub enum Command {
     Compare(Box<compare::CompareArgs>),
     /// Score one model's samples against its training set: memorization.json/.csv/.png, histogram.
     Memorization(Box<compare::MemorizationArgs>),
+    /// The linear-denoiser baseline (Merger & Goldt) over training-set sizes: losses, effective c, KL
+    /// (closed form and from samples), the d/N law, weight-decay and early-stopping sweeps, plots.
+    Linear(Box<linear::LinearArgs>),
     /// Throughput table: unet-s training and sampling at 32x32 and 80x80, this machine's GEMM, and the
     /// nearest-neighbour search.
     Bench(bench::BenchArgs),
@@ -59,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sample(a) => sample::run_sample(*a),
         Command::Compare(a) => compare::run_compare(*a),
         Command::Memorization(a) => compare::run_memorization(*a),
+        Command::Linear(a) => linear::run_linear(*a),
         Command::Bench(a) => bench::run_bench(a),
     }
 }

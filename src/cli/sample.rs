@@ -3,16 +3,20 @@
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use memgen_diffusion::generate::{generate, load_samples, save_samples, GenerateConfig, Generated};
-use memgen_diffusion::run::write_json;
+use memgen_diffusion::run::{write_json, DataRef, Selection, Side};
 use memgen_diffusion::sampler::blind::BlindSamplerConfig;
 use memgen_diffusion::sampler::ddpm::VarianceType;
 use memgen_diffusion::sampler::SamplerConfig;
+use memgen_diffusion::schedule::{BetaSchedule, ScheduleConfig};
 use std::path::{Path, PathBuf};
+
+use super::train::{ScheduleArg, SideArg};
 
 #[derive(Debug, Args)]
 pub struct SampleArgs {
-    /// Run directory (from `memgen train`).
-    pub run: PathBuf,
+    /// Run directory (from `memgen train`); not with --oracle.
+    #[arg(required_unless_present = "oracle", conflicts_with = "oracle")]
+    pub run: Option<PathBuf>,
     /// Noise seed: x_T and every per-step draw of sample k come from (seed, k, t), so runs sampled
     /// with the same seed see identical noise.
     #[arg(long, default_value_t = 0)]
@@ -22,12 +26,93 @@ pub struct SampleArgs {
     pub count: usize,
     #[command(flatten)]
     pub sampler: SamplerOpts,
-    /// Output directory (default RUN/samples/seed-S).
+    /// Output directory (default RUN/samples/seed-S; with --oracle DIR/oracle/<split>-n<N>/seed-S).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Also write every image as its own PNG.
     #[arg(long)]
     pub png_each: bool,
+    #[command(flatten)]
+    pub oracle: OracleOpts,
+}
+
+/// `memgen sample --oracle`: the empirical optimal denoiser of a training subset instead of a run.
+#[derive(Debug, Args)]
+pub struct OracleOpts {
+    /// Sample the empirical optimal denoiser (exact score of the training subset: the ideal memorizer)
+    /// instead of a trained run; the subset is chosen as `memgen train` chooses it. CPU only.
+    #[arg(long, requires = "data")]
+    pub oracle: bool,
+    /// --oracle: prepared dataset directory.
+    #[arg(long, requires = "oracle")]
+    pub data: Option<PathBuf>,
+    /// --oracle: side of the disjoint split.
+    #[arg(long, value_enum, default_value_t = SideArg::A, requires = "oracle")]
+    pub split: SideArg,
+    /// --oracle: training-set size N (S_side(N) of the nested split); default: the whole dataset.
+    #[arg(long, requires = "oracle")]
+    pub n: Option<usize>,
+    /// --oracle: seed of the nested split.
+    #[arg(long, default_value_t = 0, requires = "oracle")]
+    pub split_seed: u64,
+    /// --oracle: the training indices from this JSON file (an array, or a split.json) instead of a split.
+    #[arg(long, conflicts_with = "n", requires = "oracle")]
+    pub indices: Option<PathBuf>,
+    /// --oracle: beta schedule (betas 1e-4 .. 0.02 for linear).
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Linear, requires = "oracle")]
+    pub schedule: ScheduleArg,
+    /// --oracle: diffusion steps T.
+    #[arg(long, default_value_t = 1000, requires = "oracle")]
+    pub diffusion_steps: usize,
+}
+
+impl OracleOpts {
+    /// The training subset, as `memgen train` would select it.
+    pub fn selection(&self) -> Selection {
+        match (&self.indices, self.n) {
+            (Some(path), _) => Selection::File { path: path.clone() },
+            (None, Some(n)) => Selection::Split {
+                side: match self.split {
+                    SideArg::A => Side::A,
+                    SideArg::B => Side::B,
+                },
+                n,
+                seed: self.split_seed,
+            },
+            (None, None) => Selection::All,
+        }
+    }
+
+    /// DIR/oracle/<subset>/seed-S, <subset> = `a-n5` (`a-n5-split3` for split seed 3), `all`, or
+    /// `indices-<file stem>`.
+    pub fn default_dir(&self, data: &Path, noise_seed: u64) -> PathBuf {
+        let subset = match self.selection() {
+            Selection::Split { side, n, seed } => {
+                let side = if side == Side::A { "a" } else { "b" };
+                if seed == 0 {
+                    format!("{side}-n{n}")
+                } else {
+                    format!("{side}-n{n}-split{seed}")
+                }
+            }
+            Selection::All => "all".into(),
+            Selection::File { path } => {
+                format!("indices-{}", path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default())
+            }
+        };
+        data.join("oracle").join(subset).join(format!("seed-{noise_seed}"))
+    }
+
+    pub fn schedule(&self) -> ScheduleConfig {
+        ScheduleConfig {
+            kind: match self.schedule {
+                ScheduleArg::Linear => BetaSchedule::Linear,
+                ScheduleArg::Cosine => BetaSchedule::Cosine,
+            },
+            steps: self.diffusion_steps,
+            ..Default::default()
+        }
+    }
 }
 
 /// How to sample (shared by `memgen sample` and `memgen compare`).
@@ -113,8 +198,17 @@ pub enum VarianceArg {
 
 pub fn run_sample(a: SampleArgs) -> Result<()> {
     let cfg = a.sampler.config(a.noise_seed, a.count);
-    let out = a.out.clone().unwrap_or_else(|| default_dir(&a.run, a.noise_seed));
-    let g = sample_into(&a.run, &cfg, &out, a.png_each)?;
+    let (g, out) = match &a.run {
+        Some(run) => {
+            let out = a.out.clone().unwrap_or_else(|| default_dir(run, a.noise_seed));
+            (sample_into(run, &cfg, &out, a.png_each)?, out)
+        }
+        None => {
+            let data = a.oracle.data.clone().context("--oracle needs --data")?;
+            let out = a.out.clone().unwrap_or_else(|| a.oracle.default_dir(&data, a.noise_seed));
+            (sample_oracle_into(&data, &a.oracle, &cfg, &out, a.png_each)?, out)
+        }
+    };
     println!(
         "sampled {} images in {:.1} s ({:.2} images/s, {:.0}% within [-0.25, 1.25]) -> {}",
         g.dims[0],
@@ -134,18 +228,74 @@ pub fn default_dir(run: &Path, noise_seed: u64) -> PathBuf {
 /// Sample `run` with `cfg` (progress bar on stderr) and write `samples.safetensors`, `grid.png` and
 /// `samples.json` (and one PNG per image when `png_each`) into `out`.
 pub fn sample_into(run: &Path, cfg: &GenerateConfig, out: &Path, png_each: bool) -> Result<Generated> {
-    let bar = indicatif::ProgressBar::new(cfg.count as u64);
+    let bar = progress_bar(cfg.count, run);
+    let g = generate(run, cfg, Some(&bar)).with_context(|| format!("sampling {}", run.display()))?;
+    bar.finish_and_clear();
+    let n = g.dims[0];
+    let record = serde_json::json!({
+        "run": run,
+        "config": cfg,
+        "result": g,
+        "threads": super::threads(),
+        "images_per_s": n as f64 / g.seconds.max(1e-9),
+    });
+    write_samples(&g, &record, out, png_each)?;
+    Ok(g)
+}
+
+/// Sample the empirical optimal denoiser of the training subset of `data` that `oracle` selects and
+/// write the same files as [`sample_into`]; samples.json records the dataset, its content hash, the
+/// selection, the training indices and the schedule under "oracle".
+pub fn sample_oracle_into(
+    data: &Path,
+    oracle: &OracleOpts,
+    cfg: &GenerateConfig,
+    out: &Path,
+    png_each: bool,
+) -> Result<Generated> {
+    let schedule = oracle.schedule();
+    let data_ref =
+        DataRef { dir: data.to_path_buf(), content_hash: String::new(), selection: oracle.selection() };
+    let bar = progress_bar(cfg.count, data);
+    let (g, split) = memgen_linear::oracle::generate(&data_ref, &schedule, cfg, &|n| bar.inc(n as u64))
+        .with_context(|| format!("sampling the empirical optimal denoiser of {}", data.display()))?;
+    bar.finish_and_clear();
+    let n = g.dims[0];
+    let record = serde_json::json!({
+        "oracle": {
+            "dataset": split.dataset,
+            "content_hash": split.content_hash,
+            "selection": split.selection,
+            "n_train": split.indices.len(),
+            "indices": split.indices,
+            "schedule": schedule,
+        },
+        "config": cfg,
+        "result": g,
+        "threads": super::threads(),
+        "images_per_s": n as f64 / g.seconds.max(1e-9),
+    });
+    write_samples(&g, &record, out, png_each)?;
+    Ok(g)
+}
+
+fn progress_bar(count: usize, what: &Path) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(count as u64);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "sampling [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}",
     ) {
         bar.set_style(style);
     }
-    bar.set_message(run.display().to_string());
-    let g = generate(run, cfg, Some(&bar)).with_context(|| format!("sampling {}", run.display()))?;
-    bar.finish_and_clear();
+    bar.set_message(what.display().to_string());
+    bar
+}
+
+/// Write `samples.safetensors`, `grid.png`, `samples.json` (`record`) and, when `png_each`, one PNG
+/// per image into `out`.
+fn write_samples(g: &Generated, record: &serde_json::Value, out: &Path, png_each: bool) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    save_samples(&g, &out.join("samples.safetensors"))?;
-    let [n, c, h, w] = g.dims;
+    save_samples(g, &out.join("samples.safetensors"))?;
+    let [_, c, h, w] = g.dims;
     let plane = h * w;
     let images: Vec<&[f32]> = g.pixels.chunks(c * plane).map(|im| &im[..plane]).collect();
     write_grid(&images, h, w, &out.join("grid.png"))?;
@@ -154,15 +304,8 @@ pub fn sample_into(run: &Path, cfg: &GenerateConfig, out: &Path, png_each: bool)
             write_grid(&[im], h, w, &out.join(format!("sample-{k:05}.png")))?;
         }
     }
-    let record = serde_json::json!({
-        "run": run,
-        "config": cfg,
-        "result": g,
-        "threads": super::threads(),
-        "images_per_s": n as f64 / g.seconds.max(1e-9),
-    });
-    write_json(&out.join("samples.json"), &record)?;
-    Ok(g)
+    write_json(&out.join("samples.json"), record)?;
+    Ok(())
 }
 
 /// Samples of `dir` (written by [`sample_into`]) when they were made from `run` with the same

@@ -6,10 +6,31 @@
 //!
 //! - [`theory`]: the denoiser gains w_t(s) (converged, weight decay, early-stopped gradient flow).
 //!
+//! - [`sampling`]: the linear denoiser as a [`memgen_diffusion::Denoiser`], and the exact Gaussian
+//!   that a DDPM/DDIM sampler produces with it (the effective c of ρ_N = N(μ0, Σ0 + c I)).
+//!
+//! - [`oracle`]: the empirical optimal denoiser (exact score of the training set), the ideal memorizer.
+//!
+//! - [`loss`]: training and test denoising losses per time and summed over a schedule, in closed form.
+//!
+//! - [`kl`]: KL divergences between Gaussians (Cholesky, eigenbasis, Monte Carlo, from samples).
+//!
+//! - [`wishart`]: the expected KL of a Gaussian fit to N samples (the exact d/N law), digamma,
+//!   log-log power-law fits.
+//!
+//! - [`experiment`]: the full analysis of one training set (losses, c, KL, checks), as reported by
+//!   `memgen linear`.
+//!
 //! All linear algebra is f64 (faer). Formulas: DESIGN.md, "Linear diffusion".
 
+pub mod experiment;
+pub mod kl;
+pub mod loss;
+pub mod oracle;
+pub mod sampling;
 pub mod spectral;
 pub mod theory;
+pub mod wishart;
 
 pub use spectral::{Moments, Spectrum};
 

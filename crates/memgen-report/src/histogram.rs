@@ -5,7 +5,8 @@
 //! The y axis of a plot is the fraction of each series' (non-NaN) values that fall in a bin, so series of
 //! different sizes compare; values outside the plot's range pile up in its end bins (see [`Histogram`]).
 
-use crate::font::{self, ADVANCE, GLYPH_HEIGHT, LINE_HEIGHT};
+use crate::font::{ADVANCE, GLYPH_HEIGHT};
+use crate::plot::{self, format_tick, hex, nice_step, rect, ticks, xml_escape, SVG_LEFT, SVG_RIGHT};
 use crate::{Error, Result};
 use image::{Rgb, RgbImage};
 use std::fmt::Write as _;
@@ -173,70 +174,6 @@ impl Frame {
     }
 }
 
-/// A round tick spacing for `range` in about `target` steps: 1, 2 or 5 times a power of ten.
-fn nice_step(range: f64, target: usize) -> f64 {
-    let raw = range / target.max(1) as f64;
-    let mag = 10f64.powi(raw.log10().floor() as i32);
-    let nice = match raw / mag {
-        r if r < 1.5 => 1.0,
-        r if r < 3.0 => 2.0,
-        r if r < 7.0 => 5.0,
-        _ => 10.0,
-    };
-    nice * mag
-}
-
-/// The multiples of `step` in [lo, hi] (at most 101 of them).
-fn ticks(lo: f64, hi: f64, step: f64) -> Vec<f64> {
-    let (k0, k1) = ((lo / step - 1e-9).ceil(), (hi / step + 1e-9).floor());
-    if k1 < k0 {
-        return Vec::new();
-    }
-    let n = (k1 - k0).min(100.0) as usize;
-    (0..=n).map(|i| (k0 + i as f64) * step + 0.0).collect()
-}
-
-/// Tick label of `v` on an axis with spacing `step`: as many decimals as the step needs, or
-/// exponent notation for very large values and very small steps.
-fn format_tick(v: f64, step: f64) -> String {
-    let v = v + 0.0; // no "-0"
-    if v.abs() >= 1e7 || step < 1e-6 {
-        return format!("{v:e}");
-    }
-    let decimals = (-(step.log10() + 1e-9).floor()).max(0.0) as usize;
-    format!("{v:.decimals$}")
-}
-
-/// `s` with `& < > " '` escaped and characters XML 1.0 does not allow replaced by U+FFFD.
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `#rrggbb` of a colour.
-fn hex(c: [u8; 3]) -> String {
-    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
-}
-
-/// SVG width in px.
-const SVG_WIDTH: f64 = 720.0;
-/// SVG plot-area height in px.
-const SVG_PLOT_HEIGHT: f64 = 300.0;
-/// SVG legend line height in px.
-const SVG_LEGEND_LINE: f64 = 18.0;
-
 impl HistogramPlot<'_> {
     /// Histograms of all series on the plot's bins, and the y axis that fits them all.
     fn prepare(&self) -> Result<Prepared> {
@@ -264,23 +201,18 @@ impl HistogramPlot<'_> {
     /// in its colour, and the axis labels. Text is XML-escaped. Errors as [`Histogram::new`].
     pub fn to_svg(&self) -> Result<String> {
         let p = self.prepare()?;
-        let top = 48.0 + SVG_LEGEND_LINE * self.series.len() as f64 + 8.0;
+        let top = plot::svg_plot_top(self.series.len());
         let f = Frame {
-            left: 80.0,
-            right: SVG_WIDTH - 24.0,
+            left: SVG_LEFT,
+            right: SVG_RIGHT,
             top,
-            bottom: top + SVG_PLOT_HEIGHT,
+            bottom: top + plot::SVG_PLOT_HEIGHT,
             lo: self.lo,
             hi: self.hi,
             y_top: p.y_top,
         };
-        let height = f.bottom + 60.0;
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{SVG_WIDTH}" height="{height}" viewBox="0 0 {SVG_WIDTH} {height}" font-family="sans-serif">"#
-        );
-        let _ = writeln!(s, r#"<rect x="0" y="0" width="{SVG_WIDTH}" height="{height}" fill="white"/>"#);
+        plot::svg_begin(&mut s, f.bottom + 60.0);
         self.svg_axes(&mut s, &f, &p);
         self.svg_series(&mut s, &f, &p);
         self.svg_text(&mut s, &f, &p);
@@ -291,46 +223,17 @@ impl HistogramPlot<'_> {
     /// Grid lines, axes, ticks and tick labels.
     fn svg_axes(&self, s: &mut String, f: &Frame, p: &Prepared) {
         for v in ticks(0.0, p.y_top, p.y_step) {
-            let y = f.y(v);
-            let _ = writeln!(
-                s,
-                r##"<line x1="{:.2}" y1="{y:.2}" x2="{:.2}" y2="{y:.2}" stroke="#e0e0e0"/>"##,
-                f.left, f.right
-            );
-            let _ = writeln!(
-                s,
-                r#"<line x1="{:.2}" y1="{y:.2}" x2="{:.2}" y2="{y:.2}" stroke="black"/>"#,
-                f.left - 5.0,
-                f.left
-            );
-            let label = format_tick(v, p.y_step);
-            let (x, ty) = (f.left - 8.0, y + 4.0);
-            let _ = writeln!(
-                s,
-                r#"<text x="{x:.2}" y="{ty:.2}" font-size="12" text-anchor="end">{label}</text>"#
-            );
+            plot::svg_y_tick(s, f.left, f.right, f.y(v), &format_tick(v, p.y_step));
         }
         self.svg_x_ticks(s, f);
-        let (l, r, t, b) = (f.left, f.right, f.top, f.bottom);
-        let _ = writeln!(
-            s,
-            r#"<polyline points="{l:.2},{t:.2} {l:.2},{b:.2} {r:.2},{b:.2}" fill="none" stroke="black"/>"#
-        );
+        plot::svg_axis_lines(s, (f.left, f.right, f.top, f.bottom));
     }
 
     /// Ticks and tick labels of the x axis, at round values in [lo, hi].
     fn svg_x_ticks(&self, s: &mut String, f: &Frame) {
         let step = nice_step(self.hi - self.lo, 8);
         for v in ticks(self.lo, self.hi, step) {
-            let x = f.x(v);
-            let (y0, y1, ty) = (f.bottom, f.bottom + 5.0, f.bottom + 20.0);
-            let _ =
-                writeln!(s, r#"<line x1="{x:.2}" y1="{y0:.2}" x2="{x:.2}" y2="{y1:.2}" stroke="black"/>"#);
-            let label = format_tick(v, step);
-            let _ = writeln!(
-                s,
-                r#"<text x="{x:.2}" y="{ty:.2}" font-size="12" text-anchor="middle">{label}</text>"#
-            );
+            plot::svg_x_tick(s, f.bottom, f.x(v), &format_tick(v, step));
         }
     }
 
@@ -352,36 +255,15 @@ impl HistogramPlot<'_> {
 
     /// Title, legend and axis labels.
     fn svg_text(&self, s: &mut String, f: &Frame, p: &Prepared) {
-        let title = xml_escape(&self.title);
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="28" font-size="16" text-anchor="middle">{title}</text>"#,
-            SVG_WIDTH / 2.0
-        );
-        let _ = writeln!(s, r#"<g class="legend" font-size="12">"#);
-        for i in 0..self.series.len() {
-            let (c, y) = (hex(series_color(i)), 48.0 + SVG_LEGEND_LINE * i as f64);
-            let text = xml_escape(&self.legend_text(p, i));
-            let _ = writeln!(
-                s,
-                r#"<rect x="{}" y="{y}" width="14" height="10" fill="{c}" fill-opacity="0.5" stroke="{c}"/><text x="{}" y="{}">{text}</text>"#,
-                f.left,
-                f.left + 20.0,
-                y + 10.0
-            );
-        }
-        s.push_str("</g>\n");
-        let (cx, cy) = ((f.left + f.right) / 2.0, (f.top + f.bottom) / 2.0);
-        let x_label = xml_escape(&self.x_label);
-        let _ = writeln!(
-            s,
-            r#"<text x="{cx:.2}" y="{:.2}" font-size="13" text-anchor="middle">{x_label}</text>"#,
-            f.bottom + 46.0
-        );
-        let _ = writeln!(
-            s,
-            r#"<text transform="translate(24 {cy:.2}) rotate(-90)" font-size="13" text-anchor="middle">{Y_LABEL}</text>"#
-        );
+        plot::svg_title(s, &self.title);
+        let swatch = |i, x, y| {
+            let c = hex(series_color(i));
+            format!(
+                r#"<rect x="{x}" y="{y}" width="14" height="10" fill="{c}" fill-opacity="0.5" stroke="{c}"/>"#
+            )
+        };
+        plot::svg_legend(s, f.left, self.series.len(), swatch, |i| self.legend_text(p, i));
+        plot::svg_axis_labels(s, (f.left, f.right, f.top, f.bottom), &self.x_label, Y_LABEL);
     }
 
     /// The plot drawn into a `width` x `height` RGB image: the same elements as [`Self::to_svg`], text in
@@ -389,12 +271,12 @@ impl HistogramPlot<'_> {
     /// the image is too small to leave a plot area of at least 16 x 16 pixels.
     pub fn to_png(&self, width: u32, height: u32) -> Result<RgbImage> {
         let p = self.prepare()?;
-        let ts = (width.min(height.saturating_mul(4) / 3) / 640).max(1);
+        let ts = plot::text_scale(width, height);
         let f = self.png_frame(width, height, ts, &p)?;
         let mut img = RgbImage::from_pixel(width, height, Rgb([255; 3]));
         for v in ticks(0.0, p.y_top, p.y_step) {
             let y = f.y(v).round() as i64;
-            rect(&mut img, (f.left as i64, y), (f.right as i64, y + 1), |px| *px = Rgb([225; 3]));
+            rect(&mut img, (f.left as i64, y), (f.right as i64, y + 1), |px| *px = Rgb([plot::PNG_GRID; 3]));
         }
         for (i, fracs) in p.fracs.iter().enumerate() {
             png_fill(&mut img, &f, fracs, series_color(i));
@@ -407,80 +289,36 @@ impl HistogramPlot<'_> {
         Ok(img)
     }
 
-    /// Plot area of a `width` x `height` image at text scale `ts`: room on the left for the y label and
-    /// tick labels, above for the title and legend, below for the x tick labels and the x label.
+    /// Plot area of a `width` x `height` image at text scale `ts` (see [`plot::png_area`]).
     fn png_frame(&self, width: u32, height: u32, ts: u32, p: &Prepared) -> Result<Frame> {
-        let (m, line, tick) = (4 * ts, LINE_HEIGHT * ts, 3 * ts);
         let y_labels = ticks(0.0, p.y_top, p.y_step).into_iter().map(|v| format_tick(v, p.y_step));
-        let y_label_w = y_labels.map(|l| font::text_width(&l, ts)).max().unwrap_or(0);
-        let left = m + GLYPH_HEIGHT * ts + m + y_label_w + 2 * ts + tick;
-        let right = width.saturating_sub(m + 3 * ADVANCE * ts);
-        let top = m + line + m + self.series.len() as u32 * (line + 2 * ts) + m;
-        let bottom = height.saturating_sub(m + line + m + line + tick + 2 * ts);
-        if right < left + 16 || bottom < top + 16 {
-            return Err(Error::Invalid(format!(
-                "a {width} x {height} image is too small for this plot ({} series)",
-                self.series.len()
-            )));
-        }
-        let [left, right, top, bottom] = [left, right, top, bottom].map(f64::from);
+        let y_label_w = y_labels.map(|l| crate::font::text_width(&l, ts)).max().unwrap_or(0);
+        let (left, right, top, bottom) = plot::png_area(width, height, ts, self.series.len(), y_label_w)?;
         Ok(Frame { left, right, top, bottom, lo: self.lo, hi: self.hi, y_top: p.y_top })
     }
 
     /// Axis lines, ticks and tick labels.
     fn png_axes(&self, img: &mut RgbImage, f: &Frame, p: &Prepared, ts: u32) {
-        let black = Rgb([0; 3]);
         let (l, r, t, b) = (f.left as i64, f.right as i64, f.top as i64, f.bottom as i64);
-        let tick = i64::from(3 * ts);
-        rect(img, (l - 1, b), (r + 1, b + 1), |px| *px = black);
-        rect(img, (l - 1, t), (l, b + 1), |px| *px = black);
+        plot::png_axis_lines(img, (l, r, t, b));
         for v in ticks(0.0, p.y_top, p.y_step) {
-            let y = f.y(v).round() as i64;
-            rect(img, (l - 1 - tick, y), (l - 1, y + 1), |px| *px = black);
-            let label = format_tick(v, p.y_step);
-            let x = l - 1 - tick - i64::from(2 * ts + font::text_width(&label, ts));
-            font::draw_text_on(img, x, y - i64::from(3 * ts), &label, ts, black);
+            plot::png_y_tick(img, l, f.y(v).round() as i64, &format_tick(v, p.y_step), ts);
         }
         let step = nice_step(self.hi - self.lo, ((f.right - f.left) / f64::from(10 * ADVANCE * ts)) as usize);
         for v in ticks(self.lo, self.hi, step) {
-            let x = f.x(v).round() as i64;
-            rect(img, (x, b + 1), (x + 1, b + 1 + tick), |px| *px = black);
-            let label = format_tick(v, step);
-            let lx = x - i64::from(font::text_width(&label, ts) / 2);
-            font::draw_text_on(img, lx, b + 1 + tick + i64::from(2 * ts), &label, ts, black);
+            plot::png_x_tick(img, f.x(v).round() as i64, b, &format_tick(v, step), ts);
         }
     }
 
     /// Title, legend (a colour swatch and the legend text per series) and axis labels.
     fn png_text(&self, img: &mut RgbImage, f: &Frame, p: &Prepared, ts: u32) {
-        let black = Rgb([0; 3]);
-        let (m, line) = (i64::from(4 * ts), i64::from(LINE_HEIGHT * ts));
-        let centred = |s: &str, c: f64| c as i64 - i64::from(font::text_width(s, ts) / 2);
-        font::draw_text_on(
-            img,
-            centred(&self.title, f64::from(img.width()) / 2.0),
-            m,
-            &self.title,
-            ts,
-            black,
-        );
-        for i in 0..self.series.len() {
-            let (x, y) = (f.left as i64, 2 * m + line + i as i64 * (line + 2 * i64::from(ts)));
-            let side = i64::from(GLYPH_HEIGHT * ts);
+        plot::png_title(img, &self.title, ts);
+        let side = i64::from(GLYPH_HEIGHT * ts);
+        let swatch = |img: &mut RgbImage, i, (x, y): (i64, i64)| {
             rect(img, (x, y), (x + side, y + side), |px| *px = Rgb(series_color(i)));
-            font::draw_text_on(img, x + side + 3 * i64::from(ts), y, &self.legend_text(p, i), ts, black);
-        }
-        let x_label_y = i64::from(img.height()) - m - line;
-        font::draw_text_on(
-            img,
-            centred(&self.x_label, (f.left + f.right) / 2.0),
-            x_label_y,
-            &self.x_label,
-            ts,
-            black,
-        );
-        let y_mid = ((f.top + f.bottom) / 2.0) as i64 + i64::from(font::text_width(Y_LABEL, ts) / 2);
-        font::draw_text_vertical(img, m, y_mid, Y_LABEL, ts, black);
+        };
+        plot::png_legend(img, f.left as i64, self.series.len(), ts, side, swatch, |i| self.legend_text(p, i));
+        plot::png_axis_labels(img, (f.left, f.right, f.top, f.bottom), &self.x_label, Y_LABEL, ts);
     }
 }
 
@@ -510,17 +348,6 @@ fn png_outline(img: &mut RgbImage, f: &Frame, fracs: &[f64], color: [u8; 3], ts:
             continue;
         }
         rect(img, (xa.min(xb), ya.min(yb)), (xa.max(xb) + t, ya.max(yb) + t), |px| *px = Rgb(color));
-    }
-}
-
-/// Apply `op` to each pixel of `img` in the rectangle [x0, x1) x [y0, y1) (clipped to the image).
-fn rect(img: &mut RgbImage, (x0, y0): (i64, i64), (x1, y1): (i64, i64), mut op: impl FnMut(&mut Rgb<u8>)) {
-    let clip = |a: i64, limit: u32| a.clamp(0, i64::from(limit)) as u32;
-    let (w, h) = (img.width(), img.height());
-    for y in clip(y0, h)..clip(y1, h) {
-        for x in clip(x0, w)..clip(x1, w) {
-            op(img.get_pixel_mut(x, y));
-        }
     }
 }
 

@@ -1,0 +1,313 @@
+//! The full linear analysis of one training set: what `memgen linear` reports per N.
+//!
+//! For a training set of N points with moments (μ0, Σ0 = U diag(s) Uᵀ) and a population (μ, Σ):
+//! - the training and test losses of the linear denoiser, summed over the schedule's T steps
+//!   ([`crate::loss`]);
+//! - the exact distribution ρ_N = N(m_N, U diag(v) Uᵀ) the sampler produces with it
+//!   ([`crate::sampling::sampling_distribution`]), its effective c (v_i − s_i), and KL(ρ_N ‖ ρ);
+//! - the same KL from samples actually drawn by the sampler (a Gaussian fit: a check of the above);
+//! - for N > d, the expected KL of a plain Gaussian fit, −½[Σ_i ψ((N−1−i)/2) + d ln 2 − d ln N], and
+//!   its asymptote d(d+3)/(4N) ([`crate::wishart`]).
+
+use crate::kl::{kl_from_samples, Gaussian};
+use crate::loss::LinearLoss;
+use crate::sampling::{sampling_distribution, EffectiveC, LinearDenoiser};
+use crate::spectral::{Moments, Spectrum};
+use crate::theory::Regularization;
+use crate::wishart::{expected_fit_kl, expected_fit_kl_asymptote};
+use crate::{Error, Result};
+use faer::Mat;
+use memgen_diffusion::sampler::Sampler;
+use memgen_diffusion::{DdpmSchedule, NoiseSource, Prediction};
+use serde::Serialize;
+use std::time::Instant;
+
+/// Where the population (μ, Σ) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TruthKind {
+    /// The exact parameters of a Gaussian source.
+    Exact,
+    /// Moments estimated from held-out images (not the true distribution of images: a Gaussian with the
+    /// same first two moments).
+    Estimated { held_out: usize },
+}
+
+/// The population: mean, covariance, and its factorisation when the covariance is positive definite.
+#[derive(Debug, Clone)]
+pub struct Truth {
+    pub mean: Vec<f64>,
+    pub cov: Mat<f64>,
+    pub kind: TruthKind,
+    /// N(μ, Σ) factored; `None` when Σ is singular (then no KL is defined).
+    pub gaussian: Option<Gaussian>,
+    /// Why `gaussian` is `None`.
+    pub singular: Option<String>,
+}
+
+impl Truth {
+    /// A population with the given moments.
+    pub fn new(mean: Vec<f64>, cov: Mat<f64>, kind: TruthKind) -> Truth {
+        let (gaussian, singular) = match Gaussian::new(&mean, &cov, "Σ (the population)") {
+            Ok(g) => (Some(g), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Truth { mean, cov, kind, gaussian, singular }
+    }
+
+    /// Moments of held-out rows (N x d f32) as the population.
+    pub fn estimated(rows: &[f32], d: usize) -> Result<Truth> {
+        let m = Moments::from_rows(rows, d)?;
+        Ok(Truth::new(m.mean, m.cov, TruthKind::Estimated { held_out: m.count }))
+    }
+
+    /// Dimension d.
+    pub fn dim(&self) -> usize {
+        self.mean.len()
+    }
+}
+
+/// What to compute besides the closed forms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnalysisConfig {
+    pub reg: Regularization,
+    /// Samples drawn with the project's sampler for the "KL from samples" check (0: skip; needs > d).
+    pub check_samples: usize,
+    pub noise_seed: u64,
+    /// Batch of the check sampling.
+    pub batch_size: usize,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig { reg: Regularization::default(), check_samples: 0, noise_seed: 0, batch_size: 256 }
+    }
+}
+
+/// Seconds spent in each stage of [`analyse`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timing {
+    pub moments_s: f64,
+    pub eigen_s: f64,
+    pub losses_s: f64,
+    pub kl_s: f64,
+    pub samples_s: f64,
+    pub total_s: f64,
+}
+
+/// The results for one training set.
+#[derive(Debug, Clone, Serialize)]
+pub struct NResult {
+    pub n: usize,
+    pub d: usize,
+    /// Numerical rank of Σ0 (eigenvalues above 1e-10 of the largest).
+    pub rank: usize,
+    /// Σ_t E‖ε − ε̂‖² on the training set and on the population.
+    pub train_loss: f64,
+    pub test_loss: f64,
+    /// c_i = v_i − s_i: over all directions, over the range of Σ0 and over its null space.
+    pub c: EffectiveC,
+    pub c_range: Option<EffectiveC>,
+    pub c_null: Option<EffectiveC>,
+    /// KL(ρ_N ‖ ρ) from the composed maps: infinite (written as null in JSON) when ρ_N is
+    /// degenerate, `None` when Σ is singular.
+    pub kl: Option<f64>,
+    /// Directions of zero variance in ρ_N ([`degenerate_directions`]).
+    pub degenerate_directions: usize,
+    /// KL of a Gaussian fitted to `check_samples` generated samples.
+    pub kl_samples: Option<f64>,
+    pub check_samples: usize,
+    /// N > d: E[KL] of a plain Gaussian fit, and d(d+3)/(4N).
+    pub expected_fit_kl: Option<f64>,
+    pub fit_kl_asymptote: Option<f64>,
+    pub timing: Timing,
+}
+
+/// The factored training set: everything about it that does not depend on the regularisation.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    pub moments: Moments,
+    pub spectrum: Spectrum,
+    pub train: LinearLoss,
+    pub test: LinearLoss,
+    pub timing: Timing,
+}
+
+impl Fitted {
+    /// Moments, eigendecomposition and the loss diagonals of `rows` (N x d) against `truth`.
+    pub fn new(rows: &[f32], truth: &Truth) -> Result<Fitted> {
+        let t0 = Instant::now();
+        let moments = Moments::from_rows(rows, truth.dim())?;
+        let mut fitted = Fitted::from_moments(moments, truth)?;
+        fitted.timing.moments_s = t0.elapsed().as_secs_f64() - fitted.timing.eigen_s - fitted.timing.losses_s;
+        Ok(fitted)
+    }
+
+    /// The same from given moments (e.g. the population's own: the N → ∞ limit).
+    pub fn from_moments(moments: Moments, truth: &Truth) -> Result<Fitted> {
+        if moments.dim() != truth.dim() {
+            return Err(Error::Invalid(format!("moments of dimension {} against a population of {}", moments.dim(), truth.dim())));
+        }
+        let t0 = Instant::now();
+        let spectrum = Spectrum::of(&moments.cov)?;
+        let eigen_s = t0.elapsed().as_secs_f64();
+        let train = LinearLoss::train(&spectrum);
+        let test = LinearLoss::test(&spectrum, &moments.mean, &truth.mean, &truth.cov)?;
+        let losses_s = t0.elapsed().as_secs_f64() - eigen_s;
+        Ok(Fitted { moments, spectrum, train, test, timing: Timing { eigen_s, losses_s, ..Default::default() } })
+    }
+
+    /// KL(ρ_N ‖ ρ) of the sampler's exact output distribution under `reg`, and its c.
+    pub fn kl(
+        &self,
+        truth: &Truth,
+        schedule: &DdpmSchedule,
+        sampler: &dyn Sampler,
+        reg: Regularization,
+    ) -> Result<(Option<f64>, crate::sampling::SamplingDistribution)> {
+        let dist = sampling_distribution(&self.spectrum, &self.moments.mean, schedule, sampler, reg)?;
+        let kl = match &truth.gaussian {
+            _ if degenerate_directions(&dist) > 0 => Some(f64::INFINITY),
+            Some(g) => Some(g.kl_from_eigen(&dist.mean, &self.spectrum.vectors, &dist.variances)?),
+            None => None,
+        };
+        Ok((kl, dist))
+    }
+}
+
+/// Directions in which ρ_N has no variance left (v_i ≤ 1e-300): the unregularised denoiser maps the
+/// null space of Σ0 exactly onto μ0 at the last step (t = 0, no noise added), so for N ≤ d the samples
+/// lie on the training set's affine span and KL(ρ_N ‖ ρ) is infinite.
+pub fn degenerate_directions(dist: &crate::sampling::SamplingDistribution) -> usize {
+    dist.variances.iter().filter(|&&v| v <= 1e-300).count()
+}
+
+/// Directions whose variance in ρ_N is below 1e-10 of the largest (a standard deviation below 1e-5 of
+/// the largest): f32 samples cannot resolve them (their fitted variance is rounding noise, ~1e-14), so
+/// the KL from samples is not computed when there are any. This is the unregularised denoiser for
+/// N ≤ d: the null space of Σ0 keeps a variance c ~ 1e-30 under DDPM (0 under DDIM).
+pub fn below_f32_resolution(dist: &crate::sampling::SamplingDistribution) -> usize {
+    let top = dist.variances.iter().copied().fold(0.0, f64::max);
+    dist.variances.iter().filter(|&&v| v < 1e-10 * top).count()
+}
+
+/// The full analysis of one training set `rows` (N x d f32) against `truth`.
+pub fn analyse(
+    rows: &[f32],
+    truth: &Truth,
+    schedule: &DdpmSchedule,
+    sampler: &dyn Sampler,
+    cfg: &AnalysisConfig,
+) -> Result<NResult> {
+    let start = Instant::now();
+    let d = truth.dim();
+    let fitted = Fitted::new(rows, truth)?;
+    let n = fitted.moments.count;
+    let abars = &schedule.alphas_cumprod;
+    let mut timing = fitted.timing.clone();
+    let t_kl = Instant::now();
+    let (kl, dist) = fitted.kl(truth, schedule, sampler, cfg.reg)?;
+    timing.kl_s = t_kl.elapsed().as_secs_f64();
+    let t_s = Instant::now();
+    let degenerate = degenerate_directions(&dist);
+    let resolvable = below_f32_resolution(&dist) == 0;
+    let kl_samples = if cfg.check_samples > d && truth.gaussian.is_some() && resolvable {
+        let x = draw(&fitted, schedule, sampler, cfg)?;
+        Some(kl_from_samples(&x, d, &truth.mean, &truth.cov)?)
+    } else {
+        None
+    };
+    timing.samples_s = t_s.elapsed().as_secs_f64();
+    timing.total_s = start.elapsed().as_secs_f64();
+    let tol = 1e-10 * fitted.spectrum.values.iter().copied().fold(0.0, f64::max);
+    Ok(NResult {
+        n,
+        d,
+        rank: fitted.spectrum.rank(1e-10),
+        train_loss: fitted.train.total(abars, cfg.reg),
+        test_loss: fitted.test.total(abars, cfg.reg),
+        c: dist.effective_c(),
+        c_range: dist.effective_c_where(|s| s > tol),
+        c_null: dist.effective_c_where(|s| s <= tol),
+        kl,
+        degenerate_directions: degenerate,
+        kl_samples,
+        check_samples: if kl_samples.is_some() { cfg.check_samples } else { 0 },
+        expected_fit_kl: (n > d + 1).then(|| expected_fit_kl(d, n)).transpose()?,
+        fit_kl_asymptote: (n > d).then(|| expected_fit_kl_asymptote(d, n)),
+        timing,
+    })
+}
+
+/// `cfg.check_samples` samples of the linear denoiser drawn by `sampler` with the project's noise
+/// (x_T and every z from `cfg.noise_seed`), as f64 rows.
+pub fn draw(fitted: &Fitted, schedule: &DdpmSchedule, sampler: &dyn Sampler, cfg: &AnalysisConfig) -> Result<Vec<f64>> {
+    let dev = candle::Device::Cpu;
+    let model = LinearDenoiser::new(&fitted.spectrum, &fitted.moments.mean, schedule, cfg.reg, &dev)?;
+    let noise = NoiseSource::new(cfg.noise_seed);
+    let d = fitted.moments.dim();
+    let x = memgen_diffusion::sampler::sample_batched(
+        &model,
+        Prediction::Epsilon,
+        schedule,
+        sampler,
+        &noise,
+        cfg.check_samples,
+        cfg.batch_size.max(1),
+        &[d],
+        &dev,
+        None,
+    )?;
+    let v: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(Error::Invalid("the linear sampler produced non-finite values".into()));
+    }
+    Ok(v.into_iter().map(f64::from).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memgen_diffusion::sampler::SamplerConfig;
+    use memgen_diffusion::ScheduleConfig;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    #[test]
+    fn analysis_of_gaussian_data_is_consistent() {
+        // d = 6, Σ diagonal with a power-law spectrum, μ = 0.5.
+        let d = 6;
+        let lam: Vec<f64> = (1..=d).map(|k| 0.5 / k as f64).collect();
+        let cov = Mat::from_fn(d, d, |i, j| if i == j { lam[i] } else { 0.0 });
+        let truth = Truth::new(vec![0.5; d], cov, TruthKind::Exact);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let draw_rows = |n: usize, rng: &mut ChaCha8Rng| -> Vec<f32> {
+            (0..n * d).map(|i| (0.5 + lam[i % d].sqrt() * { let z: f64 = StandardNormal.sample(rng); z }) as f32).collect()
+        };
+        let schedule = DdpmSchedule::new(&ScheduleConfig::default()).unwrap();
+        let sampler = SamplerConfig::Ddim { steps: 50, eta: 0.0 }.build(&schedule).unwrap();
+        let acfg = AnalysisConfig { check_samples: 20_000, ..Default::default() };
+        let big = analyse(&draw_rows(4000, &mut rng), &truth, &schedule, sampler.as_ref(), &acfg).unwrap();
+        let small = analyse(&draw_rows(3, &mut rng), &truth, &schedule, sampler.as_ref(), &acfg).unwrap();
+        // N < d: rank N − 1, a null space with its own c, a large KL; N ≫ d: small KL, full rank.
+        assert_eq!((small.rank, big.rank), (2, d));
+        assert!(small.c_null.is_some() && big.c_null.is_none());
+        // Unregularised, N < d: the null space of Σ0 collapses onto μ0 (KL infinite); weight decay
+        // keeps variance there and the KL finite.
+        assert_eq!((small.degenerate_directions, small.kl), (d - 2, Some(f64::INFINITY)));
+        let reg = AnalysisConfig { reg: Regularization { weight_decay: 0.1, train_time: None }, ..acfg };
+        let small_rows = draw_rows(3, &mut rng);
+        let small_wd = analyse(&small_rows, &truth, &schedule, sampler.as_ref(), &reg).unwrap();
+        let (kl_small, kl_big) = (small_wd.kl.unwrap(), big.kl.unwrap());
+        assert!(kl_small.is_finite() && kl_small > 10.0 * kl_big, "{kl_small} vs {kl_big}");
+        // Memorization: the small set fits its training data better than the population.
+        assert!(small.train_loss < small.test_loss);
+        assert!((big.train_loss - big.test_loss).abs() < 0.05 * big.test_loss);
+        // KL from 20,000 generated samples matches the composed maps (fit bias ≈ d(d+3)/4K ≈ 7e-4).
+        let ks = big.kl_samples.unwrap();
+        assert!((ks - kl_big).abs() < 0.01 + 0.1 * kl_big, "{ks} vs {kl_big}");
+        assert!(big.expected_fit_kl.is_some() && small.expected_fit_kl.is_none());
+    }
+}
+
