@@ -26,7 +26,8 @@ pub struct BenchArgs {
     profile: bool,
     /// Measure only these parts (repeatable): `nets` (training and sampling of the networks),
     /// `gemm` (this machine's reference GEMM), `nn` (nearest-neighbour search of 1000 32x32 images
-    /// among 70,000). Default: all three.
+    /// among 70,000), `linear` (the linear baseline's analysis of one training set at d = 1024 and
+    /// d = 6400). Default: all four.
     #[arg(long, value_enum, value_name = "PART")]
     only: Vec<Part>,
     /// Also write every result as JSON here.
@@ -40,6 +41,7 @@ enum Part {
     Nets,
     Gemm,
     Nn,
+    Linear,
 }
 
 /// One network measurement of the table.
@@ -67,6 +69,20 @@ struct BenchReport {
     networks: Vec<NetResult>,
     gemm: Vec<GemmResult>,
     nn_search: Vec<memgen_metrics::bench::SearchBench>,
+    linear: Vec<LinearBench>,
+}
+
+/// One timing of the linear analysis (seconds per stage).
+#[derive(Debug, Serialize)]
+struct LinearBench {
+    side: usize,
+    d: usize,
+    n: usize,
+    moments_s: f64,
+    eigen_s: f64,
+    losses_s: f64,
+    kl_s: f64,
+    total_s: f64,
 }
 
 fn load_config(name: &str) -> Result<ModelConfig> {
@@ -161,8 +177,9 @@ pub fn run_bench(a: BenchArgs) -> Result<()> {
     }
     let gemm = if wants(Part::Gemm) { bench_gemm() } else { Vec::new() };
     let nn_search = if wants(Part::Nn) { bench_nn(gemm.first().map(|g| g.gflop_per_s))? } else { Vec::new() };
+    let linear = if wants(Part::Linear) { bench_linear()? } else { Vec::new() };
     if let Some(path) = a.json {
-        let report = BenchReport { memgen_version: env!("CARGO_PKG_VERSION"), threads, networks, gemm, nn_search };
+        let report = BenchReport { memgen_version: env!("CARGO_PKG_VERSION"), threads, networks, gemm, nn_search, linear };
         memgen_diffusion::run::write_json(&path, &report)
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -197,6 +214,37 @@ fn bench_nn(peak: Option<f64>) -> Result<Vec<memgen_metrics::bench::SearchBench>
         println!(
             "| {metric:?} | {} x {} x {} | {k} | {:.2} | {:.1} | {share} |",
             r.queries, r.base, r.dim, r.seconds, r.gflop_per_s
+        );
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The linear analysis of one Gaussian training set of N = 2d images at 32x32 and 80x80: moments,
+/// eigendecomposition of Σ0, loss diagonals, the sampler's exact distribution (DDPM, T = 1000) and its KL.
+fn bench_linear() -> Result<Vec<LinearBench>> {
+    use memgen_linear::experiment::Fitted;
+    let schedule = memgen_diffusion::DdpmSchedule::new(&Default::default())?;
+    let sampler = memgen_diffusion::sampler::SamplerConfig::Ddpm {
+        variance: memgen_diffusion::sampler::VarianceType::Beta,
+    }
+    .build(&schedule)?;
+    println!("\n| linear analysis (f64) | N | moments s | eigen s | losses s | exact ρ_N + KL s | total s |\n|---|---|---|---|---|---|---|");
+    let mut out = Vec::new();
+    for side in [32, 80] {
+        let d = side * side;
+        let n = 2 * d;
+        let (rows, truth) = super::linear::gaussian_data(&Default::default(), side, n)?;
+        let t0 = std::time::Instant::now();
+        let fitted = Fitted::new(&rows, &truth)?;
+        let t_kl = std::time::Instant::now();
+        fitted.kl(&truth, &schedule, sampler.as_ref(), Default::default())?;
+        let kl_s = t_kl.elapsed().as_secs_f64();
+        let t = &fitted.timing;
+        let r = LinearBench { side, d, n, moments_s: t.moments_s, eigen_s: t.eigen_s, losses_s: t.losses_s, kl_s, total_s: t0.elapsed().as_secs_f64() };
+        println!(
+            "| {side}x{side} (d = {d}) | {n} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            r.moments_s, r.eigen_s, r.losses_s, r.kl_s, r.total_s
         );
         out.push(r);
     }

@@ -186,20 +186,25 @@ fn gaussian_problem(spec: &str, a: &LinearArgs, n_max: usize) -> Result<Problem>
     if !spec.is_empty() {
         cfg.spectrum = super::data::parse_spectrum(spec).map_err(|e| anyhow::anyhow!("--data gaussian:{spec}: {e}"))?;
     }
-    memgen_data::gaussian::GaussianSource::new(cfg.clone(), side)?;
+    let (rows, truth) = gaussian_data(&cfg, side, n_max)?;
     let d = side * side;
-    let images: Vec<Vec<f32>> = {
-        use rayon::prelude::*;
-        (0..n_max as u64).into_par_iter().map(|k| memgen_data::gaussian::sample(&cfg, side, k).pixels).collect()
-    };
-    let rows = images.concat();
-    let cov = memgen_data::gaussian::covariance(&cfg, side);
-    let truth = Truth::new(vec![cfg.mean; d], Mat::from_fn(d, d, |i, j| cov[i * d + j]), TruthKind::Exact);
     let spectrum = match cfg.spectrum {
         GaussSpectrum::PowerLaw { exponent, scale } => format!("λ_k = {scale} k^-{exponent}"),
         GaussSpectrum::Flat { variance } => format!("λ_k = {variance}"),
     };
     Ok(Problem { rows, d, truth, description: format!("Gaussian {side}x{side}, {spectrum}, DCT basis, mean {}", cfg.mean) })
+}
+
+/// Images 0..n of the Gaussian stream `cfg` (rows of side² f32) and its exact N(μ, Σ).
+pub(super) fn gaussian_data(cfg: &GaussianConfig, side: usize, n: usize) -> Result<(Vec<f32>, Truth)> {
+    use rayon::prelude::*;
+    memgen_data::gaussian::GaussianSource::new(cfg.clone(), side)?;
+    let d = side * side;
+    let images: Vec<Vec<f32>> =
+        (0..n as u64).into_par_iter().map(|k| memgen_data::gaussian::sample(cfg, side, k).pixels).collect();
+    let cov = memgen_data::gaussian::covariance(cfg, side);
+    let truth = Truth::new(vec![cfg.mean; d], Mat::from_fn(d, d, |i, j| cov[i * d + j]), TruthKind::Exact);
+    Ok((images.concat(), truth))
 }
 
 /// KL of the sampler's output for the population's own moments: the N → ∞ limit.

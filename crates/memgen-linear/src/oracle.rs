@@ -102,7 +102,8 @@ impl EmpiricalDenoiser {
     /// E[x0 | x_t] for a group of samples `xs` (len(ts) x d, row-major), sample k at timestep
     /// `ts[k]`, concatenated. The training set is streamed once per group (block by block, each
     /// block visited by every sample of the group while it is in cache); each sample's arithmetic
-    /// is the same whatever group it is in.
+    /// is the same whatever group it is in. Panics if `xs` does not hold `ts.len()` samples or a
+    /// timestep is outside the schedule ([`Denoiser::forward`] checks both and returns an error).
     pub fn posterior_means(&self, xs: &[f32], ts: &[usize]) -> Vec<f64> {
         let d = self.dim;
         assert_eq!(
