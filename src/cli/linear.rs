@@ -96,7 +96,8 @@ pub fn run_linear(a: LinearArgs) -> Result<()> {
     if ns.first() == Some(&0) || ns.is_empty() {
         bail!("--n needs positive training-set sizes");
     }
-    if !(a.weight_decay >= 0.0) || a.train_time.is_some_and(|t| !(t > 0.0)) {
+    let valid_time = a.train_time.is_none_or(|t| t > 0.0 && t.is_finite());
+    if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0 && valid_time) {
         bail!("--weight-decay must be >= 0 and --train-time > 0");
     }
     let n_max = *ns.last().expect("non-empty");

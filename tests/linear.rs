@@ -1,0 +1,68 @@
+//! End-to-end tests of `memgen linear`.
+
+mod common;
+
+use common::{fails, memgen, ok};
+use std::path::Path;
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn gaussian_data_follows_the_theory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("lin");
+    let text = ok(&memgen(&[
+        "linear", "--data", "gaussian:power:1:0.05", "--side", "4", "--n", "8,64,256,1024",
+        "--check-samples", "3000", "--sweep-points", "4", "--out", out.to_str().unwrap(),
+    ]));
+    assert!(text.contains("| 1024 | 16 |"), "{text}");
+    for f in ["linear.json", "linear.csv", "linear-kl.svg", "linear-kl.png", "linear-loss.png", "linear-weight-decay.svg", "linear-train-time.png"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let j = json(&out.join("linear.json"));
+    assert_eq!(j["d"], 16);
+    let r = j["results"].as_array().unwrap();
+    let get = |i: usize, k: &str| r[i][k].as_f64().unwrap_or(f64::NAN);
+    // Rank of Σ0 is min(N − 1, d); the test/train gap closes as N grows.
+    assert_eq!(r.iter().map(|x| x["rank"].as_u64().unwrap()).collect::<Vec<_>>(), vec![7, 16, 16, 16]);
+    assert!(get(0, "test_loss") > 1.5 * get(0, "train_loss"));
+    assert!((get(3, "test_loss") / get(3, "train_loss") - 1.0).abs() < 0.05);
+    // KL falls with N, and for N > d it sits near the expected KL of a Gaussian fit plus the limit.
+    let limit = j["kl_limit"].as_f64().unwrap();
+    for i in 1..4 {
+        assert!(get(i, "kl") < get(i - 1, "kl"), "KL not falling at {i}");
+        let excess = get(i, "kl") - limit;
+        let expected = get(i, "expected_fit_kl");
+        assert!(excess > 0.3 * expected && excess < 3.0 * expected, "N index {i}: {excess} vs {expected}");
+        // The sampled check agrees once the fit bias d(d+3)/4K of K = 3000 samples is allowed for.
+        let bias = 16.0 * 19.0 / (4.0 * 3000.0);
+        assert!((get(i, "kl_samples") - get(i, "kl") - bias).abs() < 0.5 * get(i, "kl") + 0.05, "{i}");
+    }
+    // N = 8 < d: weight decay and early stopping both beat the unregularised KL.
+    let sweep = &j["sweeps"][0];
+    let best = |k: &str| sweep[k].as_array().unwrap().iter().filter_map(|p| p[2].as_f64()).fold(f64::INFINITY, f64::min);
+    assert!(best("weight_decay") < get(0, "kl") && best("train_time") < get(0, "kl"));
+}
+
+#[test]
+fn prepared_data_and_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    ok(&memgen(&["data", "prepare", "calpha", "--count", "40", "--side", "4", "--out", ds.to_str().unwrap()]));
+    let out = tmp.path().join("lin");
+    let text = ok(&memgen(&["linear", "--data", ds.to_str().unwrap(), "--n", "2,8", "--check-samples", "0", "--out", out.to_str().unwrap()]));
+    assert!(text.contains("held-out"), "{text}");
+    let j = json(&out.join("linear.json"));
+    assert_eq!(j["truth"]["estimated"]["held_out"], 24);
+    assert!(j["results"][1]["test_loss"].as_f64().unwrap().is_finite());
+    let err = fails(&memgen(&["linear", "--data", ds.to_str().unwrap(), "--side", "8", "--n", "2", "--out", out.to_str().unwrap()]));
+    assert!(err.contains("--side 8"), "{err}");
+    let err = fails(&memgen(&["linear", "--data", "gaussian", "--n", "2", "--out", out.to_str().unwrap()]));
+    assert!(err.contains("--side"), "{err}");
+    let err = fails(&memgen(&["linear", "--data", "gaussian:power:x", "--side", "4", "--n", "2", "--out", out.to_str().unwrap()]));
+    assert!(err.contains("not a number"), "{err}");
+    let err = fails(&memgen(&["linear", "--data", ds.to_str().unwrap(), "--n", "30", "--out", out.to_str().unwrap()]));
+    assert!(err.contains("--n 30"), "{err}");
+}
