@@ -1,6 +1,6 @@
 //! `memgen linear`: the linear-denoiser baseline (Merger & Goldt) over a range of training-set sizes.
 
-use super::sample::SamplerOpts;
+use super::sample::TimeSamplerOpts;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use faer::Mat;
@@ -55,7 +55,7 @@ pub struct LinearArgs {
     #[arg(long, default_value_t = 0)]
     pub noise_seed: u64,
     #[command(flatten)]
-    pub sampler: SamplerOpts,
+    pub sampler: TimeSamplerOpts,
     /// Points of the weight-decay and training-time sweeps drawn for each N < d (0 skips them).
     #[arg(long, default_value_t = 13)]
     pub sweep_points: usize,
@@ -104,7 +104,7 @@ pub fn run_linear(a: LinearArgs) -> Result<()> {
     let problem = load_problem(&a, n_max)?;
     let d = problem.d;
     let schedule = DdpmSchedule::new(&ScheduleConfig::default())?;
-    let sampler_cfg = a.sampler.config(a.noise_seed, 1).sampler;
+    let sampler_cfg = a.sampler.config();
     let sampler = sampler_cfg.build(&schedule)?;
     let reg = Regularization { weight_decay: a.weight_decay, train_time: a.train_time };
     let cfg = AnalysisConfig { reg, check_samples: a.check_samples, noise_seed: a.noise_seed, batch_size: 256 };

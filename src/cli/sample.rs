@@ -121,18 +121,8 @@ pub struct SamplerOpts {
     /// Images per batch (bounds memory; does not change the result).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Sampler for time-conditioned models.
-    #[arg(long, value_enum, default_value_t = SamplerArg::Ddpm)]
-    pub sampler: SamplerArg,
-    /// DDPM variance: beta (σ² = β_t) or posterior (σ² = β̃_t).
-    #[arg(long, value_enum, default_value_t = VarianceArg::Beta)]
-    pub variance: VarianceArg,
-    /// DDIM: number of steps.
-    #[arg(long, default_value_t = 50)]
-    pub ddim_steps: usize,
-    /// DDIM: stochasticity eta (0 = deterministic given x_T).
-    #[arg(long, default_value_t = 0.0)]
-    pub eta: f64,
+    #[command(flatten)]
+    pub time: TimeSamplerOpts,
     /// Use the raw weights instead of their moving average.
     #[arg(long)]
     pub no_ema: bool,
@@ -153,10 +143,27 @@ pub struct SamplerOpts {
     pub max_steps: usize,
 }
 
-impl SamplerOpts {
-    /// The generation config for `count` images of noise seed `noise_seed`.
-    pub fn config(&self, noise_seed: u64, count: usize) -> GenerateConfig {
-        let sampler = match self.sampler {
+/// The sampler of time-conditioned denoisers (shared by `sample`, `compare` and `linear`).
+#[derive(Debug, Args)]
+pub struct TimeSamplerOpts {
+    /// Sampler for time-conditioned models.
+    #[arg(long, value_enum, default_value_t = SamplerArg::Ddpm)]
+    pub sampler: SamplerArg,
+    /// DDPM variance: beta (σ² = β_t) or posterior (σ² = β̃_t).
+    #[arg(long, value_enum, default_value_t = VarianceArg::Beta)]
+    pub variance: VarianceArg,
+    /// DDIM: number of steps.
+    #[arg(long, default_value_t = 50)]
+    pub ddim_steps: usize,
+    /// DDIM: stochasticity eta (0 = deterministic given x_T).
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f64,
+}
+
+impl TimeSamplerOpts {
+    /// The sampler these flags name.
+    pub fn config(&self) -> SamplerConfig {
+        match self.sampler {
             SamplerArg::Ddpm => SamplerConfig::Ddpm {
                 variance: match self.variance {
                     VarianceArg::Beta => VarianceType::Beta,
@@ -164,7 +171,14 @@ impl SamplerOpts {
                 },
             },
             SamplerArg::Ddim => SamplerConfig::Ddim { steps: self.ddim_steps, eta: self.eta },
-        };
+        }
+    }
+}
+
+impl SamplerOpts {
+    /// The generation config for `count` images of noise seed `noise_seed`.
+    pub fn config(&self, noise_seed: u64, count: usize) -> GenerateConfig {
+        let sampler = self.time.config();
         let blind = BlindSamplerConfig {
             h0: self.h0,
             beta: self.beta,
