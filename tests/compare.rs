@@ -2,30 +2,8 @@
 
 mod common;
 
-use common::{fails, memgen, ok};
+use common::{corr, fails, json, memgen, ok, samples};
 use std::path::Path;
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
-
-/// The f32 pixels of the one tensor of a samples.safetensors file.
-fn samples(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor("samples").unwrap();
-    t.data().chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-}
-
-/// Pearson correlation in f64, written out independently of memgen-metrics.
-fn corr(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - ma) * (y as f64 - mb)).sum();
-    let va: f64 = a.iter().map(|&x| (x as f64 - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|&y| (y as f64 - mb).powi(2)).sum();
-    cov / (va * vb).sqrt()
-}
 
 fn train(ds: &Path, run: &Path, side: &str) {
     let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml");
@@ -78,8 +56,8 @@ fn compare_two_runs_and_score_verbatim_training_images() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     // Samples were saved in each run's default place; corr(x_A, x_B) recomputed here matches.
-    let sa = samples(&run_a.join("samples/seed-3/samples.safetensors"));
-    let sb = samples(&run_b.join("samples/seed-3/samples.safetensors"));
+    let (_, sa) = samples(&run_a.join("samples/seed-3/samples.safetensors"));
+    let (_, sb) = samples(&run_b.join("samples/seed-3/samples.safetensors"));
     let report = json(&out.join("compare.json"));
     let pairs = report["comparison"]["pairs"].as_array().unwrap();
     assert_eq!(pairs.len(), 6);

@@ -2,12 +2,7 @@
 
 mod common;
 
-use common::{fails, memgen, ok};
-use std::path::Path;
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
+use common::{fails, json, memgen, ok};
 
 #[test]
 fn gaussian_data_follows_the_theory() {

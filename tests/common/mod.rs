@@ -1,6 +1,7 @@
 //! Running the `memgen` binary as a user would, for the end-to-end tests.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Run memgen with `args` (2 threads).
@@ -36,3 +37,29 @@ pub fn fails(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+
+/// A JSON file, parsed (panics naming the file).
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
+}
+
+/// The shape and f32 pixels of tensor "samples" of a samples.safetensors file.
+pub fn samples(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("samples").unwrap();
+    assert_eq!(t.dtype(), safetensors::Dtype::F32);
+    (t.shape().to_vec(), t.data().chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+/// Pearson correlation in f64, written out independently of memgen-metrics.
+pub fn corr(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) =
+        (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - ma) * (y as f64 - mb)).sum();
+    let va: f64 = a.iter().map(|&x| (x as f64 - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|&y| (y as f64 - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
