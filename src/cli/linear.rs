@@ -8,7 +8,7 @@ use memgen_data::dataset::PreparedDataset;
 use memgen_data::gaussian::{GaussianConfig, Spectrum as GaussSpectrum};
 use memgen_diffusion::sampler::Sampler;
 use memgen_diffusion::{DdpmSchedule, ScheduleConfig};
-use memgen_linear::experiment::{analyse, AnalysisConfig, Fitted, NResult, Truth, TruthKind};
+use memgen_linear::experiment::{analyse_fitted, AnalysisConfig, Fitted, NResult, Truth, TruthKind};
 use memgen_linear::theory::Regularization;
 use memgen_linear::wishart::loglog_slope;
 use memgen_linear::Moments;
@@ -116,9 +116,11 @@ pub fn run_linear(a: LinearArgs) -> Result<()> {
     for &n in &ns {
         bar.set_message(format!("N = {n}"));
         let rows = &problem.rows[..n * d];
-        results.push(analyse(rows, &problem.truth, &schedule, sampler.as_ref(), &cfg).with_context(|| format!("N = {n}"))?);
+        let fitted = Fitted::new(rows, &problem.truth).with_context(|| format!("N = {n}"))?;
+        let r = analyse_fitted(&fitted, &problem.truth, &schedule, sampler.as_ref(), &cfg);
+        results.push(r.with_context(|| format!("N = {n}"))?);
         if n < d && a.sweep_points > 0 {
-            sweeps.push(sweep(rows, &problem.truth, &schedule, sampler.as_ref(), n, a.sweep_points)?);
+            sweeps.push(sweep(&fitted, &problem.truth, &schedule, sampler.as_ref(), n, a.sweep_points)?);
         }
         bar.inc(1);
     }
@@ -219,8 +221,7 @@ fn limit_kl(truth: &Truth, schedule: &DdpmSchedule, sampler: &dyn Sampler, reg: 
 }
 
 /// Test loss and KL along λ ∈ [1e-4, 10] and τ ∈ [1, 1e6] (log-spaced), for one training set.
-fn sweep(rows: &[f32], truth: &Truth, schedule: &DdpmSchedule, sampler: &dyn Sampler, n: usize, points: usize) -> Result<Sweep> {
-    let fitted = Fitted::new(rows, truth)?;
+fn sweep(fitted: &Fitted, truth: &Truth, schedule: &DdpmSchedule, sampler: &dyn Sampler, n: usize, points: usize) -> Result<Sweep> {
     let grid = |lo: f64, hi: f64| -> Vec<f64> {
         (0..points).map(|i| 10f64.powf(lo + (hi - lo) * i as f64 / (points.max(2) - 1) as f64)).collect()
     };
