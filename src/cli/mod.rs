@@ -5,6 +5,7 @@ mod compare;
 mod data;
 mod linear;
 mod model;
+mod run;
 mod sample;
 mod train;
 
@@ -45,6 +46,12 @@ pub enum Command {
     /// The linear-denoiser baseline (Merger & Goldt) over training-set sizes: losses, effective c, KL
     /// (closed form and from samples), the d/N law, weight-decay and early-stopping sweeps, plots.
     Linear(Box<linear::LinearArgs>),
+    /// Run an experiment file: for every N train two models on disjoint sets, sample both from the same
+    /// noise, score them, run the baselines, and write the report (results.json/csv, plots, index.html).
+    Run(Box<run::RunArgs>),
+    /// The demo: a complete small experiment on built-in C^alpha images (N = 1 to 1000), with its
+    /// report, in about 15 minutes on 2 cores.
+    Demo(Box<run::DemoArgs>),
     /// Throughput table: unet-s training and sampling at 32x32 and 80x80, this machine's GEMM, and the
     /// nearest-neighbour search.
     Bench(bench::BenchArgs),
@@ -64,6 +71,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(a) => compare::run_compare(*a),
         Command::Memorization(a) => compare::run_memorization(*a),
         Command::Linear(a) => linear::run_linear(*a),
+        Command::Run(a) => run::run_run(*a),
+        Command::Demo(a) => run::run_demo(*a),
         Command::Bench(a) => bench::run_bench(a),
     }
 }

@@ -4,12 +4,14 @@ pub mod figure;
 pub mod font;
 pub mod grid;
 pub mod histogram;
+pub mod html;
 pub mod lineplot;
 mod plot;
 
 pub use figure::{Cell, LabeledTable, TableConfig};
 pub use grid::{save_png, Grid, GridConfig};
 pub use histogram::{save_rgb_png, save_svg, Histogram, HistogramPlot, Series};
+pub use html::{Block, Page};
 pub use lineplot::{LinePlot, LineSeries, LineStyle};
 
 use std::path::Path;

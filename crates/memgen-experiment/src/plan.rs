@@ -1,0 +1,288 @@
+//! The job graph of an experiment: one `memgen` command line per job, with the jobs it waits for
+//! and the directory it writes.
+//!
+//! ```text
+//! ROOT/data/                    prepare      memgen data prepare SOURCE ARGS --out ROOT/data
+//! ROOT/runs/nN-a, nN-b          train-nN-a   memgen train --data .. --n N --split a|b ..  (per N)
+//! ROOT/compare/nN-seed-S        compare-nN-seed-S   memgen compare ROOT/runs/nN-a ROOT/runs/nN-b ..
+//! ROOT/oracle/nN-seed-S         oracle-nN-seed-S    memgen compare --oracle --data .. --n N ..
+//! ROOT/linear                   linear       memgen linear --data .. --n N1,N2,.. ..
+//! ROOT/report                   (the report, gathered from all of the above)
+//! ```
+
+use crate::config::Experiment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Jobs of one stage depend only on jobs of earlier stages (one Slurm array per stage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Data,
+    Train,
+    Evaluate,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Data, Stage::Train, Stage::Evaluate];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Data => "data",
+            Stage::Train => "train",
+            Stage::Evaluate => "evaluate",
+        }
+    }
+}
+
+/// What a job computes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobKind {
+    Prepare,
+    Train { n: usize, side: char, steps: usize },
+    Compare { n: usize, noise_seed: u64 },
+    Oracle { n: usize, noise_seed: u64 },
+    Linear,
+}
+
+/// One `memgen` invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub stage: Stage,
+    #[serde(flatten)]
+    pub kind: JobKind,
+    /// The command line after `memgen` (without `--threads`, which the executor adds).
+    pub args: Vec<String>,
+    /// Ids of the jobs this one reads the output of.
+    pub deps: Vec<String>,
+    /// The directory the job writes.
+    pub output: PathBuf,
+}
+
+/// All jobs of an experiment, in a valid execution order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The experiment directory (absolute).
+    pub root: PathBuf,
+    /// The prepared dataset every job reads.
+    pub data_dir: PathBuf,
+    /// The experiment's copy of the network config (`ROOT/model.toml`).
+    pub model_file: PathBuf,
+    pub jobs: Vec<Job>,
+}
+
+/// `ROOT/runs/nN-side`.
+pub fn run_dir(root: &Path, n: usize, side: char) -> PathBuf {
+    root.join("runs").join(format!("n{n}-{side}"))
+}
+
+/// `ROOT/compare/nN-seed-S`.
+pub fn compare_dir(root: &Path, n: usize, seed: u64) -> PathBuf {
+    root.join("compare").join(format!("n{n}-seed-{seed}"))
+}
+
+/// `ROOT/oracle/nN-seed-S`.
+pub fn oracle_dir(root: &Path, n: usize, seed: u64) -> PathBuf {
+    root.join("oracle").join(format!("n{n}-seed-{seed}"))
+}
+
+/// `ROOT/linear`.
+pub fn linear_dir(root: &Path) -> PathBuf {
+    root.join("linear")
+}
+
+fn s<T: ToString>(v: T) -> String {
+    v.to_string()
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+impl Plan {
+    /// The jobs of `exp` (whose file lies in `exp_dir`) writing under `root` (absolute).
+    pub fn new(exp: &Experiment, exp_dir: &Path, root: &Path) -> Plan {
+        let data_dir = match &exp.data.dir {
+            Some(d) => exp_dir.join(d),
+            None => root.join("data"),
+        };
+        let model_file = root.join("model.toml");
+        let mut jobs = Vec::new();
+        let mut data_deps = Vec::new();
+        if let Some(source) = &exp.data.source {
+            let resolved = exp_dir.join(source);
+            let source = if resolved.exists() { p(&resolved) } else { source.clone() };
+            let mut args = vec![s("data"), s("prepare"), source];
+            args.extend(exp.data.args.iter().cloned());
+            args.extend([s("--out"), p(&data_dir)]);
+            jobs.push(Job {
+                id: "prepare".into(),
+                stage: Stage::Data,
+                kind: JobKind::Prepare,
+                args,
+                deps: vec![],
+                output: data_dir.clone(),
+            });
+            data_deps.push("prepare".to_string());
+        }
+        let plan = Plan { root: root.to_path_buf(), data_dir, model_file, jobs: Vec::new() };
+        for n in exp.sizes() {
+            for side in ['a', 'b'] {
+                jobs.push(plan.train_job(exp, n, side, &data_deps));
+            }
+        }
+        for n in exp.sizes() {
+            for &seed in &exp.sample.noise_seeds {
+                jobs.push(plan.compare_job(exp, n, seed));
+                if exp.baselines.oracle {
+                    jobs.push(plan.oracle_job(exp, n, seed, &data_deps));
+                }
+            }
+        }
+        if exp.baselines.linear {
+            jobs.push(plan.linear_job(exp, &data_deps));
+        }
+        Plan { jobs, ..plan }
+    }
+
+    fn train_job(&self, exp: &Experiment, n: usize, side: char, deps: &[String]) -> Job {
+        let t = &exp.train;
+        let steps = t.steps_for(n);
+        let seed = t.seed + u64::from(side == 'b');
+        let out = run_dir(&self.root, n, side);
+        let mut args = vec![s("train"), s("--data"), p(&self.data_dir), s("--model"), p(&self.model_file)];
+        args.extend([s("--n"), s(n), s("--split"), s(side), s("--split-seed"), s(exp.split_seed)]);
+        args.extend([s("--steps"), s(steps), s("--batch-size"), s(t.batch_size), s("--lr"), s(t.lr)]);
+        args.extend([s("--warmup"), s(t.warmup), s("--ema-decay"), s(t.ema_decay), s("--seed"), s(seed)]);
+        args.extend([s("--checkpoint-every"), s(t.checkpoint_every_for(steps)), s("--quiet")]);
+        args.extend(t.args.iter().cloned());
+        args.extend([s("--out"), p(&out)]);
+        Job {
+            id: format!("train-n{n}-{side}"),
+            stage: Stage::Train,
+            kind: JobKind::Train { n, side, steps },
+            args,
+            deps: deps.to_vec(),
+            output: out,
+        }
+    }
+
+    fn compare_job(&self, exp: &Experiment, n: usize, seed: u64) -> Job {
+        let (a, b) = (run_dir(&self.root, n, 'a'), run_dir(&self.root, n, 'b'));
+        let out = compare_dir(&self.root, n, seed);
+        let mut args = vec![s("compare"), p(&a), p(&b)];
+        args.extend(sample_args(exp, seed, &exp.sample.args));
+        args.extend([s("--out"), p(&out)]);
+        Job {
+            id: format!("compare-n{n}-seed{seed}"),
+            stage: Stage::Evaluate,
+            kind: JobKind::Compare { n, noise_seed: seed },
+            args,
+            deps: vec![format!("train-n{n}-a"), format!("train-n{n}-b")],
+            output: out,
+        }
+    }
+
+    fn oracle_job(&self, exp: &Experiment, n: usize, seed: u64, deps: &[String]) -> Job {
+        let out = oracle_dir(&self.root, n, seed);
+        let mut args = vec![s("compare"), s("--oracle"), s("--data"), p(&self.data_dir), s("--n"), s(n)];
+        args.extend([s("--split-seed"), s(exp.split_seed)]);
+        let sampler = exp.baselines.oracle_args.as_ref().unwrap_or(&exp.sample.args);
+        args.extend(sample_args(exp, seed, sampler));
+        args.extend([s("--out"), p(&out)]);
+        Job {
+            id: format!("oracle-n{n}-seed{seed}"),
+            stage: Stage::Evaluate,
+            kind: JobKind::Oracle { n, noise_seed: seed },
+            args,
+            deps: deps.to_vec(),
+            output: out,
+        }
+    }
+
+    fn linear_job(&self, exp: &Experiment, deps: &[String]) -> Job {
+        let sizes: Vec<String> = exp.sizes().iter().map(|n| n.to_string()).collect();
+        let out = linear_dir(&self.root);
+        let mut args = vec![s("linear"), s("--data"), p(&self.data_dir), s("--n"), sizes.join(",")];
+        args.extend([s("--split-seed"), s(exp.split_seed)]);
+        args.extend(exp.baselines.linear_args.iter().cloned());
+        args.extend([s("--out"), p(&out)]);
+        Job { id: "linear".into(), stage: Stage::Evaluate, kind: JobKind::Linear, args, deps: deps.to_vec(), output: out }
+    }
+
+    /// The job with this id.
+    pub fn job(&self, id: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.id == id)
+    }
+
+    /// The jobs of one stage, in plan order.
+    pub fn stage(&self, stage: Stage) -> impl Iterator<Item = &Job> {
+        self.jobs.iter().filter(move |j| j.stage == stage)
+    }
+}
+
+fn sample_args(exp: &Experiment, seed: u64, sampler: &[String]) -> Vec<String> {
+    let mut args = vec![s("--noise-seed"), s(seed), s("--count"), s(exp.sample.count)];
+    args.extend(sampler.iter().cloned());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn experiment(extra: &str) -> Experiment {
+        Experiment::parse(&format!(
+            "name = \"t\"\nn = [10, 1]\nmodel = \"m.toml\"\n[data]\nsource = \"calpha\"\nargs = [\"--count\", \"40\"]\n\
+             [train]\nsteps = 30\n[sample]\nnoise_seeds = [3, 4]\ncount = 5\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn jobs_stages_and_dependencies() {
+        let exp = experiment("[baselines]\nlinear = true\noracle = true\n");
+        let plan = Plan::new(&exp, Path::new("/exp"), Path::new("/root/x"));
+        let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "prepare", "train-n1-a", "train-n1-b", "train-n10-a", "train-n10-b", "compare-n1-seed3",
+                "oracle-n1-seed3", "compare-n1-seed4", "oracle-n1-seed4", "compare-n10-seed3",
+                "oracle-n10-seed3", "compare-n10-seed4", "oracle-n10-seed4", "linear"
+            ]
+        );
+        // Every dependency is an earlier job of an earlier stage.
+        for (i, job) in plan.jobs.iter().enumerate() {
+            for d in &job.deps {
+                let k = plan.jobs.iter().position(|j| &j.id == d).expect("known dependency");
+                assert!(k < i && plan.jobs[k].stage < job.stage, "{} -> {d}", job.id);
+            }
+        }
+        let b = plan.job("train-n10-b").unwrap();
+        let arg = |name: &str| {
+            let i = b.args.iter().position(|a| a == name).unwrap();
+            b.args[i + 1].clone()
+        };
+        assert_eq!((arg("--n"), arg("--split"), arg("--seed"), arg("--steps")), ("10".into(), "b".into(), "1".into(), "30".into()));
+        assert_eq!(arg("--out"), "/root/x/runs/n10-b");
+        assert_eq!(arg("--data"), "/root/x/data");
+        let c = plan.job("compare-n10-seed4").unwrap();
+        assert_eq!(c.args[..3], ["compare", "/root/x/runs/n10-a", "/root/x/runs/n10-b"]);
+        assert_eq!(c.deps, ["train-n10-a", "train-n10-b"]);
+        assert!(plan.job("linear").unwrap().args.contains(&"1,10".to_string()));
+    }
+
+    #[test]
+    fn prepared_data_needs_no_prepare_job() {
+        let mut exp = experiment("");
+        exp.data = crate::config::DataSpec { source: None, args: vec![], dir: Some("d".into()) };
+        let plan = Plan::new(&exp, Path::new("/exp"), Path::new("/root"));
+        assert!(plan.job("prepare").is_none());
+        assert_eq!(plan.data_dir, Path::new("/exp/d"));
+        assert!(plan.job("train-n1-a").unwrap().deps.is_empty());
+        assert!(plan.job("linear").is_none() && plan.job("oracle-n1-seed3").is_none());
+    }
+}

@@ -1,0 +1,230 @@
+//! The report of an experiment, `ROOT/report/`: results.json and results.csv (one row per N), the
+//! transition figures (SVG + PNG), the linear baseline's figures, one image panel per N, and
+//! index.html, a single self-contained page (every image inlined) with all of it and the experiment
+//! file.
+
+use crate::plan::{compare_dir, linear_dir, Plan};
+use crate::results::{PairResult, Results};
+use crate::{write_json, Error, Result};
+use memgen_report::html::{Block, Page};
+use memgen_report::lineplot::{LinePlot, LineSeries, LineStyle};
+use std::path::{Path, PathBuf};
+
+/// Size of the PNG versions of the plots.
+const PNG_SIZE: (u32, u32) = (900, 560);
+
+/// Files written by [`write`].
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub dir: PathBuf,
+    pub index: PathBuf,
+    pub files: Vec<PathBuf>,
+}
+
+/// Write the report of `results` into `ROOT/report`.
+pub fn write(plan: &Plan, results: &Results, experiment_text: &str) -> Result<Written> {
+    let dir = plan.root.join("report");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut files = Vec::new();
+    let json = dir.join("results.json");
+    write_json(&json, results)?;
+    let csv = dir.join("results.csv");
+    crate::write_atomic(&csv, results.csv().as_bytes())?;
+    files.extend([json, csv]);
+    let mut blocks = vec![Block::Heading("Results".into()), headline_block(results)];
+    let (transition, fractions) = (transition_series(results), fraction_series(results));
+    let figures = [
+        ("transition", plot_of(results, TRANSITION_TITLE, "median correlation", &transition), "Median correlations against N. Memorization: samples correlate ~1 with their own training set and not with each other; generalization: the two models, trained on disjoint sets, produce the same image from the same noise (corr(x_A, x_B) → 1) that is in neither training set."),
+        ("fractions", plot_of(results, FRACTION_TITLE, "fraction", &fractions), "Fractions of samples memorized (best correlation with the own training set above the threshold, or L2 NN1/NN2 ratio below it) and of noise draws on which the two models agree."),
+    ];
+    for (name, plot, caption) in figures {
+        let svg = plot.to_svg()?;
+        files.push(save_svg(&dir, name, &svg)?);
+        let png = dir.join(format!("{name}.png"));
+        memgen_report::save_rgb_png(&plot.to_png(PNG_SIZE.0, PNG_SIZE.1)?, &png)?;
+        files.push(png);
+        blocks.push(Block::Svg { caption: caption.into(), svg });
+    }
+    blocks.extend(linear_blocks(plan, &dir, &mut files)?);
+    blocks.push(Block::Heading("Samples from the same noise".into()));
+    blocks.push(Block::Paragraph(
+        "Each row is one noise draw: the sample of model A, its nearest image in S_A, the sample of model B (with corr(x_A, x_B)), its nearest image in S_B.".into(),
+    ));
+    let seed = results.experiment.sample.noise_seeds[0];
+    for row in &results.rows {
+        let src = compare_dir(&plan.root, row.n, seed).join("compare.png");
+        if let Ok(bytes) = std::fs::read(&src) {
+            let dst = dir.join(format!("samples-n{}.png", row.n));
+            crate::write_atomic(&dst, &bytes)?;
+            files.push(dst);
+            blocks.push(Block::Png { caption: format!("N = {} (noise seed {seed})", row.n), bytes });
+        }
+    }
+    blocks.push(Block::Heading("Experiment".into()));
+    blocks.push(Block::Pre(experiment_text.to_string()));
+    blocks.push(job_table(plan));
+    let page = Page {
+        title: format!("memgen: {}", results.name),
+        subtitle: Some(subtitle(results)),
+        blocks,
+    };
+    let index = dir.join("index.html");
+    page.save(&index)?;
+    files.push(index.clone());
+    Ok(Written { dir, index, files })
+}
+
+fn subtitle(r: &Results) -> String {
+    let mut s = r.description.clone();
+    if let Some(d) = r.d {
+        s.push_str(&format!(" (d = {d} pixels; N = {:?})", r.experiment.sizes()));
+    }
+    s
+}
+
+fn save_svg(dir: &Path, name: &str, svg: &str) -> Result<PathBuf> {
+    let path = dir.join(format!("{name}.svg"));
+    memgen_report::save_svg(svg, &path)?;
+    Ok(path)
+}
+
+fn fmt(v: Option<f64>, places: usize) -> String {
+    v.map_or("-".into(), |x| format!("{x:.places$}"))
+}
+
+fn headline_block(r: &Results) -> Block {
+    let header = [
+        "N", "steps", "corr to own set A", "corr to own set B", "memorized", "corr(x_A, x_B)", "agree",
+        "corr A to S_B", "S_A vs S_B", "oracle corr(x_A, x_B)", "linear KL", "linear test loss", "train s (A, B)",
+    ];
+    let rows = r
+        .rows
+        .iter()
+        .map(|row| {
+            let m = row.models.as_ref();
+            let l = row.linear.as_ref();
+            vec![
+                row.n.to_string(),
+                row.train_a.as_ref().map_or("-".into(), |t| t.steps.to_string()),
+                fmt(m.and_then(|m| m.a_own.median), 3),
+                fmt(m.and_then(|m| m.b_own.median), 3),
+                fmt(m.map(|m| m.memorized_by_corr), 2),
+                fmt(m.and_then(|m| m.corr_ab.median), 3),
+                fmt(m.map(|m| m.agree), 2),
+                fmt(m.and_then(|m| m.a_other.median), 3),
+                fmt(m.and_then(|m| m.sets.median), 3),
+                fmt(row.oracle.as_ref().and_then(|o| o.corr_ab.median), 3),
+                l.and_then(|l| l.kl).map_or("-".into(), |k| format!("{k:.4e}")),
+                l.and_then(|l| l.test_loss).map_or("-".into(), |k| format!("{k:.4e}")),
+                format!(
+                    "{}, {}",
+                    fmt(row.train_a.as_ref().map(|t| t.seconds), 0),
+                    fmt(row.train_b.as_ref().map(|t| t.seconds), 0)
+                ),
+            ]
+        })
+        .collect();
+    Block::Table {
+        caption: Some(format!(
+            "Medians over {} noise draws per N; memorized / agree: fraction above corr {}.",
+            r.rows.iter().find_map(|x| x.models.as_ref().map(|m| m.draws)).unwrap_or(0),
+            r.corr_threshold.map_or("-".into(), |t| t.to_string())
+        )),
+        header: header.iter().map(|h| h.to_string()).collect(),
+        rows,
+    }
+}
+
+/// (N, value) points of the rows that have the value.
+fn points(r: &Results, f: impl Fn(&crate::results::Row) -> Option<f64>) -> Vec<(f64, f64)> {
+    r.rows.iter().filter_map(|row| Some((row.n as f64, f(row)?))).collect()
+}
+
+fn median(p: Option<&PairResult>, f: impl Fn(&PairResult) -> Option<f64>) -> Option<f64> {
+    p.and_then(f)
+}
+
+/// A named series of (N, value) points and how it is drawn.
+pub type NamedSeries = (&'static str, Vec<(f64, f64)>, LineStyle);
+
+const TRANSITION_TITLE: &str = "Memorization to generalization";
+const FRACTION_TITLE: &str = "Memorized samples and agreeing models";
+
+/// Figure 1: correlation with the nearest training image and between the two models' samples, vs N.
+pub fn transition_series(r: &Results) -> Vec<NamedSeries> {
+    vec![
+        ("A: corr to nearest image of own set", points(r, |x| median(x.models.as_ref(), |m| m.a_own.median)), LineStyle::LineAndMarkers),
+        ("B: corr to nearest image of own set", points(r, |x| median(x.models.as_ref(), |m| m.b_own.median)), LineStyle::LineAndMarkers),
+        ("corr(x_A, x_B): the two models", points(r, |x| median(x.models.as_ref(), |m| m.corr_ab.median)), LineStyle::LineAndMarkers),
+        ("A: corr to nearest image of S_B", points(r, |x| median(x.models.as_ref(), |m| m.a_other.median)), LineStyle::Dashed),
+        ("oracle corr(x_A, x_B)", points(r, |x| median(x.oracle.as_ref(), |m| m.corr_ab.median)), LineStyle::Dashed),
+        ("S_A vs nearest in S_B (no model)", points(r, |x| median(x.models.as_ref(), |m| m.sets.median)), LineStyle::Markers),
+    ]
+}
+
+/// Figure 2: memorized and agreeing fractions vs N.
+pub fn fraction_series(r: &Results) -> Vec<NamedSeries> {
+    vec![
+        ("memorized (corr to own set > threshold)", points(r, |x| x.models.as_ref().map(|m| m.memorized_by_corr)), LineStyle::LineAndMarkers),
+        ("memorized (L2 ratio < threshold)", points(r, |x| x.models.as_ref().map(|m| m.memorized_by_ratio)), LineStyle::Dashed),
+        ("agree (corr(x_A, x_B) > threshold)", points(r, |x| x.models.as_ref().map(|m| m.agree)), LineStyle::LineAndMarkers),
+    ]
+}
+
+/// A log-x plot of `series` against N, with N = d marked.
+pub fn plot_of<'a>(r: &Results, title: &str, y: &str, series: &'a [NamedSeries]) -> LinePlot<'a> {
+    let series = series
+        .iter()
+        .filter(|(_, p, _)| !p.is_empty())
+        .map(|(name, p, style)| LineSeries { name: name.to_string(), points: p, style: *style })
+        .collect();
+    LinePlot {
+        title: title.into(),
+        x_label: "training-set size N".into(),
+        y_label: y.into(),
+        series,
+        log_x: true,
+        log_y: false,
+        vlines: r.d.map(|d| vec![(d as f64, "N = d".to_string())]).unwrap_or_default(),
+    }
+}
+
+/// The linear baseline's KL and loss figures (written by `memgen linear`), copied into the report.
+fn linear_blocks(plan: &Plan, dir: &Path, files: &mut Vec<PathBuf>) -> Result<Vec<Block>> {
+    let src = linear_dir(&plan.root);
+    let mut blocks = Vec::new();
+    let figures = [
+        ("linear-kl", "Linear denoiser: KL(ρ_N ‖ ρ) of its sampled distribution, exact (closed form) and measured from samples, with the Wishart law d(d+3)/4N; N = d marked."),
+        ("linear-loss", "Linear denoiser: training and test loss (closed form) against N."),
+    ];
+    for (name, caption) in figures {
+        let Ok(svg) = std::fs::read_to_string(src.join(format!("{name}.svg"))) else { continue };
+        if blocks.is_empty() {
+            blocks.push(Block::Heading("Linear baseline".into()));
+        }
+        files.push(save_svg(dir, name, &svg)?);
+        blocks.push(Block::Svg { caption: caption.into(), svg });
+    }
+    Ok(blocks)
+}
+
+fn job_table(plan: &Plan) -> Block {
+    let rows = plan
+        .jobs
+        .iter()
+        .map(|j| {
+            let stamp: Option<crate::exec::Stamp> = crate::read_json(&crate::exec::stamp_path(&plan.root, &j.id)).ok();
+            vec![
+                j.id.clone(),
+                stamp.as_ref().map_or("not finished".into(), |s| format!("{:.1}", s.seconds)),
+                stamp.as_ref().map_or("-".into(), |s| s.threads.to_string()),
+                format!("memgen {}", j.args.join(" ")),
+            ]
+        })
+        .collect();
+    Block::Table {
+        caption: Some("Jobs (wall seconds of the last execution).".into()),
+        header: ["job", "seconds", "threads", "command"].iter().map(|s| s.to_string()).collect(),
+        rows,
+    }
+}

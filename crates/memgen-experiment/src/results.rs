@@ -1,0 +1,275 @@
+//! The results table: one row per training-set size N, gathered from the jobs' output files
+//! (`runs/*/train.jsonl`, `compare/*/compare.json`, `oracle/*/compare.json`, `linear/linear.json`).
+//! The draws of all noise seeds of one N are pooled before summarising.
+
+use crate::plan::{compare_dir, linear_dir, oracle_dir, run_dir, Plan};
+use crate::{read_json, Error, Experiment, Result};
+use memgen_metrics::{Comparison, Summary};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One trained model of a pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainResult {
+    pub steps: u64,
+    /// Mean training loss over the last logging window.
+    pub final_loss: f64,
+    /// Wall seconds of the optimisation steps (as recorded by the run).
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+/// Scores of the samples of two models (or two oracles) driven by the same noise, pooled over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairResult {
+    /// Noise draws (samples per model).
+    pub draws: usize,
+    /// Best correlation of each sample of A with its own training set S_A, and of B with S_B.
+    pub a_own: Summary,
+    pub b_own: Summary,
+    /// Best correlation of each sample of A with the other set S_B (and of B with S_A).
+    pub a_other: Summary,
+    pub b_other: Summary,
+    /// Fraction of samples (A and B together) whose best correlation with their own set exceeds the
+    /// threshold, and whose L2 NN1/NN2 ratio is below the ratio threshold.
+    pub memorized_by_corr: f64,
+    pub memorized_by_ratio: f64,
+    /// corr(x_A, x_B) per draw, and the fraction of draws above the threshold.
+    pub corr_ab: Summary,
+    pub agree: f64,
+    /// Each image of S_A against its best-correlated image of S_B: how close the two sets are.
+    pub sets: Summary,
+}
+
+/// The linear baseline at this N (`memgen linear`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearResult {
+    pub kl: Option<f64>,
+    pub kl_samples: Option<f64>,
+    pub train_loss: Option<f64>,
+    pub test_loss: Option<f64>,
+    pub rank: Option<u64>,
+}
+
+/// Everything measured at one N.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub n: usize,
+    pub train_a: Option<TrainResult>,
+    pub train_b: Option<TrainResult>,
+    pub models: Option<PairResult>,
+    pub oracle: Option<PairResult>,
+    pub linear: Option<LinearResult>,
+}
+
+/// The experiment's results (`report/results.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub name: String,
+    pub description: String,
+    /// Pixels per image (d).
+    pub d: Option<usize>,
+    pub corr_threshold: Option<f64>,
+    pub rows: Vec<Row>,
+    pub experiment: Experiment,
+}
+
+/// Gather what the jobs of `plan` have written so far (missing pieces are `None`).
+pub fn gather(exp: &Experiment, plan: &Plan) -> Result<Results> {
+    let root = &plan.root;
+    let linear = read_linear(&linear_dir(root).join("linear.json"))?;
+    let mut rows = Vec::new();
+    let mut threshold = None;
+    for n in exp.sizes() {
+        let models = pooled(exp.sample.noise_seeds.iter().map(|&s| compare_dir(root, n, s)).collect(), &mut threshold)?;
+        let oracle = pooled(exp.sample.noise_seeds.iter().map(|&s| oracle_dir(root, n, s)).collect(), &mut threshold)?;
+        rows.push(Row {
+            n,
+            train_a: read_train(&run_dir(root, n, 'a').join("train.jsonl"))?,
+            train_b: read_train(&run_dir(root, n, 'b').join("train.jsonl"))?,
+            models,
+            oracle,
+            linear: linear.iter().find(|(m, _)| *m == n).map(|(_, l)| l.clone()),
+        });
+    }
+    Ok(Results {
+        name: exp.name.clone(),
+        description: exp.description.clone(),
+        d: pixels(&plan.data_dir.join("manifest.json")),
+        corr_threshold: threshold,
+        rows,
+        experiment: exp.clone(),
+    })
+}
+
+fn pixels(manifest: &Path) -> Option<usize> {
+    let v: serde_json::Value = read_json(manifest).ok()?;
+    let dim = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
+    Some(dim("channels")? * dim("height")? * dim("width")?)
+}
+
+fn read_train(path: &Path) -> Result<Option<TrainResult>> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
+    let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else { return Ok(None) };
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| Error::bad_file(path, format!("invalid log line: {e}")))?;
+    let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
+    match (f("step"), f("loss"), f("wall_s"), f("images_per_s")) {
+        (Some(step), Some(loss), Some(secs), Some(ips)) => Ok(Some(TrainResult {
+            steps: step as u64,
+            final_loss: loss,
+            seconds: secs,
+            images_per_s: ips,
+        })),
+        _ => Err(Error::bad_file(path, "log line without step, loss, wall_s and images_per_s")),
+    }
+}
+
+/// The comparisons found in `dirs` (one per noise seed), pooled; `None` when none exists yet.
+fn pooled(dirs: Vec<std::path::PathBuf>, threshold: &mut Option<f64>) -> Result<Option<PairResult>> {
+    let mut cmps = Vec::new();
+    for dir in dirs {
+        let path = dir.join("compare.json");
+        if !path.exists() {
+            continue;
+        }
+        let v: serde_json::Value = read_json(&path)?;
+        let cmp: Comparison = serde_json::from_value(v.get("comparison").cloned().unwrap_or_default())
+            .map_err(|e| Error::bad_file(&path, format!("no comparison: {e}")))?;
+        cmps.push(cmp);
+    }
+    let Some(first) = cmps.first() else { return Ok(None) };
+    let cfg = first.config.clone();
+    *threshold = Some(cfg.corr_threshold);
+    let pairs: Vec<_> = cmps.iter().flat_map(|c| c.pairs.iter()).collect();
+    let col = |f: &dyn Fn(&memgen_metrics::scores::PairScores) -> f64| -> Vec<f64> { pairs.iter().map(|p| f(p)).collect() };
+    let own: Vec<f64> = col(&|p| p.a_own.corr).into_iter().chain(col(&|p| p.b_own.corr)).collect();
+    let ratios: Vec<f64> = pairs.iter().flat_map(|p| [p.a_own.l2_ratio, p.b_own.l2_ratio]).flatten().collect();
+    let ab = col(&|p| p.corr_ab);
+    Ok(Some(PairResult {
+        draws: pairs.len(),
+        a_own: Summary::of(&col(&|p| p.a_own.corr)),
+        b_own: Summary::of(&col(&|p| p.b_own.corr)),
+        a_other: Summary::of(&col(&|p| p.a_other.corr)),
+        b_other: Summary::of(&col(&|p| p.b_other.corr)),
+        memorized_by_corr: fraction(&own, |c| c > cfg.corr_threshold),
+        memorized_by_ratio: fraction(&ratios, |r| r < cfg.ratio_threshold),
+        agree: fraction(&ab, |c| c > cfg.corr_threshold),
+        corr_ab: Summary::of(&ab),
+        sets: first.reference.summary.clone(),
+    }))
+}
+
+fn fraction(v: &[f64], pred: impl Fn(f64) -> bool) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.iter().filter(|&&x| pred(x)).count() as f64 / v.len() as f64
+}
+
+/// (n, result) for every row of a linear.json.
+fn read_linear(path: &Path) -> Result<Vec<(usize, LinearResult)>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let v: serde_json::Value = read_json(path)?;
+    let rows = v.get("results").and_then(|r| r.as_array()).ok_or_else(|| Error::bad_file(path, "no results array"))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let f = |k: &str| r.get(k).and_then(|x| x.as_f64());
+            let n = r.get("n")?.as_u64()? as usize;
+            Some((
+                n,
+                LinearResult {
+                    kl: f("kl"),
+                    kl_samples: f("kl_samples"),
+                    train_loss: f("train_loss"),
+                    test_loss: f("test_loss"),
+                    rank: r.get("rank").and_then(|x| x.as_u64()),
+                },
+            ))
+        })
+        .collect())
+}
+
+/// Columns of results.csv, in order.
+pub const CSV_COLUMNS: &[&str] = &[
+    "n", "steps", "train_seconds_a", "train_seconds_b", "loss_a", "loss_b", "draws", "corr_own_a_median",
+    "corr_own_b_median", "corr_other_a_median", "corr_other_b_median", "memorized_by_corr", "memorized_by_ratio",
+    "corr_ab_median", "corr_ab_mean", "agree", "sets_median", "oracle_corr_own_median", "oracle_corr_ab_median",
+    "linear_kl", "linear_kl_samples", "linear_train_loss", "linear_test_loss",
+];
+
+impl Results {
+    /// One line per N, columns [`CSV_COLUMNS`]; missing values are empty.
+    pub fn csv(&self) -> String {
+        let mut out = CSV_COLUMNS.join(",");
+        out.push('\n');
+        for r in &self.rows {
+            let m = r.models.as_ref();
+            let o = r.oracle.as_ref();
+            let l = r.linear.as_ref();
+            let ta = r.train_a.as_ref();
+            let tb = r.train_b.as_ref();
+            let cells: Vec<Option<f64>> = vec![
+                Some(r.n as f64),
+                ta.map(|t| t.steps as f64),
+                ta.map(|t| t.seconds),
+                tb.map(|t| t.seconds),
+                ta.map(|t| t.final_loss),
+                tb.map(|t| t.final_loss),
+                m.map(|m| m.draws as f64),
+                m.and_then(|m| m.a_own.median),
+                m.and_then(|m| m.b_own.median),
+                m.and_then(|m| m.a_other.median),
+                m.and_then(|m| m.b_other.median),
+                m.map(|m| m.memorized_by_corr),
+                m.map(|m| m.memorized_by_ratio),
+                m.and_then(|m| m.corr_ab.median),
+                m.and_then(|m| m.corr_ab.mean),
+                m.map(|m| m.agree),
+                m.and_then(|m| m.sets.median),
+                o.and_then(|o| Summary::of(&[o.a_own.median?, o.b_own.median?]).mean),
+                o.and_then(|o| o.corr_ab.median),
+                l.and_then(|l| l.kl),
+                l.and_then(|l| l.kl_samples),
+                l.and_then(|l| l.train_loss),
+                l.and_then(|l| l.test_loss),
+            ];
+            let text: Vec<String> = cells.iter().map(|c| c.map_or(String::new(), |v| format!("{v}"))).collect();
+            let _ = writeln!(out, "{}", text.join(","));
+        }
+        out
+    }
+
+    /// The headline table (Markdown): per N the median correlation of the samples with their own
+    /// training set, the memorized fraction, the agreement of the two models, the oracle's agreement
+    /// and the linear KL.
+    pub fn headline(&self) -> String {
+        let mut t = String::from(
+            "| N | corr to own training set (median A / B) | memorized | corr(x_A, x_B) median | agree | corr to other set (A) | oracle corr(x_A, x_B) | linear KL | train s (A) |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
+        );
+        let f = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
+        for r in &self.rows {
+            let m = r.models.as_ref();
+            let _ = writeln!(
+                t,
+                "| {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.n,
+                f(m.and_then(|m| m.a_own.median), 3),
+                f(m.and_then(|m| m.b_own.median), 3),
+                f(m.map(|m| m.memorized_by_corr), 2),
+                f(m.and_then(|m| m.corr_ab.median), 3),
+                f(m.map(|m| m.agree), 2),
+                f(m.and_then(|m| m.a_other.median), 3),
+                f(r.oracle.as_ref().and_then(|o| o.corr_ab.median), 3),
+                r.linear.as_ref().and_then(|l| l.kl).map_or("-".into(), |k| format!("{k:.4}")),
+                f(r.train_a.as_ref().map(|t| t.seconds), 0),
+            );
+        }
+        t
+    }
+}

@@ -1,0 +1,155 @@
+//! `memgen run EXPERIMENT.toml` (an N-sweep over disjoint training pairs, with its report) and
+//! `memgen demo` (the same on built-in C^alpha images).
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use memgen_experiment::exec::{self, ExecOptions};
+use memgen_experiment::{report, results, slurm, Experiment, Plan};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  memgen run experiments/fashion-mnist.toml --jobs 2\n  \
+memgen run experiments/faces-80.toml --out /scratch/faces --plan   # Slurm arrays, then: sh /scratch/faces/plan/submit.sh\n  \
+memgen run experiments/fashion-mnist.toml --report                 # rebuild the report from what is finished")]
+pub struct RunArgs {
+    /// Experiment file (TOML; format in the README and in experiments/).
+    pub experiment: PathBuf,
+    #[command(flatten)]
+    pub opts: RunOpts,
+    /// Write the jobs as ROOT/plan/manifest.json and Slurm job arrays (ROOT/plan/submit.sh) instead
+    /// of running them.
+    #[arg(long, conflicts_with_all = ["job", "report"])]
+    pub plan: bool,
+    /// Run only this job (an id from the manifest, e.g. train-n100-a); used by the Slurm tasks.
+    #[arg(long, conflicts_with = "report")]
+    pub job: Option<String>,
+    /// Only gather the finished jobs' results into the report.
+    #[arg(long)]
+    pub report: bool,
+}
+
+/// Options shared by `memgen run` and `memgen demo`.
+#[derive(Debug, Args)]
+pub struct RunOpts {
+    /// Experiment directory (default runs/<name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Jobs run at once as separate processes; the threads are split between them.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Redo jobs whose finished command line differs from the experiment's (their old output is moved
+    /// aside as <dir>.replaced-<time>, never deleted).
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bars: one line per started and finished job.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  cargo run --release -- demo --jobs 2")]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub opts: RunOpts,
+}
+
+/// The demo experiment and its network, compiled in.
+const DEMO_EXPERIMENT: &str = include_str!("../../experiments/demo.toml");
+const DEMO_MODEL: &str = include_str!("../../models/unet-demo.toml");
+
+pub fn run_run(a: RunArgs) -> Result<()> {
+    let exp = Experiment::load(&a.experiment)?;
+    let file = absolute(&a.experiment)?;
+    let exp_dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let root = experiment_root(&a.opts.out, &exp)?;
+    let plan = Plan::new(&exp, &exp_dir, &root);
+    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    if a.report {
+        return write_report(&exp, &plan, &text);
+    }
+    exec::setup(&plan, &exp_dir.join(&exp.model), &text, a.opts.force)?;
+    if a.plan {
+        let submit = slurm::write_plan(&exp, &file, &plan)?;
+        println!(
+            "{} jobs in {} stages -> {}\nsubmit with: sh {}",
+            plan.jobs.len(),
+            plan.jobs.iter().map(|j| j.stage).collect::<HashSet<_>>().len(),
+            root.join("plan").join("manifest.json").display(),
+            submit.display()
+        );
+        return Ok(());
+    }
+    let only = match &a.job {
+        Some(id) => {
+            if plan.job(id).is_none() {
+                let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+                bail!("--job {id}: no such job in {}; the jobs are {}", a.experiment.display(), ids.join(", "));
+            }
+            Some(HashSet::from([id.clone()]))
+        }
+        None => None,
+    };
+    execute(&plan, only.as_ref(), &a.opts)?;
+    if a.job.is_none() {
+        write_report(&exp, &plan, &text)?;
+    }
+    Ok(())
+}
+
+pub fn run_demo(a: DemoArgs) -> Result<()> {
+    let exp = Experiment::parse(DEMO_EXPERIMENT).context("the built-in demo experiment")?;
+    let root = experiment_root(&a.opts.out, &exp)?;
+    let model = root.join("unet-demo.toml");
+    memgen_data::dataset::write_atomic(&model, DEMO_MODEL.as_bytes())?;
+    let plan = Plan::new(&exp, &root, &root);
+    exec::setup(&plan, &model, DEMO_EXPERIMENT, a.opts.force)?;
+    eprintln!(
+        "memgen demo: {} on {}x{} C^alpha images, N = {:?}, two models per N -> {}",
+        exp.description,
+        16,
+        16,
+        exp.sizes(),
+        root.display()
+    );
+    let started = std::time::Instant::now();
+    execute(&plan, None, &a.opts)?;
+    write_report(&exp, &plan, DEMO_EXPERIMENT)?;
+    println!("demo finished in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn execute(plan: &Plan, only: Option<&HashSet<String>>, o: &RunOpts) -> Result<()> {
+    if o.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    let opts = ExecOptions {
+        exe: std::env::current_exe().context("locating the memgen binary")?,
+        jobs: o.jobs,
+        threads: super::threads(),
+        force: o.force,
+        quiet: o.quiet,
+    };
+    let s = exec::execute(plan, only, &opts)?;
+    eprintln!("{} jobs run, {} already finished", s.ran.len(), s.skipped.len());
+    Ok(())
+}
+
+fn write_report(exp: &Experiment, plan: &Plan, text: &str) -> Result<()> {
+    let res = results::gather(exp, plan)?;
+    let w = report::write(plan, &res, text)?;
+    print!("{}", res.headline());
+    println!("report: {}", w.index.display());
+    Ok(())
+}
+
+/// `--out`, or runs/<name>, created and made absolute.
+fn experiment_root(out: &Option<PathBuf>, exp: &Experiment) -> Result<PathBuf> {
+    let dir = out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&exp.name));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    absolute(&dir)
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    p.canonicalize().with_context(|| format!("{} does not exist", p.display()))
+}
