@@ -1,11 +1,13 @@
-//! `memgen compare` (two models driven by the same noise) and `memgen memorization` (one model).
+//! `memgen compare` (two models driven by the same noise, or with `--oracle` the empirical optimal
+//! denoisers of the two sides of a split) and `memgen memorization` (one model).
 
-use super::sample::{default_dir, reusable, sample_into, SamplerOpts};
+use super::sample::{default_dir, reusable, sample_into, sample_oracle_into, OracleOpts, SamplerOpts};
+use super::train::{ScheduleArg, SideArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use memgen_data::dataset::PreparedDataset;
-use memgen_diffusion::generate::{load_samples, GenerateConfig};
-use memgen_diffusion::run::{read_json, write_json, RunConfig, SplitRecord};
+use memgen_diffusion::generate::{load_samples, GenerateConfig, Generated};
+use memgen_diffusion::run::{read_json, select, write_json, RunConfig, SplitRecord};
 use memgen_metrics::scores::{MemorizationSummary, PairScores};
 use memgen_metrics::{CompareConfig, Comparison, Images, MemorizationScore};
 use memgen_report::figure::{Cell, LabeledTable, TableConfig};
@@ -13,13 +15,16 @@ use memgen_report::font;
 use memgen_report::histogram::{save_rgb_png, save_svg, HistogramPlot, Series};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Run of model A (from `memgen train`).
-    pub run_a: PathBuf,
-    /// Run of model B, trained on a set disjoint from A's.
-    pub run_b: PathBuf,
+    /// Run of model A (from `memgen train`); not with --oracle.
+    #[arg(required_unless_present = "oracle", conflicts_with = "oracle")]
+    pub run_a: Option<PathBuf>,
+    /// Run of model B, trained on a set disjoint from A's; not with --oracle.
+    #[arg(required_unless_present = "oracle", conflicts_with = "oracle")]
+    pub run_b: Option<PathBuf>,
     /// Noise seed shared by both models: draw k drives sample k of A and sample k of B.
     #[arg(long, default_value_t = 0)]
     pub noise_seed: u64,
@@ -33,9 +38,53 @@ pub struct CompareArgs {
     /// Noise draws shown in compare.png (the first R).
     #[arg(long, default_value_t = 8)]
     pub figure_rows: usize,
-    /// Output directory (default RUN_A/compare/<name of RUN_B>-seed-S).
+    /// Output directory (default RUN_A/compare/<name of RUN_B>-seed-S; with --oracle
+    /// DIR/oracle/compare-n<N>-seed-S).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub oracle: CompareOracleOpts,
+}
+
+/// `memgen compare --oracle`: the empirical optimal denoisers of S_A(N) and S_B(N) instead of two runs
+/// (the flags of `memgen sample --oracle`, less --split: both sides are used).
+#[derive(Debug, Args)]
+pub struct CompareOracleOpts {
+    /// Compare the empirical optimal denoisers (the ideal memorizers) of the two sides S_A(N), S_B(N)
+    /// of the nested split of a prepared dataset instead of two trained runs. CPU only.
+    #[arg(long, requires = "data", requires = "n")]
+    pub oracle: bool,
+    /// --oracle: prepared dataset directory.
+    #[arg(long, requires = "oracle")]
+    pub data: Option<PathBuf>,
+    /// --oracle: training-set size N of each side.
+    #[arg(long, requires = "oracle")]
+    pub n: Option<usize>,
+    /// --oracle: seed of the nested split.
+    #[arg(long, default_value_t = 0, requires = "oracle")]
+    pub split_seed: u64,
+    /// --oracle: beta schedule (betas 1e-4 .. 0.02 for linear).
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Linear, requires = "oracle")]
+    pub schedule: ScheduleArg,
+    /// --oracle: diffusion steps T.
+    #[arg(long, default_value_t = 1000, requires = "oracle")]
+    pub diffusion_steps: usize,
+}
+
+impl CompareOracleOpts {
+    /// The `memgen sample --oracle` options of one side, for N = `n`.
+    fn side(&self, data: &Path, split: SideArg, n: usize) -> OracleOpts {
+        OracleOpts {
+            oracle: true,
+            data: Some(data.to_path_buf()),
+            split,
+            n: Some(n),
+            split_seed: self.split_seed,
+            indices: None,
+            schedule: self.schedule,
+            diffusion_steps: self.diffusion_steps,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -79,13 +128,22 @@ impl Thresholds {
     }
 }
 
-/// A run's training images: the prepared dataset and the indices of split.json.
+/// A model's training images: a prepared dataset and the indices trained on.
 struct TrainingSet {
-    data: PreparedDataset,
+    data: Rc<PreparedDataset>,
     indices: Vec<usize>,
 }
 
 impl TrainingSet {
+    /// The images `indices` of `data` (each must be below the dataset's count).
+    fn new(data: Rc<PreparedDataset>, indices: Vec<usize>) -> Result<Self> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= data.manifest.count) {
+            bail!("training index {bad} is beyond the dataset's {} images", data.manifest.count);
+        }
+        Ok(TrainingSet { data, indices })
+    }
+
+    /// The training set of a run: its dataset and the indices of split.json.
     fn load(run: &Path) -> Result<Self> {
         let cfg = RunConfig::load(run).with_context(|| format!("{} is not a training run", run.display()))?;
         let split: SplitRecord = read_json(&run.join("split.json"))?;
@@ -100,10 +158,8 @@ impl TrainingSet {
                 split.content_hash
             );
         }
-        if let Some(&bad) = split.indices.iter().find(|&&i| i >= data.manifest.count) {
-            bail!("{}: split.json names image {bad}, beyond the dataset's {}", run.display(), data.manifest.count);
-        }
-        Ok(TrainingSet { data, indices: split.indices })
+        TrainingSet::new(Rc::new(data), split.indices)
+            .with_context(|| format!("{}: split.json", run.display()))
     }
 
     fn images(&self) -> Result<Images<'_>> {
@@ -120,17 +176,86 @@ impl TrainingSet {
     }
 }
 
-/// Samples of `run` for `cfg`: reused from RUN/samples/seed-S when they match, else drawn and saved
-/// there (or, when that directory holds other samples, under `fallback`).
-fn samples_for(run: &Path, cfg: &GenerateConfig, fallback: &Path) -> Result<([usize; 4], Vec<f32>)> {
-    let dir = default_dir(run, cfg.noise_seed);
-    if let Some(s) = reusable(&dir, cfg) {
-        eprintln!("reusing {} samples of {}", cfg.count, dir.display());
+/// Samples: shape (K, C, H, W) and pixels.
+type Samples = ([usize; 4], Vec<f32>);
+
+/// `reused` (the samples of `dir`, when they match) or, when there are none, samples drawn by `draw`
+/// into `dir` (or into `fallback` when `dir` already holds other samples).
+fn reuse_or_draw(
+    dir: PathBuf,
+    reused: Option<Samples>,
+    fallback: &Path,
+    draw: impl FnOnce(&Path) -> Result<Generated>,
+) -> Result<Samples> {
+    if let Some(s) = reused {
+        eprintln!("reusing {} samples of {}", s.0[0], dir.display());
         return Ok(s);
     }
     let target = if dir.join("samples.safetensors").exists() { fallback.to_path_buf() } else { dir };
-    let g = sample_into(run, cfg, &target, false)?;
+    let g = draw(&target)?;
     Ok((g.dims, g.pixels))
+}
+
+/// Samples of `run` for `cfg`: reused from RUN/samples/seed-S when they match, else drawn and saved
+/// there (or, when that directory holds other samples, under `fallback`).
+fn samples_for(run: &Path, cfg: &GenerateConfig, fallback: &Path) -> Result<Samples> {
+    let dir = default_dir(run, cfg.noise_seed);
+    let reused = reusable(&dir, cfg);
+    reuse_or_draw(dir, reused, fallback, |target| sample_into(run, cfg, target, false))
+}
+
+/// Samples of the empirical optimal denoiser of `train` (the side `opts` selects) for `cfg`: reused
+/// from the default directory of `memgen sample --oracle` when they match (sampler and noise as
+/// [`reusable`] checks, and the same dataset, training indices and schedule), else drawn and saved
+/// there (or, when that directory holds other samples, under `fallback`).
+fn oracle_samples_for(
+    data: &Path,
+    opts: &OracleOpts,
+    train: &TrainingSet,
+    cfg: &GenerateConfig,
+    fallback: &Path,
+) -> Result<Samples> {
+    let dir = opts.default_dir(data, cfg.noise_seed);
+    let same_oracle = || -> Option<bool> {
+        let meta: serde_json::Value = read_json(&dir.join("samples.json")).ok()?;
+        let o = meta.get("oracle")?;
+        let indices: Vec<usize> = serde_json::from_value(o.get("indices")?.clone()).ok()?;
+        // Both schedules parsed from their JSON text, so that float parsing cannot tell them apart.
+        let schedule: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&opts.schedule()).ok()?).ok()?;
+        Some(
+            o.get("content_hash")?.as_str()? == train.data.manifest.content_hash
+                && indices == train.indices
+                && o.get("schedule")? == &schedule,
+        )
+    };
+    let reused = reusable(&dir, cfg).filter(|_| same_oracle() == Some(true));
+    reuse_or_draw(dir, reused, fallback, |target| sample_oracle_into(data, opts, cfg, target, false))
+}
+
+/// Check that two training sets can be compared (same image shape) and warn when they share images;
+/// the number shared.
+fn check_training_sets(train_a: &TrainingSet, train_b: &TrainingSet, what: &str) -> Result<usize> {
+    if train_a.dims() != train_b.dims() {
+        bail!("{what} train on images of different shapes: {:?} vs {:?}", train_a.dims(), train_b.dims());
+    }
+    let overlap = shared_images(train_a, train_b);
+    if overlap > 0 {
+        eprintln!("warning: the two training sets share {overlap} images (they should be disjoint)");
+    }
+    Ok(overlap)
+}
+
+/// Everything `memgen compare` knows once both training sets and both sample sets are in hand.
+struct Experiment {
+    train_a: TrainingSet,
+    train_b: TrainingSet,
+    samples_a: Samples,
+    samples_b: Samples,
+    /// The shared sampler and noise.
+    cfg: GenerateConfig,
+    /// Images both training sets hold ([`check_training_sets`]).
+    overlap: usize,
 }
 
 pub fn run_compare(a: CompareArgs) -> Result<()> {
@@ -138,32 +263,81 @@ pub fn run_compare(a: CompareArgs) -> Result<()> {
     if a.count == 0 {
         bail!("--count must be at least 1");
     }
-    let name_b = a.run_b.file_name().map_or("b".into(), |n| n.to_string_lossy().into_owned());
-    let out = a.out.clone().unwrap_or_else(|| a.run_a.join("compare").join(format!("{name_b}-seed-{}", a.noise_seed)));
-    let (train_a, train_b) = (TrainingSet::load(&a.run_a)?, TrainingSet::load(&a.run_b)?);
-    if train_a.dims() != train_b.dims() {
-        bail!("the runs train on images of different shapes: {:?} vs {:?}", train_a.dims(), train_b.dims());
+    if a.oracle.oracle {
+        return run_compare_oracle(&a, &thresholds);
     }
-    let overlap = shared_images(&train_a, &train_b);
-    if overlap > 0 {
-        eprintln!("warning: the two training sets share {overlap} images (they should be disjoint)");
-    }
+    let (Some(run_a), Some(run_b)) = (&a.run_a, &a.run_b) else {
+        bail!("compare needs RUN_A and RUN_B (or --oracle)");
+    };
+    let name_b = run_b.file_name().map_or("b".into(), |n| n.to_string_lossy().into_owned());
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| run_a.join("compare").join(format!("{name_b}-seed-{}", a.noise_seed)));
+    let (train_a, train_b) = (TrainingSet::load(run_a)?, TrainingSet::load(run_b)?);
+    let overlap = check_training_sets(&train_a, &train_b, "the runs")?;
     let cfg = a.sampler.config(a.noise_seed, a.count);
-    let (dims_a, pix_a) = samples_for(&a.run_a, &cfg, &out.join("samples-a"))?;
-    let (_, pix_b) = samples_for(&a.run_b, &cfg, &out.join("samples-b"))?;
-    let d = train_a.data.image_len();
-    let (sa, sb) = (Images::new(&pix_a, d)?, Images::new(&pix_b, d)?);
-    let cmp = memgen_metrics::compare(&sa, &sb, &train_a.images()?, &train_b.images()?, &thresholds)?;
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let record = serde_json::json!({
-        "run_a": a.run_a, "run_b": a.run_b, "noise_seed": a.noise_seed, "count": a.count,
-        "sampler": cfg, "n_a": train_a.indices.len(), "n_b": train_b.indices.len(),
-        "shared_training_images": overlap, "threads": super::threads(), "comparison": cmp,
+    let samples_a = samples_for(run_a, &cfg, &out.join("samples-a"))?;
+    let samples_b = samples_for(run_b, &cfg, &out.join("samples-b"))?;
+    let settings = serde_json::json!({ "run_a": run_a, "run_b": run_b });
+    let e = Experiment { train_a, train_b, samples_a, samples_b, cfg, overlap };
+    score_and_write(&e, settings, &thresholds, a.figure_rows, &out)
+}
+
+/// `memgen compare --oracle`: the empirical optimal denoisers of S_A(N) and S_B(N), selected exactly
+/// as `memgen sample --oracle --split a|b` (and `memgen train`) select them.
+fn run_compare_oracle(a: &CompareArgs, thresholds: &CompareConfig) -> Result<()> {
+    let o = &a.oracle;
+    let data = o.data.clone().context("--oracle needs --data DIR (the prepared dataset)")?;
+    let n = o.n.context("--oracle needs --n N (the training-set size of each side)")?;
+    let (opts_a, opts_b) = (o.side(&data, SideArg::A, n), o.side(&data, SideArg::B, n));
+    let ds = Rc::new(PreparedDataset::read(&data).with_context(|| format!("reading {}", data.display()))?);
+    let indices_a = select(&ds, &opts_a.selection()).context("selecting S_A")?;
+    let indices_b = select(&ds, &opts_b.selection()).context("selecting S_B")?;
+    let (train_a, train_b) = (TrainingSet::new(ds.clone(), indices_a)?, TrainingSet::new(ds, indices_b)?);
+    let overlap = check_training_sets(&train_a, &train_b, "the two sides")?;
+    let split = if o.split_seed == 0 { String::new() } else { format!("-split{}", o.split_seed) };
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| data.join("oracle").join(format!("compare-n{n}{split}-seed-{}", a.noise_seed)));
+    let cfg = a.sampler.config(a.noise_seed, a.count);
+    let samples_a = oracle_samples_for(&data, &opts_a, &train_a, &cfg, &out.join("samples-a"))?;
+    let samples_b = oracle_samples_for(&data, &opts_b, &train_b, &cfg, &out.join("samples-b"))?;
+    let settings = serde_json::json!({
+        "oracle": true, "data": data, "n": n, "split_seed": o.split_seed, "schedule": opts_a.schedule(),
     });
+    let e = Experiment { train_a, train_b, samples_a, samples_b, cfg, overlap };
+    score_and_write(&e, settings, thresholds, a.figure_rows, &out)
+}
+
+/// Score the experiment and write compare.json (`settings`, an object, plus the shared record),
+/// compare.csv, compare.png and compare-hist.svg/.png into `out`; print the summary table.
+fn score_and_write(
+    e: &Experiment,
+    settings: serde_json::Value,
+    thresholds: &CompareConfig,
+    figure_rows: usize,
+    out: &Path,
+) -> Result<()> {
+    let (train_a, train_b) = (&e.train_a, &e.train_b);
+    let d = train_a.data.image_len();
+    let (sa, sb) = (Images::new(&e.samples_a.1, d)?, Images::new(&e.samples_b.1, d)?);
+    let cmp = memgen_metrics::compare(&sa, &sb, &train_a.images()?, &train_b.images()?, thresholds)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let shared = serde_json::json!({
+        "noise_seed": e.cfg.noise_seed, "count": e.cfg.count,
+        "sampler": &e.cfg, "n_a": train_a.indices.len(), "n_b": train_b.indices.len(),
+        "shared_training_images": e.overlap, "threads": super::threads(), "comparison": cmp,
+    });
+    let mut record = settings;
+    if let (Some(r), serde_json::Value::Object(s)) = (record.as_object_mut(), shared) {
+        r.extend(s);
+    }
     write_json(&out.join("compare.json"), &record)?;
     memgen_data::dataset::write_atomic(&out.join("compare.csv"), compare_csv(&cmp).as_bytes())?;
-    let [_, _, h, w] = dims_a;
-    let table = compare_table(&cmp, &sa, &sb, &train_a, &train_b, a.figure_rows, h, w);
+    let [_, _, h, w] = e.samples_a.0;
+    let table = compare_table(&cmp, &sa, &sb, train_a, train_b, figure_rows, h, w);
     memgen_report::save_png(&table.render(&table_config(&table))?, &out.join("compare.png"))?;
     let reference = cmp.reference.corr.clone();
     let series = [
@@ -172,7 +346,7 @@ pub fn run_compare(a: CompareArgs) -> Result<()> {
         ("A vs B", cmp.pairs.iter().map(|p| p.corr_ab).collect()),
         ("S_A vs S_B (no model)", reference),
     ];
-    write_histogram(&out, "compare-hist", "Correlations", &series)?;
+    write_histogram(out, "compare-hist", "Correlations", &series)?;
     print!("{}", compare_text(&cmp, train_a.indices.len(), train_b.indices.len()));
     println!("-> {}", out.display());
     Ok(())
@@ -291,9 +465,23 @@ fn memorization_lines(s: &mut String, side: &str, m: &MemorizationSummary, set: 
     let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
     let (corr, ratio) = (&m.corr, &m.l2_ratio);
     let name = format!("{side} vs {set}: corr > {}", c.corr_threshold);
-    let _ = writeln!(s, "{name:<30} {:>8} {:>8} {:>8} {:>12.3}", f(corr.median), f(corr.q1), f(corr.q3), m.memorized_by_corr);
+    let _ = writeln!(
+        s,
+        "{name:<30} {:>8} {:>8} {:>8} {:>12.3}",
+        f(corr.median),
+        f(corr.q1),
+        f(corr.q3),
+        m.memorized_by_corr
+    );
     let name = format!("{side} vs {set}: ratio < {:.3}", c.ratio_threshold);
-    let _ = writeln!(s, "{name:<30} {:>8} {:>8} {:>8} {:>12.3}", f(ratio.median), f(ratio.q1), f(ratio.q3), m.memorized_by_ratio);
+    let _ = writeln!(
+        s,
+        "{name:<30} {:>8} {:>8} {:>8} {:>12.3}",
+        f(ratio.median),
+        f(ratio.q1),
+        f(ratio.q3),
+        m.memorized_by_ratio
+    );
 }
 
 pub fn run_memorization(a: MemorizationArgs) -> Result<()> {

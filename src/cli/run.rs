@@ -98,17 +98,16 @@ pub fn run_run(a: RunArgs) -> Result<()> {
 }
 
 pub fn run_demo(a: DemoArgs) -> Result<()> {
-    let exp = Experiment::parse(DEMO_EXPERIMENT).context("the built-in demo experiment")?;
+    let mut exp = Experiment::parse(DEMO_EXPERIMENT).context("the built-in demo experiment")?;
     let root = experiment_root(&a.opts.out, &exp)?;
     let model = root.join("unet-demo.toml");
     memgen_data::dataset::write_atomic(&model, DEMO_MODEL.as_bytes())?;
+    exp.model = model.clone();
     let plan = Plan::new(&exp, &root, &root);
     exec::setup(&plan, &model, DEMO_EXPERIMENT, a.opts.force)?;
     eprintln!(
-        "memgen demo: {} on {}x{} C^alpha images, N = {:?}, two models per N -> {}",
+        "memgen demo: {}, N = {:?}, two models per N -> {}",
         exp.description,
-        16,
-        16,
         exp.sizes(),
         root.display()
     );

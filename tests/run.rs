@@ -1,0 +1,199 @@
+//! `memgen run`: a tiny experiment end to end (report files parse, values in range), a sweep killed
+//! mid-way resumes without redoing finished jobs, a changed experiment is refused, the Slurm plan.
+
+mod common;
+
+use common::{fails, json, memgen, ok};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn experiment(dir: &Path, steps: usize) -> PathBuf {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml");
+    let text = format!(
+        r#"name = "tiny"
+description = "unet-tiny on 8x8 C^alpha images"
+n = [1, 4]
+model = "{}"
+[data]
+source = "calpha"
+args = ["--count", "80", "--side", "8"]
+[train]
+steps = {steps}
+batch_size = 8
+lr = 1e-3
+warmup = 5
+ema_decay = 0.9
+checkpoint_every = 25
+[sample]
+noise_seeds = [2]
+count = 6
+args = ["--sampler", "ddim", "--ddim-steps", "10"]
+[baselines]
+linear = true
+linear_args = ["--check-samples", "0", "--sweep-points", "3"]
+oracle = true
+"#,
+        model.display()
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn in_range(v: &serde_json::Value, lo: f64, hi: f64) -> f64 {
+    let x = v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"));
+    assert!((lo..=hi).contains(&x), "{x} not in [{lo}, {hi}]");
+    x
+}
+
+#[test]
+fn tiny_experiment_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = experiment(tmp.path(), 40);
+    let out = tmp.path().join("out");
+    let text = ok(&memgen(&["--threads", "2", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", "2", "--quiet"]));
+    assert!(text.contains("| 4 |"), "headline table printed:\n{text}");
+    let report = out.join("report");
+    let res = json(&report.join("results.json"));
+    let rows = res["rows"].as_array().unwrap();
+    assert_eq!(rows.iter().map(|r| r["n"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 4]);
+    assert_eq!(res["d"], 64);
+    for r in rows {
+        let m = &r["models"];
+        assert_eq!(m["draws"], 6);
+        for k in ["a_own", "b_own", "a_other", "b_other", "corr_ab"] {
+            in_range(&m[k]["median"], -1.0, 1.0);
+        }
+        in_range(&m["agree"], 0.0, 1.0);
+        in_range(&m["memorized_by_corr"], 0.0, 1.0);
+        assert_eq!(r["train_a"]["steps"], 40);
+        assert!(r["train_b"]["seconds"].as_f64().unwrap() > 0.0);
+        // The empirical optimal denoiser reproduces training images.
+        assert!(in_range(&r["oracle"]["a_own"]["min"], -1.0, 1.0) > 0.99, "{}", r["oracle"]);
+        assert!(r["linear"]["test_loss"].as_f64().unwrap() > 0.0);
+    }
+    // With one training image per side the oracle's two samples are those two images.
+    let o1 = &rows[0]["oracle"];
+    assert!((o1["corr_ab"]["median"].as_f64().unwrap() - o1["sets"]["median"].as_f64().unwrap()).abs() < 1e-3);
+    let csv = std::fs::read_to_string(report.join("results.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0].starts_with("n,steps,"));
+    assert_eq!(lines[2].split(',').count(), lines[0].split(',').count());
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("data:image/png;base64,"));
+    assert!(!html.contains("src=\"http") && !html.contains("<script"), "self-contained");
+    for f in ["transition.svg", "transition.png", "fractions.svg", "samples-n1.png", "samples-n4.png", "linear-kl.svg"] {
+        assert!(report.join(f).is_file(), "{f} missing");
+    }
+    // A second run finds everything finished.
+    let again = memgen(&["--threads", "2", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("0 jobs run, 10 already finished"), "{err}");
+    // Changing the training steps conflicts with the finished trainings.
+    let exp2 = experiment(tmp.path(), 41);
+    let msg = fails(&memgen(&["run", exp2.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]));
+    assert!(msg.contains("train-n1-a") && msg.contains("--force"), "{msg}");
+}
+
+#[test]
+fn killed_sweep_resumes_without_redoing_finished_jobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = experiment(tmp.path(), 400);
+    let out = tmp.path().join("out");
+    let args = ["--threads", "1", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memgen"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the sweep (SIGKILL, only the parent process) once two trainings are finished and the third
+    // has written a checkpoint.
+    let started = Instant::now();
+    let third = out.join("runs/n4-a/checkpoints/latest");
+    while !(out.join("jobs/train-n1-b.json").exists() && third.exists()) {
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it was killed");
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.join("jobs/train-n4-a.json").exists(), "killed before the third training finished");
+    let stamps: Vec<String> = ["prepare", "train-n1-a", "train-n1-b"]
+        .iter()
+        .map(|id| std::fs::read_to_string(out.join(format!("jobs/{id}.json"))).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let again = memgen(&args);
+    let err = ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("7 jobs run, 3 already finished"));
+    assert!(err.contains("| 4 |"));
+    for (id, before) in ["prepare", "train-n1-a", "train-n1-b"].iter().zip(&stamps) {
+        let after = std::fs::read_to_string(out.join(format!("jobs/{id}.json"))).unwrap();
+        assert_eq!(&after, before, "{id} was redone");
+    }
+    let log = std::fs::read_to_string(out.join("logs/train-n4-a.log")).unwrap();
+    assert!(log.contains("train --resume"), "the interrupted training resumed:\n{log}");
+    let res = json(&out.join("report/results.json"));
+    assert_eq!(res["rows"][1]["train_a"]["steps"], 400);
+}
+
+#[test]
+fn plan_writes_manifest_and_slurm_arrays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = experiment(tmp.path(), 40);
+    let out = tmp.path().join("out");
+    let text = ok(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--plan"]));
+    assert!(text.contains("10 jobs in 3 stages"), "{text}");
+    let plan = out.join("plan");
+    let manifest = json(&plan.join("manifest.json"));
+    assert_eq!(manifest["jobs"].as_array().unwrap().len(), 10);
+    assert_eq!(std::fs::read_to_string(plan.join("train.txt")).unwrap().lines().count(), 4);
+    let submit = std::fs::read_to_string(plan.join("submit.sh")).unwrap();
+    assert!(submit.contains("--array=0-3") && submit.contains("job.sh train") && submit.contains("report.sh"));
+    assert!(submit.contains("afterok"));
+    let job = std::fs::read_to_string(plan.join("job.sh")).unwrap();
+    assert!(job.contains("--job \"$id\"") && job.contains("SLURM_ARRAY_TASK_ID"));
+    assert!(!out.join("runs").exists(), "--plan runs nothing");
+    // One job, as an array task runs it; a job whose inputs are missing fails and names them.
+    ok(&memgen(&["--threads", "1", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--job", "prepare", "--quiet"]));
+    assert!(out.join("data/manifest.json").exists() && out.join("jobs/prepare.json").exists());
+    let msg = fails(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--job", "compare-n1-seed2"]));
+    assert!(msg.contains("compare-n1-seed2"), "{msg}");
+    let msg = fails(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--job", "nope"]));
+    assert!(msg.contains("no such job") && msg.contains("train-n4-b"), "{msg}");
+}
+
+#[test]
+fn bad_experiment_files_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = experiment(tmp.path(), 40);
+    let text = std::fs::read_to_string(&exp).unwrap().replace("steps = 40", "steps = 40\nepochs = 3");
+    std::fs::write(&exp, text).unwrap();
+    let msg = fails(&memgen(&["run", exp.to_str().unwrap(), "--out", tmp.path().join("o").to_str().unwrap()]));
+    assert!(msg.contains("tiny.toml") && msg.contains("exactly one of `steps` and `epochs`"), "{msg}");
+    let msg = fails(&memgen(&["run", tmp.path().join("missing.toml").to_str().unwrap()]));
+    assert!(msg.contains("missing.toml"), "{msg}");
+}
+
+#[test]
+fn shipped_experiments_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let out = tmp.path().join(&name);
+            let text = ok(&memgen(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--plan"]));
+            assert!(text.contains("jobs in 3 stages"), "{name}: {text}");
+            assert!(out.join("model.toml").is_file());
+            names.push(name);
+        }
+    }
+    names.sort();
+    assert_eq!(names, ["demo", "faces-32", "faces-80", "fashion-mnist", "gaussian", "olivetti"]);
+}
