@@ -52,7 +52,17 @@ fn tiny_experiment_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = experiment(tmp.path(), 40);
     let out = tmp.path().join("out");
-    let text = ok(&memgen(&["--threads", "2", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", "2", "--quiet"]));
+    let text = ok(&memgen(&[
+        "--threads",
+        "2",
+        "run",
+        exp.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--quiet",
+    ]));
     assert!(text.contains("| 4 |"), "headline table printed:\n{text}");
     let report = out.join("report");
     let res = json(&report.join("results.json"));
@@ -75,7 +85,9 @@ fn tiny_experiment_end_to_end() {
     }
     // With one training image per side the oracle's two samples are those two images.
     let o1 = &rows[0]["oracle"];
-    assert!((o1["corr_ab"]["median"].as_f64().unwrap() - o1["sets"]["median"].as_f64().unwrap()).abs() < 1e-3);
+    assert!(
+        (o1["corr_ab"]["median"].as_f64().unwrap() - o1["sets"]["median"].as_f64().unwrap()).abs() < 1e-3
+    );
     let csv = std::fs::read_to_string(report.join("results.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3);
@@ -84,11 +96,19 @@ fn tiny_experiment_end_to_end() {
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("data:image/png;base64,"));
     assert!(!html.contains("src=\"http") && !html.contains("<script"), "self-contained");
-    for f in ["transition.svg", "transition.png", "fractions.svg", "samples-n1.png", "samples-n4.png", "linear-kl.svg"] {
+    for f in [
+        "transition.svg",
+        "transition.png",
+        "fractions.svg",
+        "samples-n1.png",
+        "samples-n4.png",
+        "linear-kl.svg",
+    ] {
         assert!(report.join(f).is_file(), "{f} missing");
     }
     // A second run finds everything finished.
-    let again = memgen(&["--threads", "2", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    let again =
+        memgen(&["--threads", "2", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("0 jobs run, 10 already finished"), "{err}");
     // Changing the training steps conflicts with the finished trainings.
@@ -152,17 +172,37 @@ fn plan_writes_manifest_and_slurm_arrays() {
     assert_eq!(manifest["jobs"].as_array().unwrap().len(), 10);
     assert_eq!(std::fs::read_to_string(plan.join("train.txt")).unwrap().lines().count(), 4);
     let submit = std::fs::read_to_string(plan.join("submit.sh")).unwrap();
-    assert!(submit.contains("--array=0-3") && submit.contains("job.sh train") && submit.contains("report.sh"));
+    assert!(
+        submit.contains("--array=0-3") && submit.contains("job.sh train") && submit.contains("report.sh")
+    );
     assert!(submit.contains("afterok"));
     let job = std::fs::read_to_string(plan.join("job.sh")).unwrap();
     assert!(job.contains("--job \"$id\"") && job.contains("SLURM_ARRAY_TASK_ID"));
     assert!(!out.join("runs").exists(), "--plan runs nothing");
     // One job, as an array task runs it; a job whose inputs are missing fails and names them.
-    ok(&memgen(&["--threads", "1", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--job", "prepare", "--quiet"]));
+    ok(&memgen(&[
+        "--threads",
+        "1",
+        "run",
+        exp.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--job",
+        "prepare",
+        "--quiet",
+    ]));
     assert!(out.join("data/manifest.json").exists() && out.join("jobs/prepare.json").exists());
-    let msg = fails(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--job", "compare-n1-seed2"]));
+    let msg = fails(&memgen(&[
+        "run",
+        exp.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--job",
+        "compare-n1-seed2",
+    ]));
     assert!(msg.contains("compare-n1-seed2"), "{msg}");
-    let msg = fails(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--job", "nope"]));
+    let msg =
+        fails(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--job", "nope"]));
     assert!(msg.contains("no such job") && msg.contains("train-n4-b"), "{msg}");
 }
 
@@ -172,7 +212,8 @@ fn bad_experiment_files_are_named() {
     let exp = experiment(tmp.path(), 40);
     let text = std::fs::read_to_string(&exp).unwrap().replace("steps = 40", "steps = 40\nepochs = 3");
     std::fs::write(&exp, text).unwrap();
-    let msg = fails(&memgen(&["run", exp.to_str().unwrap(), "--out", tmp.path().join("o").to_str().unwrap()]));
+    let msg =
+        fails(&memgen(&["run", exp.to_str().unwrap(), "--out", tmp.path().join("o").to_str().unwrap()]));
     assert!(msg.contains("tiny.toml") && msg.contains("exactly one of `steps` and `epochs`"), "{msg}");
     let msg = fails(&memgen(&["run", tmp.path().join("missing.toml").to_str().unwrap()]));
     assert!(msg.contains("missing.toml"), "{msg}");
@@ -188,7 +229,8 @@ fn shipped_experiments_plan() {
         if path.extension().is_some_and(|e| e == "toml") {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
             let out = tmp.path().join(&name);
-            let text = ok(&memgen(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--plan"]));
+            let text =
+                ok(&memgen(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--plan"]));
             assert!(text.contains("jobs in 3 stages"), "{name}: {text}");
             assert!(out.join("model.toml").is_file());
             names.push(name);
@@ -196,4 +238,31 @@ fn shipped_experiments_plan() {
     }
     names.sort();
     assert_eq!(names, ["demo", "faces-32", "faces-80", "fashion-mnist", "gaussian", "olivetti"]);
+}
+
+#[test]
+fn a_live_sweep_locks_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = experiment(tmp.path(), 40);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    // This test process is alive: its lock is respected; a lock from another host is taken over.
+    std::fs::write(out.join(".lock"), format!("{host}:{}", std::process::id())).unwrap();
+    let msg = fails(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]));
+    assert!(msg.contains("another memgen process"), "{msg}");
+    // Single jobs (Slurm array tasks) lock only themselves.
+    ok(&memgen(&[
+        "run",
+        exp.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--job",
+        "prepare",
+        "--quiet",
+    ]));
+    assert!(!out.join("jobs/prepare.lock").exists(), "the job's lock is released");
+    std::fs::write(out.join(".lock"), format!("{host}-elsewhere:{}", std::process::id())).unwrap();
+    ok(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]));
+    assert!(!out.join(".lock").exists());
 }

@@ -84,7 +84,11 @@ pub fn run_run(a: RunArgs) -> Result<()> {
         Some(id) => {
             if plan.job(id).is_none() {
                 let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
-                bail!("--job {id}: no such job in {}; the jobs are {}", a.experiment.display(), ids.join(", "));
+                bail!(
+                    "--job {id}: no such job in {}; the jobs are {}",
+                    a.experiment.display(),
+                    ids.join(", ")
+                );
             }
             Some(HashSet::from([id.clone()]))
         }

@@ -45,7 +45,9 @@ pub struct Stamp {
 pub enum JobState {
     Done,
     /// Not finished; `resume` is true for a training with a checkpoint to continue from.
-    Pending { resume: bool },
+    Pending {
+        resume: bool,
+    },
 }
 
 /// What [`execute`] did.
@@ -121,8 +123,8 @@ pub fn state(plan: &Plan, job: &Job, force: bool) -> Result<JobState> {
             conflict(plan, job, &started, force)?;
         }
     }
-    let resume = matches!(job.kind, JobKind::Train { .. })
-        && job.output.join("checkpoints").join("latest").exists();
+    let resume =
+        matches!(job.kind, JobKind::Train { .. }) && job.output.join("checkpoints").join("latest").exists();
     Ok(JobState::Pending { resume })
 }
 
@@ -197,16 +199,19 @@ struct Running {
     threads: usize,
 }
 
-/// Hold `ROOT/.lock` while running: a second `memgen run` on the same directory is refused while the
-/// first one's process is alive.
+/// Hold a lock file while running: `ROOT/.lock` for a sweep, `ROOT/jobs/<id>.lock` for a single job
+/// (`--job`, as Slurm array tasks run them side by side). A second process is refused while the
+/// holder is alive; a lock left by a process of another host (a pre-empted cluster task) or by a dead
+/// one is taken over.
 struct Lock(PathBuf);
 
 impl Lock {
-    fn take(root: &Path) -> Result<Lock> {
-        let path = root.join(".lock");
+    fn take(path: PathBuf) -> Result<Lock> {
+        let me = format!("{}:{}", host(), std::process::id());
         if let Ok(text) = std::fs::read_to_string(&path) {
-            if let Ok(pid) = text.trim().parse::<i32>() {
-                if pid != std::process::id() as i32 && alive(pid) {
+            if let Some((h, pid)) = text.trim().rsplit_once(':') {
+                let pid: i32 = pid.parse().unwrap_or(0);
+                if h == host() && pid != std::process::id() as i32 && alive(pid) {
                     return Err(Error::bad_file(
                         &path,
                         format!("another memgen process ({pid}) is running this experiment; wait for it or stop it"),
@@ -214,7 +219,7 @@ impl Lock {
                 }
             }
         }
-        crate::write_atomic(&path, std::process::id().to_string().as_bytes())?;
+        crate::write_atomic(&path, me.as_bytes())?;
         Ok(Lock(path))
     }
 }
@@ -225,6 +230,10 @@ impl Drop for Lock {
     }
 }
 
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
 fn alive(pid: i32) -> bool {
     // Signal 0 checks that the process exists (and is ours to signal).
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
@@ -233,7 +242,8 @@ fn alive(pid: i32) -> bool {
 /// Start one job as a child process writing to its log.
 fn spawn(plan: &Plan, job: &Job, resume: bool, threads: usize, exe: &Path) -> Result<Child> {
     let log = log_path(&plan.root, &job.id);
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| Error::io(&log, e))?;
+    let mut file =
+        std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| Error::io(&log, e))?;
     let line = command_line(job, resume);
     use std::io::Write;
     writeln!(file, "$ memgen --threads {threads} {}", line.join(" ")).map_err(|e| Error::io(&log, e))?;
@@ -286,7 +296,11 @@ fn failure(plan: &Plan, job: &Job, status: std::process::ExitStatus) -> Error {
 
 /// Run every unfinished job of `plan` (or only those in `only`), respecting dependencies.
 pub fn execute(plan: &Plan, only: Option<&HashSet<String>>, opts: &ExecOptions) -> Result<Summary> {
-    let _lock = Lock::take(&plan.root)?;
+    let lock = match only.map(|o| o.iter().collect::<Vec<_>>()) {
+        Some(ids) if ids.len() == 1 => plan.root.join("jobs").join(format!("{}.lock", ids[0])),
+        _ => plan.root.join(".lock"),
+    };
+    let _lock = Lock::take(lock)?;
     let selected: Vec<&Job> = plan.jobs.iter().filter(|j| only.is_none_or(|o| o.contains(&j.id))).collect();
     let mut states = HashMap::new();
     let mut summary = Summary::default();
@@ -298,11 +312,14 @@ pub fn execute(plan: &Plan, only: Option<&HashSet<String>>, opts: &ExecOptions) 
         states.insert(job.id.clone(), st);
     }
     let bars = Bars::new(plan, &selected, &states, opts.quiet);
-    let mut pending: Vec<&Job> = selected.iter().copied().filter(|j| states[&j.id] != JobState::Done).collect();
+    let mut pending: Vec<&Job> =
+        selected.iter().copied().filter(|j| states[&j.id] != JobState::Done).collect();
     let mut done: HashSet<String> = plan
         .jobs
         .iter()
-        .filter(|j| stamp_path(&plan.root, &j.id).exists() && state(plan, j, false).ok() == Some(JobState::Done))
+        .filter(|j| {
+            stamp_path(&plan.root, &j.id).exists() && state(plan, j, false).ok() == Some(JobState::Done)
+        })
         .map(|j| j.id.clone())
         .collect();
     let mut running: Vec<(&Job, Running)> = Vec::new();
@@ -321,13 +338,19 @@ pub fn execute(plan: &Plan, only: Option<&HashSet<String>>, opts: &ExecOptions) 
                 }
                 let threads = (opts.threads / share).max(1);
                 let child = spawn(plan, job, resume, threads, &opts.exe)?;
-                bars.note(&format!("started {} ({threads} threads{})", job.id, if resume { ", resuming" } else { "" }));
+                bars.note(&format!(
+                    "started {} ({threads} threads{})",
+                    job.id,
+                    if resume { ", resuming" } else { "" }
+                ));
                 running.push((job, Running { child, started: Instant::now(), threads }));
                 pending.retain(|j| j.id != job.id);
             }
             if running.is_empty() && !pending.is_empty() {
                 let stuck: Vec<&str> = pending.iter().map(|j| j.id.as_str()).collect();
-                return Err(Error::Invalid(format!("jobs {stuck:?} wait for jobs that were not selected or not run")));
+                return Err(Error::Invalid(format!(
+                    "jobs {stuck:?} wait for jobs that were not selected or not run"
+                )));
             }
         } else if running.is_empty() {
             break;
@@ -346,7 +369,11 @@ pub fn execute(plan: &Plan, only: Option<&HashSet<String>>, opts: &ExecOptions) 
                         done.insert(job.id.clone());
                         summary.ran.push((job.id.clone(), secs));
                     } else if failed.is_none() {
-                        bars.note(&format!("FAILED {} ({st}); see {}", job.id, log_path(&plan.root, &job.id).display()));
+                        bars.note(&format!(
+                            "FAILED {} ({st}); see {}",
+                            job.id,
+                            log_path(&plan.root, &job.id).display()
+                        ));
                         failed = Some(failure(plan, job, st));
                     }
                 }
@@ -375,14 +402,18 @@ impl Bars {
         let multi = MultiProgress::with_draw_target(target);
         let mut stages = Vec::new();
         for stage in Stage::ALL {
-            let ids: Vec<String> = selected.iter().filter(|j| j.stage == stage).map(|j| j.id.clone()).collect();
+            let ids: Vec<String> =
+                selected.iter().filter(|j| j.stage == stage).map(|j| j.id.clone()).collect();
             if ids.is_empty() || ids.iter().all(|id| states[id] == JobState::Done) {
                 continue;
             }
             let total: u64 = ids.iter().filter_map(|id| plan.job(id)).map(work).sum();
             let bar = multi.add(ProgressBar::new(total));
             let unit = if stage == Stage::Train { "steps" } else { "jobs" };
-            let template = format!("{:<8} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{eta}}) {{msg}}", stage.name());
+            let template = format!(
+                "{:<8} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{eta}}) {{msg}}",
+                stage.name()
+            );
             if let Ok(style) = ProgressStyle::with_template(&template) {
                 bar.set_style(style);
             }
@@ -408,7 +439,8 @@ impl Bars {
                 .map(|j| if done.contains(&j.id) { work(j) } else { progress(j) })
                 .sum();
             bar.set_position(pos);
-            let names: Vec<&str> = running.iter().filter(|j| j.stage == *stage).map(|j| j.id.as_str()).collect();
+            let names: Vec<&str> =
+                running.iter().filter(|j| j.stage == *stage).map(|j| j.id.as_str()).collect();
             bar.set_message(names.join(" "));
         }
     }

@@ -209,7 +209,14 @@ impl Plan {
         args.extend([s("--split-seed"), s(exp.split_seed)]);
         args.extend(exp.baselines.linear_args.iter().cloned());
         args.extend([s("--out"), p(&out)]);
-        Job { id: "linear".into(), stage: Stage::Evaluate, kind: JobKind::Linear, args, deps: deps.to_vec(), output: out }
+        Job {
+            id: "linear".into(),
+            stage: Stage::Evaluate,
+            kind: JobKind::Linear,
+            args,
+            deps: deps.to_vec(),
+            output: out,
+        }
     }
 
     /// The job with this id.
@@ -249,9 +256,20 @@ mod tests {
         assert_eq!(
             ids,
             [
-                "prepare", "train-n1-a", "train-n1-b", "train-n10-a", "train-n10-b", "compare-n1-seed3",
-                "oracle-n1-seed3", "compare-n1-seed4", "oracle-n1-seed4", "compare-n10-seed3",
-                "oracle-n10-seed3", "compare-n10-seed4", "oracle-n10-seed4", "linear"
+                "prepare",
+                "train-n1-a",
+                "train-n1-b",
+                "train-n10-a",
+                "train-n10-b",
+                "compare-n1-seed3",
+                "oracle-n1-seed3",
+                "compare-n1-seed4",
+                "oracle-n1-seed4",
+                "compare-n10-seed3",
+                "oracle-n10-seed3",
+                "compare-n10-seed4",
+                "oracle-n10-seed4",
+                "linear"
             ]
         );
         // Every dependency is an earlier job of an earlier stage.
@@ -266,7 +284,10 @@ mod tests {
             let i = b.args.iter().position(|a| a == name).unwrap();
             b.args[i + 1].clone()
         };
-        assert_eq!((arg("--n"), arg("--split"), arg("--seed"), arg("--steps")), ("10".into(), "b".into(), "1".into(), "30".into()));
+        assert_eq!(
+            (arg("--n"), arg("--split"), arg("--seed"), arg("--steps")),
+            ("10".into(), "b".into(), "1".into(), "30".into())
+        );
         assert_eq!(arg("--out"), "/root/x/runs/n10-b");
         assert_eq!(arg("--data"), "/root/x/data");
         let c = plan.job("compare-n10-seed4").unwrap();

@@ -63,11 +63,7 @@ pub fn write(plan: &Plan, results: &Results, experiment_text: &str) -> Result<Wr
     blocks.push(Block::Heading("Experiment".into()));
     blocks.push(Block::Pre(experiment_text.to_string()));
     blocks.push(job_table(plan));
-    let page = Page {
-        title: format!("memgen: {}", results.name),
-        subtitle: Some(subtitle(results)),
-        blocks,
-    };
+    let page = Page { title: format!("memgen: {}", results.name), subtitle: Some(subtitle(results)), blocks };
     let index = dir.join("index.html");
     page.save(&index)?;
     files.push(index.clone());
@@ -94,8 +90,19 @@ fn fmt(v: Option<f64>, places: usize) -> String {
 
 fn headline_block(r: &Results) -> Block {
     let header = [
-        "N", "steps", "corr to own set A", "corr to own set B", "memorized", "corr(x_A, x_B)", "agree",
-        "corr A to S_B", "S_A vs S_B", "oracle corr(x_A, x_B)", "linear KL", "linear test loss", "train s (A, B)",
+        "N",
+        "steps",
+        "corr to own set A",
+        "corr to own set B",
+        "memorized",
+        "corr(x_A, x_B)",
+        "agree",
+        "corr A to S_B",
+        "S_A vs S_B",
+        "oracle corr(x_A, x_B)",
+        "linear KL",
+        "linear test loss",
+        "train s (A, B)",
     ];
     let rows = r
         .rows
@@ -153,21 +160,57 @@ const FRACTION_TITLE: &str = "Memorized samples and agreeing models";
 /// Figure 1: correlation with the nearest training image and between the two models' samples, vs N.
 pub fn transition_series(r: &Results) -> Vec<NamedSeries> {
     vec![
-        ("A: corr to nearest image of own set", points(r, |x| median(x.models.as_ref(), |m| m.a_own.median)), LineStyle::LineAndMarkers),
-        ("B: corr to nearest image of own set", points(r, |x| median(x.models.as_ref(), |m| m.b_own.median)), LineStyle::LineAndMarkers),
-        ("corr(x_A, x_B): the two models", points(r, |x| median(x.models.as_ref(), |m| m.corr_ab.median)), LineStyle::LineAndMarkers),
-        ("A: corr to nearest image of S_B", points(r, |x| median(x.models.as_ref(), |m| m.a_other.median)), LineStyle::Dashed),
-        ("oracle corr(x_A, x_B)", points(r, |x| median(x.oracle.as_ref(), |m| m.corr_ab.median)), LineStyle::Dashed),
-        ("S_A vs nearest in S_B (no model)", points(r, |x| median(x.models.as_ref(), |m| m.sets.median)), LineStyle::Markers),
+        (
+            "A: corr to nearest image of own set",
+            points(r, |x| median(x.models.as_ref(), |m| m.a_own.median)),
+            LineStyle::LineAndMarkers,
+        ),
+        (
+            "B: corr to nearest image of own set",
+            points(r, |x| median(x.models.as_ref(), |m| m.b_own.median)),
+            LineStyle::LineAndMarkers,
+        ),
+        (
+            "corr(x_A, x_B): the two models",
+            points(r, |x| median(x.models.as_ref(), |m| m.corr_ab.median)),
+            LineStyle::LineAndMarkers,
+        ),
+        (
+            "A: corr to nearest image of S_B",
+            points(r, |x| median(x.models.as_ref(), |m| m.a_other.median)),
+            LineStyle::Dashed,
+        ),
+        (
+            "oracle corr(x_A, x_B)",
+            points(r, |x| median(x.oracle.as_ref(), |m| m.corr_ab.median)),
+            LineStyle::Dashed,
+        ),
+        (
+            "S_A vs nearest in S_B (no model)",
+            points(r, |x| median(x.models.as_ref(), |m| m.sets.median)),
+            LineStyle::Markers,
+        ),
     ]
 }
 
 /// Figure 2: memorized and agreeing fractions vs N.
 pub fn fraction_series(r: &Results) -> Vec<NamedSeries> {
     vec![
-        ("memorized (corr to own set > threshold)", points(r, |x| x.models.as_ref().map(|m| m.memorized_by_corr)), LineStyle::LineAndMarkers),
-        ("memorized (L2 ratio < threshold)", points(r, |x| x.models.as_ref().map(|m| m.memorized_by_ratio)), LineStyle::Dashed),
-        ("agree (corr(x_A, x_B) > threshold)", points(r, |x| x.models.as_ref().map(|m| m.agree)), LineStyle::LineAndMarkers),
+        (
+            "memorized (corr to own set > threshold)",
+            points(r, |x| x.models.as_ref().map(|m| m.memorized_by_corr)),
+            LineStyle::LineAndMarkers,
+        ),
+        (
+            "memorized (L2 ratio < threshold)",
+            points(r, |x| x.models.as_ref().map(|m| m.memorized_by_ratio)),
+            LineStyle::Dashed,
+        ),
+        (
+            "agree (corr(x_A, x_B) > threshold)",
+            points(r, |x| x.models.as_ref().map(|m| m.agree)),
+            LineStyle::LineAndMarkers,
+        ),
     ]
 }
 
@@ -213,7 +256,8 @@ fn job_table(plan: &Plan) -> Block {
         .jobs
         .iter()
         .map(|j| {
-            let stamp: Option<crate::exec::Stamp> = crate::read_json(&crate::exec::stamp_path(&plan.root, &j.id)).ok();
+            let stamp: Option<crate::exec::Stamp> =
+                crate::read_json(&crate::exec::stamp_path(&plan.root, &j.id)).ok();
             vec![
                 j.id.clone(),
                 stamp.as_ref().map_or("not finished".into(), |s| format!("{:.1}", s.seconds)),

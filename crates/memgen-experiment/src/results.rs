@@ -82,8 +82,12 @@ pub fn gather(exp: &Experiment, plan: &Plan) -> Result<Results> {
     let mut rows = Vec::new();
     let mut threshold = None;
     for n in exp.sizes() {
-        let models = pooled(exp.sample.noise_seeds.iter().map(|&s| compare_dir(root, n, s)).collect(), &mut threshold)?;
-        let oracle = pooled(exp.sample.noise_seeds.iter().map(|&s| oracle_dir(root, n, s)).collect(), &mut threshold)?;
+        let models = pooled(
+            exp.sample.noise_seeds.iter().map(|&s| compare_dir(root, n, s)).collect(),
+            &mut threshold,
+        )?;
+        let oracle =
+            pooled(exp.sample.noise_seeds.iter().map(|&s| oracle_dir(root, n, s)).collect(), &mut threshold)?;
         rows.push(Row {
             n,
             train_a: read_train(&run_dir(root, n, 'a').join("train.jsonl"))?,
@@ -116,12 +120,9 @@ fn read_train(path: &Path) -> Result<Option<TrainResult>> {
         serde_json::from_str(line).map_err(|e| Error::bad_file(path, format!("invalid log line: {e}")))?;
     let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
     match (f("step"), f("loss"), f("wall_s"), f("images_per_s")) {
-        (Some(step), Some(loss), Some(secs), Some(ips)) => Ok(Some(TrainResult {
-            steps: step as u64,
-            final_loss: loss,
-            seconds: secs,
-            images_per_s: ips,
-        })),
+        (Some(step), Some(loss), Some(secs), Some(ips)) => {
+            Ok(Some(TrainResult { steps: step as u64, final_loss: loss, seconds: secs, images_per_s: ips }))
+        }
         _ => Err(Error::bad_file(path, "log line without step, loss, wall_s and images_per_s")),
     }
 }
@@ -140,12 +141,15 @@ fn pooled(dirs: Vec<std::path::PathBuf>, threshold: &mut Option<f64>) -> Result<
         cmps.push(cmp);
     }
     let Some(first) = cmps.first() else { return Ok(None) };
-    let cfg = first.config.clone();
+    let cfg = first.config;
     *threshold = Some(cfg.corr_threshold);
     let pairs: Vec<_> = cmps.iter().flat_map(|c| c.pairs.iter()).collect();
-    let col = |f: &dyn Fn(&memgen_metrics::scores::PairScores) -> f64| -> Vec<f64> { pairs.iter().map(|p| f(p)).collect() };
+    let col = |f: &dyn Fn(&memgen_metrics::scores::PairScores) -> f64| -> Vec<f64> {
+        pairs.iter().map(|p| f(p)).collect()
+    };
     let own: Vec<f64> = col(&|p| p.a_own.corr).into_iter().chain(col(&|p| p.b_own.corr)).collect();
-    let ratios: Vec<f64> = pairs.iter().flat_map(|p| [p.a_own.l2_ratio, p.b_own.l2_ratio]).flatten().collect();
+    let ratios: Vec<f64> =
+        pairs.iter().flat_map(|p| [p.a_own.l2_ratio, p.b_own.l2_ratio]).flatten().collect();
     let ab = col(&|p| p.corr_ab);
     Ok(Some(PairResult {
         draws: pairs.len(),
@@ -174,7 +178,10 @@ fn read_linear(path: &Path) -> Result<Vec<(usize, LinearResult)>> {
         return Ok(Vec::new());
     }
     let v: serde_json::Value = read_json(path)?;
-    let rows = v.get("results").and_then(|r| r.as_array()).ok_or_else(|| Error::bad_file(path, "no results array"))?;
+    let rows = v
+        .get("results")
+        .and_then(|r| r.as_array())
+        .ok_or_else(|| Error::bad_file(path, "no results array"))?;
     Ok(rows
         .iter()
         .filter_map(|r| {
@@ -196,10 +203,29 @@ fn read_linear(path: &Path) -> Result<Vec<(usize, LinearResult)>> {
 
 /// Columns of results.csv, in order.
 pub const CSV_COLUMNS: &[&str] = &[
-    "n", "steps", "train_seconds_a", "train_seconds_b", "loss_a", "loss_b", "draws", "corr_own_a_median",
-    "corr_own_b_median", "corr_other_a_median", "corr_other_b_median", "memorized_by_corr", "memorized_by_ratio",
-    "corr_ab_median", "corr_ab_mean", "agree", "sets_median", "oracle_corr_own_median", "oracle_corr_ab_median",
-    "linear_kl", "linear_kl_samples", "linear_train_loss", "linear_test_loss",
+    "n",
+    "steps",
+    "train_seconds_a",
+    "train_seconds_b",
+    "loss_a",
+    "loss_b",
+    "draws",
+    "corr_own_a_median",
+    "corr_own_b_median",
+    "corr_other_a_median",
+    "corr_other_b_median",
+    "memorized_by_corr",
+    "memorized_by_ratio",
+    "corr_ab_median",
+    "corr_ab_mean",
+    "agree",
+    "sets_median",
+    "oracle_corr_own_median",
+    "oracle_corr_ab_median",
+    "linear_kl",
+    "linear_kl_samples",
+    "linear_train_loss",
+    "linear_test_loss",
 ];
 
 impl Results {
@@ -238,7 +264,8 @@ impl Results {
                 l.and_then(|l| l.train_loss),
                 l.and_then(|l| l.test_loss),
             ];
-            let text: Vec<String> = cells.iter().map(|c| c.map_or(String::new(), |v| format!("{v}"))).collect();
+            let text: Vec<String> =
+                cells.iter().map(|c| c.map_or(String::new(), |v| format!("{v}"))).collect();
             let _ = writeln!(out, "{}", text.join(","));
         }
         out

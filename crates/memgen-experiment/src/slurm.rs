@@ -55,7 +55,10 @@ pub fn write_plan(exp: &Experiment, experiment: &Path, plan: &Plan) -> Result<Pa
         quote(&plan.root.display().to_string())
     );
     let header = |name: &str| {
-        let mut h = format!("#!/bin/bash\n#SBATCH --job-name={name}\n#SBATCH --cpus-per-task={}\n", exp.cluster.threads);
+        let mut h = format!(
+            "#!/bin/bash\n#SBATCH --job-name={name}\n#SBATCH --cpus-per-task={}\n",
+            exp.cluster.threads
+        );
         let _ = writeln!(h, "#SBATCH --output={}/logs/slurm-%x-%A_%a.out", plan.root.display());
         for opt in &exp.cluster.sbatch {
             let _ = writeln!(h, "#SBATCH {opt}");
@@ -103,7 +106,8 @@ fn write_script(path: &Path, text: &str) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|e| Error::io(path, e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io(path, e))?;
     }
     Ok(())
 }
