@@ -183,10 +183,14 @@ fn clear_partial(job: &Job) -> Result<()> {
             }
         }
     }
-    if matches!(job.kind, JobKind::Prepare) && job.output.join("manifest.json").exists() {
-        // An interrupted prepare writes nothing half-way; a finished one without a stamp is redone.
+    if matches!(job.kind, JobKind::Prepare) {
+        // Each file of a prepare is written whole (temporary file + rename), but a prepare killed
+        // between its two files, or finished without its stamp, is redone from the start.
         for f in ["manifest.json", "images.safetensors"] {
-            let _ = std::fs::remove_file(job.output.join(f));
+            let path = job.output.join(f);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
         }
     }
     Ok(())
