@@ -185,17 +185,29 @@ fn load_problem(a: &LinearArgs, n_max: usize) -> Result<Problem> {
 /// Gaussian data: training images 0..N of the stream, the exact N(μ, Σ) as the population.
 fn gaussian_problem(spec: &str, a: &LinearArgs, n_max: usize) -> Result<Problem> {
     let side = a.side.context("gaussian data needs --side (d = side²)")?;
-    let mut cfg = GaussianConfig { seed: a.seed, ..Default::default() };
+    let cfg = gaussian_config(spec, a.seed)?;
+    let (rows, truth) = gaussian_data(&cfg, side, n_max)?;
+    let d = side * side;
+    Ok(Problem { rows, d, truth, description: gaussian_description(&cfg, side) })
+}
+
+/// The Gaussian source of `--data gaussian[:SPEC]` (SPEC without the `gaussian:` prefix; empty for the
+/// default spectrum) whose training images come from `seed`.
+pub(super) fn gaussian_config(spec: &str, seed: u64) -> Result<GaussianConfig> {
+    let mut cfg = GaussianConfig { seed, ..Default::default() };
     if !spec.is_empty() {
         cfg.spectrum = super::data::parse_spectrum(spec).map_err(|e| anyhow::anyhow!("--data gaussian:{spec}: {e}"))?;
     }
-    let (rows, truth) = gaussian_data(&cfg, side, n_max)?;
-    let d = side * side;
+    Ok(cfg)
+}
+
+/// "Gaussian SxS, λ_k = …, DCT basis, mean …".
+pub(super) fn gaussian_description(cfg: &GaussianConfig, side: usize) -> String {
     let spectrum = match cfg.spectrum {
         GaussSpectrum::PowerLaw { exponent, scale } => format!("λ_k = {scale} k^-{exponent}"),
         GaussSpectrum::Flat { variance } => format!("λ_k = {variance}"),
     };
-    Ok(Problem { rows, d, truth, description: format!("Gaussian {side}x{side}, {spectrum}, DCT basis, mean {}", cfg.mean) })
+    format!("Gaussian {side}x{side}, {spectrum}, DCT basis, mean {}", cfg.mean)
 }
 
 /// Images 0..n of the Gaussian stream `cfg` (rows of side² f32) and its exact N(μ, Σ).
@@ -258,7 +270,7 @@ fn excess_fit(results: &[NResult], limit: Option<f64>) -> Option<(f64, f64)> {
     Some((slope, intercept.exp()))
 }
 
-fn fmt(v: Option<f64>) -> String {
+pub(super) fn fmt(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_infinite() => "inf".into(),
         Some(x) => format!("{x:.4e}"),
@@ -369,7 +381,7 @@ fn sweep_plot(out: &Path, name: &str, x: &str, sweeps: &[Sweep], f: impl Fn(&Swe
     save_plot(out, name, &plot)
 }
 
-fn save_plot(out: &Path, name: &str, plot: &LinePlot) -> Result<()> {
+pub(super) fn save_plot(out: &Path, name: &str, plot: &LinePlot) -> Result<()> {
     memgen_report::save_svg(&plot.to_svg()?, &out.join(format!("{name}.svg")))?;
     memgen_report::save_rgb_png(&plot.to_png(800, 560)?, &out.join(format!("{name}.png")))?;
     Ok(())

@@ -3,6 +3,9 @@
 mod bench;
 mod compare;
 mod data;
+mod denoise_curve;
+mod jacobian;
+mod kl_bound;
 mod linear;
 mod model;
 mod run;
@@ -43,6 +46,17 @@ pub enum Command {
     Compare(Box<compare::CompareArgs>),
     /// Score one model's samples against its training set: memorization.json/.csv/.png, histogram.
     Memorization(Box<compare::MemorizationArgs>),
+    /// A trained denoiser's MSE and PSNR on held-out images over noise levels σ, the slope of log MSE
+    /// vs log σ at small σ and, for C^alpha data, the optimal slope 2α/(α+1): JSON, CSV, plot.
+    DenoiseCurve(Box<denoise_curve::DenoiseCurveArgs>),
+    /// The Jacobian of a trained denoiser at one noisy image: its eigenvalues and eigenvectors (the
+    /// adaptive basis), asymmetry and trace (effective dimensionality), and with --compare the overlap
+    /// of two models' top-k eigenspaces: JSON, safetensors, spectrum plot, eigenvector grid.
+    Jacobian(Box<jacobian::JacobianArgs>),
+    /// The KL bound from denoising errors (Kadkhodaie et al.), ∫ (MSE(f, σ²) − MSE(f*, σ²)) σ⁻³ dσ, on
+    /// Gaussian data (f* known): for the linear denoiser fitted to N images (closed form) next to its
+    /// exact KLs, and for trained runs (Monte Carlo): JSON, CSV, plots.
+    KlBound(Box<kl_bound::KlBoundArgs>),
     /// The linear-denoiser baseline (Merger & Goldt) over training-set sizes: losses, effective c, KL
     /// (closed form and from samples), the d/N law, weight-decay and early-stopping sweeps, plots.
     Linear(Box<linear::LinearArgs>),
@@ -70,6 +84,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sample(a) => sample::run_sample(*a),
         Command::Compare(a) => compare::run_compare(*a),
         Command::Memorization(a) => compare::run_memorization(*a),
+        Command::DenoiseCurve(a) => denoise_curve::run_denoise_curve(*a),
+        Command::Jacobian(a) => jacobian::run_jacobian(*a),
+        Command::KlBound(a) => kl_bound::run_kl_bound(*a),
         Command::Linear(a) => linear::run_linear(*a),
         Command::Run(a) => run::run_run(*a),
         Command::Demo(a) => run::run_demo(*a),

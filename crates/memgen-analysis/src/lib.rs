@@ -6,7 +6,10 @@
 //! ([`ModelDenoiser`]); [`LinearDenoiser`] is the closed-form affine denoiser of a Gaussian, the
 //! reference the numerical tools are checked against.
 
+pub mod curve;
 pub mod denoiser;
+pub mod jacobian;
+pub mod klbound;
 
 pub use denoiser::{ImageDenoiser, LinearDenoiser, ModelDenoiser};
 

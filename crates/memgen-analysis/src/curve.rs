@@ -1,0 +1,368 @@
+//! Denoising error over noise levels, and its rate at small σ (Kadkhodaie, Guth, Simoncelli & Mallat
+//! 2024, arXiv:2310.02557, who compare a trained denoiser's rate with the optimal one on C^α images).
+//!
+//! For clean held-out images x_1 … x_n (d pixels each, values in [0, 1]) and a noise level σ, each image
+//! gets its own noise z_k ~ N(0, I), y_k = x_k + σ z_k, and the denoiser's estimate x̂_k = f(y_k, σ):
+//!
+//! - e_k = ‖x̂_k − x_k‖² / d (per-pixel squared error), MSE(σ) = (1/n) Σ_k e_k, with standard error
+//!   SE = s / √n, s² = Σ_k (e_k − MSE)² / (n − 1);
+//! - PSNR(σ) = 10 log₁₀(1 / MSE) dB (peak value 1);
+//! - input MSE = (1/n) Σ_k ‖y_k − x_k‖² / d, the error of not denoising at all (≈ σ²).
+//!
+//! The rate is the slope of ln MSE against ln σ over a small-σ range ([`fit_slope`], [`fit_range`]):
+//! MSE ≈ C σ^slope. The optimal rate on C^α images (Korostelev & Tsybakov 1993) is
+//! [`calpha_optimal_slope`] = 2α/(α + 1); doing nothing has slope 2.
+//!
+//! The noise of image k at the i-th noise level comes from a ChaCha8 stream keyed by (seed, k, i) alone
+//! (its own domain tag, apart from sampling and training noise), so a curve does not depend on the
+//! batch size or on the order of the work, and two denoisers given one seed see the same noisy images.
+
+use crate::{Error, ImageDenoiser, Result};
+use candle::{Device, Tensor};
+use memgen_diffusion::noise::{keyed_rng, normals};
+use serde::{Deserialize, Serialize};
+
+/// Domain tag of the denoising-curve noise streams.
+const TAG_CURVE: u64 = 0x6d65_6d67_656e_0101;
+
+/// The denoising error at one noise level.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// σ of the added noise, y = x + σ z.
+    pub sigma: f64,
+    /// The noise level the denoiser assumed ([`ImageDenoiser::effective_sigma`]).
+    pub effective_sigma: f64,
+    /// MSE = (1/n) Σ_k ‖x̂_k − x_k‖² / d (per pixel).
+    pub mse: f64,
+    /// Standard error of `mse` over the images, s / √n (NaN for a single image).
+    pub mse_se: f64,
+    /// 10 log₁₀(1 / MSE) in dB.
+    pub psnr: f64,
+    /// (1/n) Σ_k ‖y_k − x_k‖² / d as measured (σ² in expectation): the MSE of returning y.
+    pub input_mse: f64,
+}
+
+/// The standard normals of the noise of image `k` at noise level number `level` (`len` values).
+pub fn curve_noise(seed: u64, k: u64, level: u64, len: usize) -> Vec<f32> {
+    normals(&mut keyed_rng([TAG_CURVE, seed, k, level]), len)
+}
+
+/// The denoising error of `den` on the clean `images` (n x d row-major, d = C·H·W of `dims`) at each
+/// σ of `sigmas`, the images passed `batch` at a time as f32 tensors (B, C, H, W) on the CPU. The
+/// noise of image k at `sigmas[i]` is [`curve_noise`]`(seed, k, i, d)`, so the result is the same for
+/// every batch size (for a denoiser whose output on one image does not depend on the others).
+pub fn denoise_curve(
+    den: &dyn ImageDenoiser,
+    images: &[f32],
+    dims: [usize; 3],
+    sigmas: &[f64],
+    seed: u64,
+    batch: usize,
+) -> Result<Vec<CurvePoint>> {
+    let d: usize = dims.iter().product();
+    if d == 0 || images.is_empty() || images.len() % d != 0 {
+        return Err(Error::Invalid(format!(
+            "denoising curve: {} pixel values are not a whole number of {}x{}x{} images",
+            images.len(),
+            dims[0],
+            dims[1],
+            dims[2]
+        )));
+    }
+    if batch == 0 {
+        return Err(Error::Invalid("denoising curve: the batch size must be at least 1".into()));
+    }
+    if let Some(s) = sigmas.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(Error::Invalid(format!("denoising curve: noise level {s} is not a positive number")));
+    }
+    let n = images.len() / d;
+    let mut points = Vec::with_capacity(sigmas.len());
+    for (level, &sigma) in sigmas.iter().enumerate() {
+        let s32 = sigma as f32;
+        // Per-image errors, in image order whatever the batching.
+        let mut errs = Vec::with_capacity(n);
+        let mut input_err = 0.0f64;
+        for first in (0..n).step_by(batch) {
+            let b = batch.min(n - first);
+            let clean = &images[first * d..(first + b) * d];
+            let mut noisy = Vec::with_capacity(b * d);
+            for (j, x) in clean.chunks_exact(d).enumerate() {
+                let z = curve_noise(seed, (first + j) as u64, level as u64, d);
+                noisy.extend(x.iter().zip(&z).map(|(&x, &z)| x + s32 * z));
+            }
+            for (x, y) in clean.chunks_exact(d).zip(noisy.chunks_exact(d)) {
+                input_err += sq_dist(x, y) / d as f64;
+            }
+            let y = Tensor::from_vec(noisy, (b, dims[0], dims[1], dims[2]), &Device::Cpu)?;
+            let out = den.denoise(&y, sigma)?;
+            if out.elem_count() != b * d {
+                return Err(Error::Invalid(format!(
+                    "denoising curve: the denoiser returned {} values for {b} images of {d} pixels",
+                    out.elem_count()
+                )));
+            }
+            let est = out.to_dtype(candle::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            errs.extend(
+                clean.chunks_exact(d).zip(est.chunks_exact(d)).map(|(x, e)| sq_dist(x, e) / d as f64),
+            );
+        }
+        let mse = errs.iter().sum::<f64>() / n as f64;
+        let mse_se = if n > 1 {
+            (errs.iter().map(|e| (e - mse).powi(2)).sum::<f64>() / (n - 1) as f64 / n as f64).sqrt()
+        } else {
+            f64::NAN
+        };
+        points.push(CurvePoint {
+            sigma,
+            effective_sigma: den.effective_sigma(sigma),
+            mse,
+            mse_se,
+            psnr: psnr(mse),
+            input_mse: input_err / n as f64,
+        });
+    }
+    Ok(points)
+}
+
+/// Σ_i (a_i − b_i)², accumulated in f64.
+fn sq_dist(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum()
+}
+
+/// PSNR = 10 log₁₀(1 / MSE) dB, for pixels in [0, 1].
+pub fn psnr(mse: f64) -> f64 {
+    -10.0 * mse.log10()
+}
+
+/// A power law y ≈ e^intercept · x^slope fitted by least squares of ln y on ln x.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SlopeFit {
+    /// b of ln y = a + b ln x.
+    pub slope: f64,
+    /// a of ln y = a + b ln x.
+    pub intercept: f64,
+    /// Coefficient of determination of the fit in log-log: 1 − SS_res / SS_tot (1 when SS_tot = 0).
+    pub r2: f64,
+    /// Points used.
+    pub points: usize,
+}
+
+impl SlopeFit {
+    /// The fitted y at x: e^a x^b.
+    pub fn predict(&self, x: f64) -> f64 {
+        (self.intercept + self.slope * x.ln()).exp()
+    }
+}
+
+/// Least squares of ln y on ln x over the points with x, y finite and positive (the others are left
+/// out): b = Σ (u − ū)(v − v̄) / Σ (u − ū)², a = v̄ − b ū with u = ln x, v = ln y. `None` when fewer than
+/// two such points remain or they all have the same x.
+pub fn fit_slope(points: &[(f64, f64)]) -> Option<SlopeFit> {
+    let uv: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|(x, y)| x.is_finite() && y.is_finite() && *x > 0.0 && *y > 0.0)
+        .map(|(x, y)| (x.ln(), y.ln()))
+        .collect();
+    let m = uv.len();
+    if m < 2 {
+        return None;
+    }
+    let (ub, vb) =
+        (uv.iter().map(|p| p.0).sum::<f64>() / m as f64, uv.iter().map(|p| p.1).sum::<f64>() / m as f64);
+    let suu: f64 = uv.iter().map(|(u, _)| (u - ub).powi(2)).sum();
+    let suv: f64 = uv.iter().map(|(u, v)| (u - ub) * (v - vb)).sum();
+    if !(suu > 0.0) {
+        return None;
+    }
+    let slope = suv / suu;
+    let intercept = vb - slope * ub;
+    let ss_res: f64 = uv.iter().map(|(u, v)| (v - intercept - slope * u).powi(2)).sum();
+    let ss_tot: f64 = uv.iter().map(|(_, v)| (v - vb).powi(2)).sum();
+    let r2 = if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { 1.0 };
+    Some(SlopeFit { slope, intercept, r2, points: m })
+}
+
+/// [`fit_slope`] of MSE against σ (the σ of the added noise, not the effective one) over the points
+/// with `sigma_min` ≤ σ ≤ `sigma_max`: the small-σ rate, MSE ≈ e^a σ^b there.
+pub fn fit_range(curve: &[CurvePoint], sigma_min: f64, sigma_max: f64) -> Option<SlopeFit> {
+    let pts: Vec<(f64, f64)> = curve
+        .iter()
+        .filter(|p| p.sigma >= sigma_min && p.sigma <= sigma_max)
+        .map(|p| (p.sigma, p.mse))
+        .collect();
+    fit_slope(&pts)
+}
+
+/// The optimal denoising rate on C^α images (Korostelev & Tsybakov 1993; Kadkhodaie et al. 2024):
+/// the minimax MSE at noise level σ scales as σ^{2α/(α+1)}, so the slope of ln MSE against ln σ is
+/// 2α/(α + 1) (α = 4: 1.6; it tends to 2, the slope of doing nothing, as α → ∞).
+pub fn calpha_optimal_slope(alpha: f64) -> f64 {
+    2.0 * alpha / (alpha + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LinearDenoiser;
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    #[test]
+    fn slope_fit_recovers_a_power_law() {
+        let pts: Vec<(f64, f64)> =
+            [0.01, 0.02, 0.05, 0.1, 0.3].iter().map(|&x: &f64| (x, 3.0 * x.powf(1.6))).collect();
+        let fit = fit_slope(&pts).unwrap();
+        assert!((fit.slope - 1.6).abs() < 1e-12, "{fit:?}");
+        assert!((fit.intercept - 3f64.ln()).abs() < 1e-12, "{fit:?}");
+        assert!((fit.r2 - 1.0).abs() < 1e-12 && fit.points == 5);
+        assert!((fit.predict(0.5) - 3.0 * 0.5f64.powf(1.6)).abs() < 1e-12);
+        // Non-positive points are left out; too few or a single x give no fit.
+        let mut with_bad = pts.clone();
+        with_bad.push((0.2, 0.0));
+        with_bad.push((-1.0, 1.0));
+        assert_eq!(fit_slope(&with_bad).unwrap().points, 5);
+        assert!(fit_slope(&pts[..1]).is_none());
+        assert!(fit_slope(&[(0.1, 1.0), (0.1, 2.0)]).is_none());
+        // Noisy points: r² below 1.
+        let noisy = [(0.01, 1.0), (0.1, 30.0), (1.0, 40.0)];
+        assert!(fit_slope(&noisy).unwrap().r2 < 1.0);
+        assert!((calpha_optimal_slope(4.0) - 1.6).abs() < 1e-15);
+        assert!((calpha_optimal_slope(1.0) - 1.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn fit_range_uses_the_small_sigma_points() {
+        let curve: Vec<CurvePoint> = [0.01, 0.03, 0.1, 0.3, 1.0]
+            .iter()
+            .map(|&s: &f64| {
+                let mse = if s <= 0.1 { 2.0 * s.powf(1.5) } else { 0.5 };
+                CurvePoint {
+                    sigma: s,
+                    effective_sigma: s,
+                    mse,
+                    mse_se: 0.0,
+                    psnr: psnr(mse),
+                    input_mse: s * s,
+                }
+            })
+            .collect();
+        let fit = fit_range(&curve, 0.0, 0.1).unwrap();
+        assert_eq!(fit.points, 3);
+        assert!((fit.slope - 1.5).abs() < 1e-12);
+        assert!(fit_range(&curve, 0.5, 0.6).is_none());
+    }
+
+    /// N(μ, U diag(λ) Uᵀ) in d = 16 dims, U a Householder reflection, and `n` samples from it (f32).
+    fn gaussian(n: usize) -> (LinearDenoiser, Vec<f32>) {
+        let d = 16;
+        let v: Vec<f64> = (0..d).map(|i| 1.0 + i as f64 * 0.37 - (i % 3) as f64).collect();
+        let vv: f64 = v.iter().map(|x| x * x).sum();
+        let basis: Vec<f64> =
+            (0..d * d).map(|k| (k / d == k % d) as u8 as f64 - 2.0 * v[k / d] * v[k % d] / vv).collect();
+        let eigenvalues: Vec<f64> = (0..d).map(|i| 0.05 / (i + 1) as f64).collect();
+        let mean: Vec<f64> = (0..d).map(|i| 0.3 + 0.02 * i as f64).collect();
+        let lin = LinearDenoiser::new(mean, basis, eigenvalues).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut images = Vec::with_capacity(n * d);
+        for _ in 0..n {
+            let g: Vec<f64> = (0..d)
+                .map(|i| {
+                    let z: f64 = StandardNormal.sample(&mut rng);
+                    lin.eigenvalues[i].sqrt() * z
+                })
+                .collect();
+            images
+                .extend((0..d).map(|r| {
+                    (lin.mean[r] + (0..d).map(|i| lin.basis[r * d + i] * g[i]).sum::<f64>()) as f32
+                }));
+        }
+        (lin, images)
+    }
+
+    #[test]
+    fn optimal_linear_denoiser_meets_its_closed_form() {
+        let (lin, images) = gaussian(4000);
+        let sigmas = [0.01, 0.05, 0.2, 1.0];
+        let curve = denoise_curve(&lin, &images, [1, 4, 4], &sigmas, 5, 64).unwrap();
+        assert_eq!(curve.len(), sigmas.len());
+        for (p, &s) in curve.iter().zip(&sigmas) {
+            // MSE*(σ) per pixel = Σ_i σ²λ_i/(λ_i + σ²) / d.
+            let want = lin.mse_on(&lin.eigenvalues, s) / 16.0;
+            assert!((p.mse - want).abs() < 4.0 * p.mse_se, "σ = {s}: {} ± {} vs {want}", p.mse, p.mse_se);
+            assert!(p.mse_se > 0.0 && p.mse_se < 0.05 * p.mse, "σ = {s}: SE {}", p.mse_se);
+            // 64,000 squared normals: relative SE √(2/64000) ≈ 0.56%.
+            assert!((p.input_mse / (s * s) - 1.0).abs() < 0.03, "σ = {s}: input MSE {}", p.input_mse);
+            assert!((p.psnr - psnr(p.mse)).abs() < 1e-12 && p.effective_sigma == s);
+        }
+        // The same noise whatever the batch size: the measured input MSE is bitwise equal. The GEMM of
+        // the linear denoiser is not bitwise independent of the number of rows it is given (its
+        // kernels depend on it), so its MSE agrees to rounding; an elementwise denoiser below is
+        // bitwise equal.
+        let other = denoise_curve(&lin, &images, [1, 4, 4], &sigmas, 5, 7).unwrap();
+        for (a, b) in curve.iter().zip(&other) {
+            assert_eq!(a.input_mse.to_bits(), b.input_mse.to_bits(), "σ = {}", a.sigma);
+            assert!((a.mse / b.mse - 1.0).abs() < 1e-6, "σ = {}: {} vs {}", a.sigma, a.mse, b.mse);
+        }
+        // Another seed draws other noise.
+        let seed6 = denoise_curve(&lin, &images, [1, 4, 4], &sigmas[..1], 6, 64).unwrap();
+        assert_ne!(seed6[0].input_mse, curve[0].input_mse);
+    }
+
+    /// x̂ = μ + g (y − μ) pixel by pixel, with g = λ / (λ + σ²): no GEMM, so each output pixel depends
+    /// only on its input pixel.
+    struct Shrink {
+        mean: f64,
+        variance: f64,
+    }
+
+    impl ImageDenoiser for Shrink {
+        fn denoise(&self, y: &Tensor, sigma: f64) -> Result<Tensor> {
+            let g = self.variance / (self.variance + sigma * sigma);
+            Ok(y.affine(g, (1.0 - g) * self.mean)?)
+        }
+
+        fn effective_sigma(&self, sigma: f64) -> f64 {
+            sigma * 2.0
+        }
+    }
+
+    #[test]
+    fn curve_is_bitwise_independent_of_the_batch_size() {
+        let (_, images) = gaussian(1000);
+        let den = Shrink { mean: 0.4, variance: 0.01 };
+        let sigmas = [0.02, 0.1, 0.5];
+        let a = denoise_curve(&den, &images, [1, 4, 4], &sigmas, 9, 64).unwrap();
+        for batch in [1, 7, 1000, 5000] {
+            let b = denoise_curve(&den, &images, [1, 4, 4], &sigmas, 9, batch).unwrap();
+            for (p, q) in a.iter().zip(&b) {
+                assert_eq!(p.mse.to_bits(), q.mse.to_bits(), "batch {batch}, σ = {}", p.sigma);
+                assert_eq!(p.mse_se.to_bits(), q.mse_se.to_bits());
+                assert_eq!(p.input_mse.to_bits(), q.input_mse.to_bits());
+            }
+        }
+        assert_eq!(a[1].effective_sigma, 0.2);
+        // Image k's noise at level i is curve_noise(seed, k, i, d): recompute the input MSE of level 2.
+        let d = 16;
+        let input: f64 = images
+            .chunks_exact(d)
+            .enumerate()
+            .map(|(k, x)| {
+                let z = curve_noise(9, k as u64, 2, d);
+                x.iter().zip(&z).map(|(&x, &z)| ((x + 0.5f32 * z) as f64 - x as f64).powi(2)).sum::<f64>()
+                    / d as f64
+            })
+            .sum::<f64>()
+            / 1000.0;
+        assert_eq!(input.to_bits(), a[2].input_mse.to_bits());
+    }
+
+    #[test]
+    fn bad_inputs_are_refused() {
+        let (lin, images) = gaussian(3);
+        assert!(denoise_curve(&lin, &images[..20], [1, 4, 4], &[0.1], 0, 4).is_err());
+        assert!(denoise_curve(&lin, &images, [1, 4, 4], &[0.0], 0, 4).is_err());
+        assert!(denoise_curve(&lin, &images, [1, 4, 4], &[0.1], 0, 0).is_err());
+        let one = denoise_curve(&lin, &images[..16], [1, 4, 4], &[0.1], 0, 4).unwrap();
+        assert!(one[0].mse > 0.0 && one[0].mse_se.is_nan());
+    }
+}
