@@ -6,25 +6,7 @@ use common::{corr, fails, json, memgen, ok, samples};
 use std::path::Path;
 
 fn train(ds: &Path, run: &Path, side: &str) {
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml");
-    ok(&memgen(&[
-        "train",
-        "--data",
-        ds.to_str().unwrap(),
-        "--model",
-        tiny.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--n",
-        "5",
-        "--split",
-        side,
-        "--steps",
-        "3",
-        "--batch-size",
-        "4",
-        "--quiet",
-    ]));
+    common::train_tiny(ds, run, 5, side, 3, 4);
 }
 
 #[test]

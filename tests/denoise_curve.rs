@@ -20,23 +20,8 @@ fn denoise_curve_of_a_tiny_run() {
         "--out",
         ds.to_str().unwrap(),
     ]));
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml");
-    ok(&memgen(&[
-        "train",
-        "--data",
-        ds.to_str().unwrap(),
-        "--model",
-        tiny.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--n",
-        "8",
-        "--steps",
-        "20",
-        "--batch-size",
-        "8",
-        "--quiet",
-    ]));
+    common::train_tiny(&ds, &run, 8, "a", 20, 8);
+
     let sigmas = "0.01,0.03,0.1,0.3,1";
     let args = [
         "denoise-curve",

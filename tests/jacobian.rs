@@ -6,25 +6,7 @@ use common::{fails, json, memgen, ok};
 use std::path::Path;
 
 fn train(ds: &Path, run: &Path, side: &str) {
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml");
-    ok(&memgen(&[
-        "train",
-        "--data",
-        ds.to_str().unwrap(),
-        "--model",
-        tiny.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--n",
-        "8",
-        "--split",
-        side,
-        "--steps",
-        "10",
-        "--batch-size",
-        "4",
-        "--quiet",
-    ]));
+    common::train_tiny(ds, run, 8, side, 10, 4);
 }
 
 /// The f32 values and shape of tensor `name` of a safetensors file.

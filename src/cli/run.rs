@@ -94,11 +94,11 @@ pub fn run_run(a: RunArgs) -> Result<()> {
         }
         None => None,
     };
-    execute(&plan, only.as_ref(), &a.opts)?;
-    if a.job.is_none() {
-        write_report(&exp, &plan, &text)?;
+    let ran = execute(&plan, only.as_ref(), &a.opts);
+    match a.job {
+        None => finish(ran, &exp, &plan, &text),
+        Some(_) => ran,
     }
-    Ok(())
 }
 
 pub fn run_demo(a: DemoArgs) -> Result<()> {
@@ -116,8 +116,8 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
         root.display()
     );
     let started = std::time::Instant::now();
-    execute(&plan, None, &a.opts)?;
-    write_report(&exp, &plan, DEMO_EXPERIMENT)?;
+    let ran = execute(&plan, None, &a.opts);
+    finish(ran, &exp, &plan, DEMO_EXPERIMENT)?;
     println!("demo finished in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -136,6 +136,20 @@ fn execute(plan: &Plan, only: Option<&HashSet<String>>, o: &RunOpts) -> Result<(
     let s = exec::execute(plan, only, &opts)?;
     eprintln!("{} jobs run, {} already finished", s.ran.len(), s.skipped.len());
     Ok(())
+}
+
+/// Write the report after a sweep; after a failed one, a partial report of what finished, and the
+/// failure.
+fn finish(ran: Result<()>, exp: &Experiment, plan: &Plan, text: &str) -> Result<()> {
+    match ran {
+        Ok(()) => write_report(exp, plan, text),
+        Err(e) => {
+            if write_report(exp, plan, text).is_ok() {
+                eprintln!("the report above holds only the jobs that finished");
+            }
+            Err(e)
+        }
+    }
 }
 
 fn write_report(exp: &Experiment, plan: &Plan, text: &str) -> Result<()> {

@@ -62,3 +62,14 @@ pub fn corr(a: &[f32], b: &[f32]) -> f64 {
     let vb: f64 = b.iter().map(|&y| (y as f64 - mb).powi(2)).sum();
     cov / (va * vb).sqrt()
 }
+
+/// Train models/unet-tiny.toml on S_side(n) of the prepared dataset `ds` into `run` for `steps`
+/// steps at `batch` images per step.
+pub fn train_tiny(ds: &Path, run: &Path, n: usize, side: &str, steps: usize, batch: usize) {
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml");
+    let (n, steps, batch) = (n.to_string(), steps.to_string(), batch.to_string());
+    ok(&memgen(&[
+        "train", "--data", ds.to_str().unwrap(), "--model", tiny.to_str().unwrap(), "--out",
+        run.to_str().unwrap(), "--n", &n, "--split", side, "--steps", &steps, "--batch-size", &batch, "--quiet",
+    ]));
+}

@@ -114,7 +114,8 @@ pub struct NResult {
     pub kl: Option<f64>,
     /// Directions of zero variance in ρ_N ([`degenerate_directions`]).
     pub degenerate_directions: usize,
-    /// KL of a Gaussian fitted to `check_samples` generated samples.
+    /// KL of a Gaussian fitted to `check_samples` generated samples (`None` when not drawn, or when
+    /// their covariance is not positive definite: directions too thin for f32 samples).
     pub kl_samples: Option<f64>,
     pub check_samples: usize,
     /// N > d: E[KL] of a plain Gaussian fit, and d(d+3)/(4N).
@@ -228,7 +229,12 @@ pub fn analyse_fitted(
     let resolvable = below_f32_resolution(&dist) == 0;
     let kl_samples = if cfg.check_samples > d && truth.gaussian.is_some() && resolvable {
         let x = draw(fitted, schedule, sampler, cfg)?;
-        Some(kl_from_samples(&x, d, &truth.mean, &truth.cov)?)
+        // A sample covariance that rounding leaves indefinite has no Gaussian fit: not measured.
+        match kl_from_samples(&x, d, &truth.mean, &truth.cov) {
+            Ok(kl) => Some(kl),
+            Err(Error::Invalid(msg)) if msg.contains("S1") => None,
+            Err(e) => return Err(e),
+        }
     } else {
         None
     };
