@@ -35,9 +35,10 @@ pub struct RunOpts {
     /// Experiment directory (default runs/<name>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Jobs run at once as separate processes; the threads are split between them.
-    #[arg(long, default_value_t = 1)]
-    pub jobs: usize,
+    /// Jobs run at once as separate processes, the threads split between them (default: 1 for
+    /// `memgen run`; 2 for `memgen demo` when at least 2 threads are available).
+    #[arg(long)]
+    pub jobs: Option<usize>,
     /// Redo jobs whose finished command line differs from the experiment's (their old output is moved
     /// aside as <dir>.replaced-<time>, never deleted).
     #[arg(long)]
@@ -48,7 +49,7 @@ pub struct RunOpts {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  cargo run --release -- demo --jobs 2")]
+#[command(after_help = "Example:\n  cargo run --release -- demo")]
 pub struct DemoArgs {
     #[command(flatten)]
     pub opts: RunOpts,
@@ -94,7 +95,7 @@ pub fn run_run(a: RunArgs) -> Result<()> {
         }
         None => None,
     };
-    let ran = execute(&plan, only.as_ref(), &a.opts);
+    let ran = execute(&plan, only.as_ref(), &a.opts, false);
     match a.job {
         None => finish(ran, &exp, &plan, &text),
         Some(_) => ran,
@@ -116,19 +117,21 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
         root.display()
     );
     let started = std::time::Instant::now();
-    let ran = execute(&plan, None, &a.opts);
+    let ran = execute(&plan, None, &a.opts, true);
     finish(ran, &exp, &plan, DEMO_EXPERIMENT)?;
     println!("demo finished in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-fn execute(plan: &Plan, only: Option<&HashSet<String>>, o: &RunOpts) -> Result<()> {
-    if o.jobs == 0 {
+fn execute(plan: &Plan, only: Option<&HashSet<String>>, o: &RunOpts, demo: bool) -> Result<()> {
+    let demo_default = (super::threads() >= 2) as usize + 1;
+    let jobs = o.jobs.unwrap_or(if demo { demo_default } else { 1 });
+    if jobs == 0 {
         bail!("--jobs must be at least 1");
     }
     let opts = ExecOptions {
         exe: std::env::current_exe().context("locating the memgen binary")?,
-        jobs: o.jobs,
+        jobs,
         threads: super::threads(),
         force: o.force,
         quiet: o.quiet,
