@@ -3,23 +3,12 @@
 mod common;
 
 use common::{fails, json, memgen, ok};
-use std::path::Path;
 
 #[test]
 fn denoise_curve_of_a_tiny_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (ds, run) = (tmp.path().join("ds"), tmp.path().join("run"));
-    ok(&memgen(&[
-        "data",
-        "prepare",
-        "calpha",
-        "--count",
-        "60",
-        "--side",
-        "8",
-        "--out",
-        ds.to_str().unwrap(),
-    ]));
+    common::prepare(&ds, "calpha", 60, 8);
     common::train_tiny(&ds, &run, 8, "a", 20, 8);
 
     let sigmas = "0.01,0.03,0.1,0.3,1";

@@ -22,17 +22,7 @@ fn tensor(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
 fn jacobian_of_two_runs_and_their_overlap() {
     let tmp = tempfile::tempdir().unwrap();
     let (ds, run_a, run_b) = (tmp.path().join("ds"), tmp.path().join("a"), tmp.path().join("b"));
-    ok(&memgen(&[
-        "data",
-        "prepare",
-        "calpha",
-        "--count",
-        "40",
-        "--side",
-        "8",
-        "--out",
-        ds.to_str().unwrap(),
-    ]));
+    common::prepare(&ds, "calpha", 40, 8);
     train(&ds, &run_a, "a");
     train(&ds, &run_b, "b");
     let (ds_s, a_s, b_s) = (ds.to_str().unwrap(), run_a.to_str().unwrap(), run_b.to_str().unwrap());

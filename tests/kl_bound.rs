@@ -79,17 +79,7 @@ fn trained_runs_and_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let (ds, run, out) = (tmp.path().join("ds"), tmp.path().join("run"), tmp.path().join("klb"));
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    ok(&memgen(&[
-        "data",
-        "prepare",
-        "gaussian",
-        "--count",
-        "40",
-        "--side",
-        "8",
-        "--out",
-        ds.to_str().unwrap(),
-    ]));
+    common::prepare(&ds, "gaussian", 40, 8);
     ok(&memgen(&[
         "train",
         "--data",

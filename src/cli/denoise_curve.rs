@@ -299,7 +299,5 @@ fn plot(out: &Path, title: &str, curve: &[CurvePoint], fit: Option<&Fit>, alpha:
         log_y: true,
         vlines,
     };
-    memgen_report::save_svg(&plot.to_svg()?, &out.join("denoise-curve.svg"))?;
-    memgen_report::save_rgb_png(&plot.to_png(800, 560)?, &out.join("denoise-curve.png"))?;
-    Ok(())
+    super::save_plot(out, "denoise-curve", &plot)
 }

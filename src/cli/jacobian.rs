@@ -2,6 +2,7 @@
 //! geometry-adaptive harmonic basis of Kadkhodaie et al. 2024) and, with `--compare`, the overlap of
 //! two models' eigenspaces.
 
+use super::save_plot;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use memgen_analysis::jacobian::{jacobian_of_image, save_safetensors, subspace_overlap, Analysis, Jacobian};
@@ -350,10 +351,4 @@ fn overlap_plot(out: &Path, overlaps: &[Overlap]) -> Result<()> {
         vlines: vec![],
     };
     save_plot(out, "overlap", &plot)
-}
-
-fn save_plot(out: &Path, name: &str, plot: &LinePlot) -> Result<()> {
-    memgen_report::save_svg(&plot.to_svg()?, &out.join(format!("{name}.svg")))?;
-    memgen_report::save_rgb_png(&plot.to_png(800, 560)?, &out.join(format!("{name}.png")))?;
-    Ok(())
 }

@@ -1,8 +1,9 @@
 //! `memgen kl-bound`: the KL bound from denoising errors (Kadkhodaie et al. 2024) on Gaussian data,
 //! where the optimal denoiser is known, next to the linear model's exact KL divergences.
 
-use super::linear::{fmt, gaussian_config, gaussian_data, gaussian_description, save_plot};
+use super::linear::{fmt, gaussian_config, gaussian_data, gaussian_description};
 use super::sample::TimeSamplerOpts;
+use super::save_plot;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use memgen_analysis::klbound::{

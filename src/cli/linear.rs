@@ -1,6 +1,7 @@
 //! `memgen linear`: the linear-denoiser baseline (Merger & Goldt) over a range of training-set sizes.
 
 use super::sample::TimeSamplerOpts;
+use super::save_plot;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use faer::Mat;
@@ -379,10 +380,4 @@ fn sweep_plot(out: &Path, name: &str, x: &str, sweeps: &[Sweep], f: impl Fn(&Swe
         vlines: vec![],
     };
     save_plot(out, name, &plot)
-}
-
-pub(super) fn save_plot(out: &Path, name: &str, plot: &LinePlot) -> Result<()> {
-    memgen_report::save_svg(&plot.to_svg()?, &out.join(format!("{name}.svg")))?;
-    memgen_report::save_rgb_png(&plot.to_png(800, 560)?, &out.join(format!("{name}.png")))?;
-    Ok(())
 }

@@ -94,6 +94,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Write `plot` as OUT/NAME.svg and an 800 x 560 OUT/NAME.png.
+fn save_plot(out: &std::path::Path, name: &str, plot: &memgen_report::LinePlot) -> anyhow::Result<()> {
+    plot.save(out, name, 800, 560)?;
+    Ok(())
+}
+
 /// Size the global rayon pool (used by the data layer and by candle's CPU kernels).
 fn rayon_threads(n: usize) -> anyhow::Result<()> {
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());

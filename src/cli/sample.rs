@@ -245,15 +245,7 @@ pub fn sample_into(run: &Path, cfg: &GenerateConfig, out: &Path, png_each: bool)
     let bar = progress_bar(cfg.count, run);
     let g = generate(run, cfg, Some(&bar)).with_context(|| format!("sampling {}", run.display()))?;
     bar.finish_and_clear();
-    let n = g.dims[0];
-    let record = serde_json::json!({
-        "run": run,
-        "config": cfg,
-        "result": g,
-        "threads": super::threads(),
-        "images_per_s": n as f64 / g.seconds.max(1e-9),
-    });
-    write_samples(&g, &record, out, png_each)?;
+    write_with_record(&g, cfg, ("run", serde_json::json!(run)), out, png_each)?;
     Ok(g)
 }
 
@@ -274,23 +266,35 @@ pub fn sample_oracle_into(
     let (g, split) = memgen_linear::oracle::generate(&data_ref, &schedule, cfg, &|n| bar.inc(n as u64))
         .with_context(|| format!("sampling the empirical optimal denoiser of {}", data.display()))?;
     bar.finish_and_clear();
-    let n = g.dims[0];
-    let record = serde_json::json!({
-        "oracle": {
-            "dataset": split.dataset,
-            "content_hash": split.content_hash,
-            "selection": split.selection,
-            "n_train": split.indices.len(),
-            "indices": split.indices,
-            "schedule": schedule,
-        },
+    let oracle = serde_json::json!({
+        "dataset": split.dataset,
+        "content_hash": split.content_hash,
+        "selection": split.selection,
+        "n_train": split.indices.len(),
+        "indices": split.indices,
+        "schedule": schedule,
+    });
+    write_with_record(&g, cfg, ("oracle", oracle), out, png_each)?;
+    Ok(g)
+}
+
+/// Write the samples with their samples.json: `source` (what was sampled: "run" or "oracle"), the
+/// sampler config, the result, threads and images/s.
+fn write_with_record(
+    g: &Generated,
+    cfg: &GenerateConfig,
+    source: (&str, serde_json::Value),
+    out: &Path,
+    png_each: bool,
+) -> Result<()> {
+    let mut record = serde_json::json!({
         "config": cfg,
         "result": g,
         "threads": super::threads(),
-        "images_per_s": n as f64 / g.seconds.max(1e-9),
+        "images_per_s": g.dims[0] as f64 / g.seconds.max(1e-9),
     });
-    write_samples(&g, &record, out, png_each)?;
-    Ok(g)
+    record[source.0] = source.1;
+    write_samples(g, &record, out, png_each)
 }
 
 fn progress_bar(count: usize, what: &Path) -> indicatif::ProgressBar {

@@ -69,7 +69,37 @@ pub fn train_tiny(ds: &Path, run: &Path, n: usize, side: &str, steps: usize, bat
     let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml");
     let (n, steps, batch) = (n.to_string(), steps.to_string(), batch.to_string());
     ok(&memgen(&[
-        "train", "--data", ds.to_str().unwrap(), "--model", tiny.to_str().unwrap(), "--out",
-        run.to_str().unwrap(), "--n", &n, "--split", side, "--steps", &steps, "--batch-size", &batch, "--quiet",
+        "train",
+        "--data",
+        ds.to_str().unwrap(),
+        "--model",
+        tiny.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--n",
+        &n,
+        "--split",
+        side,
+        "--steps",
+        &steps,
+        "--batch-size",
+        &batch,
+        "--quiet",
+    ]));
+}
+
+/// `memgen data prepare SOURCE --count COUNT --side SIDE --out DS` (a generator source).
+pub fn prepare(ds: &Path, source: &str, count: usize, side: usize) {
+    let (count, side) = (count.to_string(), side.to_string());
+    ok(&memgen(&[
+        "data",
+        "prepare",
+        source,
+        "--count",
+        &count,
+        "--side",
+        &side,
+        "--out",
+        ds.to_str().unwrap(),
     ]));
 }

@@ -105,6 +105,11 @@ pub fn setup(plan: &Plan, model_source: &Path, experiment_text: &str, force: boo
     crate::write_atomic(&plan.root.join("experiment.toml"), experiment_text.as_bytes())
 }
 
+/// Whether `job` has a stamp recording the plan's command line.
+fn finished(plan: &Plan, job: &Job) -> bool {
+    read_json::<Stamp>(&stamp_path(&plan.root, &job.id)).is_ok_and(|s| s.args == job.args)
+}
+
 /// Whether `job` is finished, or how it would run; a conflicting stamp is an error (or, with `force`,
 /// the old output is moved aside and the job is pending).
 pub fn state(plan: &Plan, job: &Job, force: bool) -> Result<JobState> {
@@ -171,9 +176,9 @@ fn command_line(job: &Job, resume: bool) -> Vec<String> {
     }
 }
 
-/// Remove what an interrupted job left that would stop it from starting again: a training directory
-/// with no checkpoint yet (its config, split and log only), any other job's partial output directory
-/// is left to the job, which rewrites its files atomically.
+/// Remove what an interrupted job left that would stop it from starting again: the config, split and
+/// log of a training with no checkpoint yet, and the files of a prepare. Other jobs rewrite their
+/// files atomically and need nothing removed.
 fn clear_partial(job: &Job) -> Result<()> {
     if matches!(job.kind, JobKind::Train { .. }) {
         for f in ["config.json", "split.json", "train.jsonl"] {
@@ -318,12 +323,11 @@ pub fn execute(plan: &Plan, only: Option<&HashSet<String>>, opts: &ExecOptions) 
     let bars = Bars::new(plan, &selected, &states, opts.quiet);
     let mut pending: Vec<&Job> =
         selected.iter().copied().filter(|j| states[&j.id] != JobState::Done).collect();
+    // Finished: the selected jobs found done above, and unselected ones with a matching stamp.
     let mut done: HashSet<String> = plan
         .jobs
         .iter()
-        .filter(|j| {
-            stamp_path(&plan.root, &j.id).exists() && state(plan, j, false).ok() == Some(JobState::Done)
-        })
+        .filter(|j| states.get(&j.id).map_or_else(|| finished(plan, j), |s| *s == JobState::Done))
         .map(|j| j.id.clone())
         .collect();
     let mut running: Vec<(&Job, Running)> = Vec::new();
@@ -469,12 +473,6 @@ fn progress(job: &Job) -> u64 {
     if !matches!(job.kind, JobKind::Train { .. }) {
         return 0;
     }
-    last_logged_step(&job.output.join("train.jsonl")).unwrap_or(0)
-}
-
-/// The step of the last line of a train.jsonl.
-pub fn last_logged_step(path: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
-    serde_json::from_str::<serde_json::Value>(line).ok()?.get("step")?.as_u64()
+    let log = crate::results::read_train(&job.output.join("train.jsonl"));
+    log.ok().flatten().map_or(0, |t| t.steps)
 }

@@ -4,7 +4,7 @@
 //! file.
 
 use crate::plan::{compare_dir, linear_dir, Plan};
-use crate::results::{PairResult, Results};
+use crate::results::Results;
 use crate::{write_json, Error, Result};
 use memgen_report::html::{Block, Page};
 use memgen_report::lineplot::{LinePlot, LineSeries, LineStyle};
@@ -38,11 +38,8 @@ pub fn write(plan: &Plan, results: &Results, experiment_text: &str) -> Result<Wr
         ("fractions", plot_of(results, FRACTION_TITLE, "fraction", &fractions), "Fractions of samples memorized (best correlation with the own training set above the threshold, or L2 NN1/NN2 ratio below it) and of noise draws on which the two models agree."),
     ];
     for (name, plot, caption) in figures {
-        let svg = plot.to_svg()?;
-        files.push(save_svg(&dir, name, &svg)?);
-        let png = dir.join(format!("{name}.png"));
-        memgen_report::save_rgb_png(&plot.to_png(PNG_SIZE.0, PNG_SIZE.1)?, &png)?;
-        files.push(png);
+        let svg = plot.save(&dir, name, PNG_SIZE.0, PNG_SIZE.1)?;
+        files.extend(["svg", "png"].map(|ext| dir.join(format!("{name}.{ext}"))));
         blocks.push(Block::Svg { caption: caption.into(), svg });
     }
     blocks.extend(linear_blocks(plan, &dir, &mut files)?);
@@ -84,60 +81,15 @@ fn save_svg(dir: &Path, name: &str, svg: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn fmt(v: Option<f64>, places: usize) -> String {
-    v.map_or("-".into(), |x| format!("{x:.places$}"))
-}
-
 fn headline_block(r: &Results) -> Block {
-    let header = [
-        "N",
-        "steps",
-        "corr to own set A",
-        "corr to own set B",
-        "memorized",
-        "corr(x_A, x_B)",
-        "agree",
-        "corr A to S_B",
-        "S_A vs S_B",
-        "oracle corr(x_A, x_B)",
-        "linear KL",
-        "linear test loss",
-        "train s (A, B)",
-    ];
-    let rows = r
-        .rows
-        .iter()
-        .map(|row| {
-            let m = row.models.as_ref();
-            let l = row.linear.as_ref();
-            vec![
-                row.n.to_string(),
-                row.train_a.as_ref().map_or("-".into(), |t| t.steps.to_string()),
-                fmt(m.and_then(|m| m.a_own.median), 3),
-                fmt(m.and_then(|m| m.b_own.median), 3),
-                fmt(m.map(|m| m.memorized_by_corr), 2),
-                fmt(m.and_then(|m| m.corr_ab.median), 3),
-                fmt(m.map(|m| m.agree), 2),
-                fmt(m.and_then(|m| m.a_other.median), 3),
-                fmt(m.and_then(|m| m.sets.median), 3),
-                fmt(row.oracle.as_ref().and_then(|o| o.corr_ab.median), 3),
-                l.and_then(|l| l.kl).map_or("-".into(), |k| format!("{k:.4e}")),
-                l.and_then(|l| l.test_loss).map_or("-".into(), |k| format!("{k:.4e}")),
-                format!(
-                    "{}, {}",
-                    fmt(row.train_a.as_ref().map(|t| t.seconds), 0),
-                    fmt(row.train_b.as_ref().map(|t| t.seconds), 0)
-                ),
-            ]
-        })
-        .collect();
+    let (header, rows) = r.table();
     Block::Table {
         caption: Some(format!(
             "Medians over {} noise draws per N; memorized / agree: fraction above corr {}.",
             r.rows.iter().find_map(|x| x.models.as_ref().map(|m| m.draws)).unwrap_or(0),
             r.corr_threshold.map_or("-".into(), |t| t.to_string())
         )),
-        header: header.iter().map(|h| h.to_string()).collect(),
+        header,
         rows,
     }
 }
@@ -145,10 +97,6 @@ fn headline_block(r: &Results) -> Block {
 /// (N, value) points of the rows that have the value.
 fn points(r: &Results, f: impl Fn(&crate::results::Row) -> Option<f64>) -> Vec<(f64, f64)> {
     r.rows.iter().filter_map(|row| Some((row.n as f64, f(row)?))).collect()
-}
-
-fn median(p: Option<&PairResult>, f: impl Fn(&PairResult) -> Option<f64>) -> Option<f64> {
-    p.and_then(f)
 }
 
 /// A named series of (N, value) points and how it is drawn.
@@ -162,32 +110,28 @@ pub fn transition_series(r: &Results) -> Vec<NamedSeries> {
     vec![
         (
             "A: corr to nearest image of own set",
-            points(r, |x| median(x.models.as_ref(), |m| m.a_own.median)),
+            points(r, |x| x.models.as_ref()?.a_own.median),
             LineStyle::LineAndMarkers,
         ),
         (
             "B: corr to nearest image of own set",
-            points(r, |x| median(x.models.as_ref(), |m| m.b_own.median)),
+            points(r, |x| x.models.as_ref()?.b_own.median),
             LineStyle::LineAndMarkers,
         ),
         (
             "corr(x_A, x_B): the two models",
-            points(r, |x| median(x.models.as_ref(), |m| m.corr_ab.median)),
+            points(r, |x| x.models.as_ref()?.corr_ab.median),
             LineStyle::LineAndMarkers,
         ),
         (
             "A: corr to nearest image of S_B",
-            points(r, |x| median(x.models.as_ref(), |m| m.a_other.median)),
+            points(r, |x| x.models.as_ref()?.a_other.median),
             LineStyle::Dashed,
         ),
-        (
-            "oracle corr(x_A, x_B)",
-            points(r, |x| median(x.oracle.as_ref(), |m| m.corr_ab.median)),
-            LineStyle::Dashed,
-        ),
+        ("oracle corr(x_A, x_B)", points(r, |x| x.oracle.as_ref()?.corr_ab.median), LineStyle::Dashed),
         (
             "S_A vs nearest in S_B (no model)",
-            points(r, |x| median(x.models.as_ref(), |m| m.sets.median)),
+            points(r, |x| x.models.as_ref()?.sets.median),
             LineStyle::Markers,
         ),
     ]

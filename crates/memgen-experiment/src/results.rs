@@ -113,7 +113,8 @@ fn pixels(manifest: &Path) -> Option<usize> {
     Some(dim("channels")? * dim("height")? * dim("width")?)
 }
 
-fn read_train(path: &Path) -> Result<Option<TrainResult>> {
+/// The last line of a train.jsonl (`None` when the file is missing or empty).
+pub(crate) fn read_train(path: &Path) -> Result<Option<TrainResult>> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
     let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else { return Ok(None) };
     let v: serde_json::Value =
@@ -271,31 +272,61 @@ impl Results {
         out
     }
 
-    /// The headline table (Markdown): per N the median correlation of the samples with their own
-    /// training set, the memorized fraction, the agreement of the two models, the oracle's agreement
-    /// and the linear KL.
-    pub fn headline(&self) -> String {
-        let mut t = String::from(
-            "| N | corr to own training set (median A / B) | memorized | corr(x_A, x_B) median | agree | corr to other set (A) | oracle corr(x_A, x_B) | linear KL | train s (A) |\n\
-             |---|---|---|---|---|---|---|---|---|\n",
-        );
+    /// The headline table, one row per N: training steps, the median correlation of the samples with
+    /// their own training set (A, B), the memorized fraction, the two models' agreement (median
+    /// corr(x_A, x_B), fraction above the threshold), A against the other set, the training sets
+    /// against each other, the oracles' agreement, the linear KL and test loss, training seconds.
+    pub fn table(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let header = [
+            "N",
+            "steps",
+            "corr to own set A",
+            "corr to own set B",
+            "memorized",
+            "corr(x_A, x_B)",
+            "agree",
+            "corr A to S_B",
+            "S_A vs S_B",
+            "oracle corr(x_A, x_B)",
+            "linear KL",
+            "linear test loss",
+            "train s (A, B)",
+        ];
         let f = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
-        for r in &self.rows {
-            let m = r.models.as_ref();
-            let _ = writeln!(
-                t,
-                "| {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |",
-                r.n,
-                f(m.and_then(|m| m.a_own.median), 3),
-                f(m.and_then(|m| m.b_own.median), 3),
-                f(m.map(|m| m.memorized_by_corr), 2),
-                f(m.and_then(|m| m.corr_ab.median), 3),
-                f(m.map(|m| m.agree), 2),
-                f(m.and_then(|m| m.a_other.median), 3),
-                f(r.oracle.as_ref().and_then(|o| o.corr_ab.median), 3),
-                r.linear.as_ref().and_then(|l| l.kl).map_or("-".into(), |k| format!("{k:.4}")),
-                f(r.train_a.as_ref().map(|t| t.seconds), 0),
-            );
+        let e = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
+        let rows = self
+            .rows
+            .iter()
+            .map(|row| {
+                let m = row.models.as_ref();
+                let l = row.linear.as_ref();
+                let (ta, tb) = (row.train_a.as_ref(), row.train_b.as_ref());
+                vec![
+                    row.n.to_string(),
+                    ta.map_or("-".into(), |t| t.steps.to_string()),
+                    f(m.and_then(|m| m.a_own.median), 3),
+                    f(m.and_then(|m| m.b_own.median), 3),
+                    f(m.map(|m| m.memorized_by_corr), 2),
+                    f(m.and_then(|m| m.corr_ab.median), 3),
+                    f(m.map(|m| m.agree), 2),
+                    f(m.and_then(|m| m.a_other.median), 3),
+                    f(m.and_then(|m| m.sets.median), 3),
+                    f(row.oracle.as_ref().and_then(|o| o.corr_ab.median), 3),
+                    e(l.and_then(|l| l.kl)),
+                    e(l.and_then(|l| l.test_loss)),
+                    format!("{}, {}", f(ta.map(|t| t.seconds), 0), f(tb.map(|t| t.seconds), 0)),
+                ]
+            })
+            .collect();
+        (header.iter().map(|h| h.to_string()).collect(), rows)
+    }
+
+    /// [`Results::table`] as Markdown.
+    pub fn headline(&self) -> String {
+        let (header, rows) = self.table();
+        let mut t = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+        for row in rows {
+            let _ = writeln!(t, "| {} |", row.join(" | "));
         }
         t
     }

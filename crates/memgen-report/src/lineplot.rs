@@ -423,6 +423,15 @@ impl LinePlot<'_> {
         w
     }
 
+    /// Write the plot as `DIR/NAME.svg` and as a `width` x `height` `DIR/NAME.png` (both atomically);
+    /// returns the SVG text.
+    pub fn save(&self, dir: &std::path::Path, name: &str, width: u32, height: u32) -> Result<String> {
+        let svg = self.to_svg()?;
+        crate::save_svg(&svg, &dir.join(format!("{name}.svg")))?;
+        crate::save_rgb_png(&self.to_png(width, height)?, &dir.join(format!("{name}.png")))?;
+        Ok(svg)
+    }
+
     /// The plot drawn into a `width` x `height` RGB image: the same elements as [`Self::to_svg`], text in
     /// the bitmap font (scaled up for images of 1280 x 960 and more), lines and markers in the series'
     /// exact colours (no anti-aliasing). Errors if the image is too small to leave a plot area of at
