@@ -2,18 +2,26 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use memgen_diffusion::checkpoint;
 use memgen_diffusion::optim::AdamWConfig;
-use memgen_diffusion::run::{device, load_training_data, write_json, DataRef, RunConfig, Selection, Side};
+use memgen_diffusion::run::{
+    device, load_training_data, read_json, write_json, DataRef, RunConfig, Selection, Side,
+};
 use memgen_diffusion::schedule::{BetaSchedule, ScheduleConfig};
 use memgen_diffusion::train::{run, LrDecay, RunOptions, TrainConfig, Trainer};
 use memgen_diffusion::ModelConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Continue the run in this directory from its newest checkpoint (other flags except --steps and --quiet are ignored).
+    /// Continue the run in this directory from its newest checkpoint (other flags except --steps, --quiet and --force are ignored).
     #[arg(long, conflicts_with_all = ["data", "model", "out"])]
     pub resume: Option<PathBuf>,
+    /// With --out: replace a run already in that directory (it is moved aside to
+    /// <dir>.replaced-<time>, not deleted). With --resume: continue a run written by another memgen
+    /// version.
+    #[arg(long)]
+    pub force: bool,
     /// Prepared dataset directory (from `memgen data prepare`).
     #[arg(long, required_unless_present = "resume")]
     pub data: Option<PathBuf>,
@@ -90,7 +98,7 @@ pub enum ScheduleArg {
 
 pub fn run_train(a: TrainArgs) -> Result<()> {
     match a.resume.clone() {
-        Some(dir) => resume(&dir, a.steps, a.quiet),
+        Some(dir) => resume(&dir, a.steps, a.quiet, a.force),
         None => start(a),
     }
 }
@@ -101,9 +109,6 @@ fn start(a: TrainArgs) -> Result<()> {
         a.model.clone().unwrap_or_default(),
         a.out.clone().unwrap_or_default(),
     );
-    if out.join("config.json").exists() {
-        bail!("{} already holds a run; continue it with --resume {}", out.display(), out.display());
-    }
     let manifest = memgen_data::dataset::read_manifest(&data)?;
     let selection = match (&a.indices, a.n) {
         (Some(path), _) => Selection::File { path: path.clone() },
@@ -146,6 +151,9 @@ fn start(a: TrainArgs) -> Result<()> {
         device: a.device.clone(),
         memgen_version: env!("CARGO_PKG_VERSION").into(),
     };
+    if out.join("config.json").exists() {
+        refuse_or_replace(&out, &run_cfg, a.force)?;
+    }
     let dev = device(&a.device)?;
     let (images, record) = load_training_data(&run_cfg.data, &dev)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -166,20 +174,120 @@ fn start(a: TrainArgs) -> Result<()> {
     finish(&mut trainer, &out, a.quiet)
 }
 
-fn resume(dir: &std::path::Path, steps: Option<usize>, quiet: bool) -> Result<()> {
-    let mut run_cfg = RunConfig::load(dir)?;
+fn resume(dir: &Path, steps: Option<usize>, quiet: bool, force: bool) -> Result<()> {
+    let mut run_cfg = load_for_resume(dir, force)?;
     if let Some(s) = steps {
         run_cfg.train.steps = s;
+        run_cfg.train.validate()?;
         run_cfg.save(dir)?;
+    }
+    let threads = super::threads();
+    if threads != run_cfg.threads {
+        eprintln!(
+            "note: resuming with {threads} threads; the run started with {} (--threads {}), so its \
+             weights may differ in the last bits from an uninterrupted run",
+            run_cfg.threads, run_cfg.threads
+        );
     }
     let dev = device(&run_cfg.device)?;
     let (images, _) = load_training_data(&run_cfg.data, &dev)?;
-    let mut trainer = Trainer::resume(run_cfg.train.clone(), images, dir)?;
+    let mut trainer = if checkpoint::latest(dir)?.is_some() {
+        Trainer::resume(run_cfg.train.clone(), images, dir)?
+    } else {
+        // Stopped before its first checkpoint: start again from step 0 (the same bits).
+        Trainer::new(run_cfg.train.clone(), images)?
+    };
     eprintln!("resuming {} at step {} of {}", dir.display(), trainer.step, run_cfg.train.steps);
     finish(&mut trainer, dir, quiet)
 }
 
-fn finish(trainer: &mut Trainer, out: &std::path::Path, quiet: bool) -> Result<()> {
+/// RUN/config.json for `--resume`: refused when another memgen version wrote it, unless `force`.
+fn load_for_resume(dir: &Path, force: bool) -> Result<RunConfig> {
+    let path = dir.join("config.json");
+    let raw: serde_json::Value = read_json(&path)
+        .with_context(|| format!("{} is not a run directory that can be resumed", dir.display()))?;
+    let version = raw.get("memgen_version").and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
+    let ours = env!("CARGO_PKG_VERSION");
+    if version != ours && !force {
+        bail!(
+            "{} was written by memgen {version}, this is memgen {ours}: its config and checkpoints may \
+             not mean the same here; resume it with the memgen that started it, or pass --force to \
+             resume it anyway",
+            path.display()
+        );
+    }
+    let mut cfg: RunConfig = serde_json::from_value(raw).with_context(|| {
+        format!(
+            "{}: not a run config this memgen ({ours}) understands (written by {version})",
+            path.display()
+        )
+    })?;
+    if version != ours {
+        eprintln!("note: resuming a run written by memgen {version} with memgen {ours} (--force)");
+        cfg.memgen_version = ours.to_string();
+    }
+    Ok(cfg)
+}
+
+/// `--out` names a directory that already holds a run: refuse, saying what differs from the new
+/// config (or that it is the same run, to be continued with --resume); with `force` move it aside.
+fn refuse_or_replace(out: &Path, new: &RunConfig, force: bool) -> Result<()> {
+    let path = out.join("config.json");
+    let old: serde_json::Value = read_json(&path)?;
+    let mut new_v = serde_json::to_value(new)?;
+    // The thread count does not make another run.
+    new_v["threads"] = old.get("threads").cloned().unwrap_or_default();
+    let diffs = json_diff("", &old, &new_v);
+    if force {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut name = out.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".replaced-{t}"));
+        let aside = out.with_file_name(name);
+        std::fs::rename(out, &aside)
+            .with_context(|| format!("moving {} aside to {}", out.display(), aside.display()))?;
+        eprintln!("--force: moved the old run {} to {}", out.display(), aside.display());
+        return Ok(());
+    }
+    if diffs.is_empty() {
+        bail!(
+            "{} already holds this run (same config); continue it with `memgen train --resume {}`",
+            out.display(),
+            out.display()
+        );
+    }
+    let shown: Vec<String> = diffs.iter().take(8).cloned().collect();
+    let more = if diffs.len() > 8 { format!(" and {} more", diffs.len() - 8) } else { String::new() };
+    bail!(
+        "{} already holds a run with a different config ({}{more}); use another --out, \
+         `memgen train --resume {}` to continue the old run, or --force to replace it (the old run \
+         is moved aside, not deleted)",
+        out.display(),
+        shown.join("; "),
+        out.display()
+    )
+}
+
+/// The differences between two JSON values, as `key.path: OLD -> NEW`.
+fn json_diff(prefix: &str, old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter()
+                .flat_map(|k| {
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    json_diff(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null))
+                })
+                .collect()
+        }
+        _ if old == new => Vec::new(),
+        _ => vec![format!("{prefix}: {old} -> {new}")],
+    }
+}
+
+fn finish(trainer: &mut Trainer, out: &Path, quiet: bool) -> Result<()> {
     let last = run(trainer, out, RunOptions { quiet, stop_at: None })?;
     match last {
         Some(l) => println!(

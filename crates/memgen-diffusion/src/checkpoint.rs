@@ -22,11 +22,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Save named tensors as safetensors, atomically.
+/// Save named tensors as safetensors, atomically: written to `NAME.safetensors.<pid>.tmp`, synced
+/// and renamed. On failure (disk full, no permission) the temporary file is removed, the previous
+/// `path` is left as it was, and the error names `path`.
 pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let tmp = path.with_extension(format!("safetensors.{}.tmp", std::process::id()));
-    candle::safetensors::save(tensors, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let written = candle::safetensors::save(tensors, &tmp)
+        .map_err(|e| match e {
+            candle::Error::Io(io) => io,
+            other => std::io::Error::other(other.to_string()),
+        })
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
 }
 
 /// Load all tensors of a safetensors file onto `device`.

@@ -7,7 +7,9 @@
 //! [`crate::noise::training_rng`]`(seed, s)`, so a resumed run repeats exactly what an uninterrupted
 //! run would have done; weights start from [`crate::init::seeded_var_builder`].
 
-use crate::checkpoint::{latest, load_tensors, promote, save_tensors, step_dir, write_atomic};
+use crate::checkpoint::{
+    checkpoints_dir, latest, load_tensors, promote, save_tensors, step_dir, write_atomic,
+};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelConfig};
 use crate::noise::{normals, training_rng};
@@ -117,6 +119,12 @@ pub struct TrainState {
     pub step: usize,
     /// Training wall time so far, seconds.
     pub wall_s: f64,
+    /// The losses of the steps since the last train.jsonl line: their sum and count, so that a
+    /// resumed run logs the same mean losses as an uninterrupted one.
+    #[serde(default)]
+    pub log_sum: f64,
+    #[serde(default)]
+    pub log_count: usize,
 }
 
 /// A model being trained, with its optimizer, EMA weights and data.
@@ -130,6 +138,8 @@ pub struct Trainer {
     data: Tensor,
     pub step: usize,
     pub wall_s: f64,
+    /// Sum and count of the losses since the last log line (see [`TrainState::log_sum`]).
+    pub log_window: (f64, usize),
 }
 
 impl Trainer {
@@ -153,7 +163,18 @@ impl Trainer {
         let opt = AdamW::new(named_vars(&varmap), cfg.optimizer)?;
         let ema = snapshot(&varmap)?;
         let schedule = DdpmSchedule::new(&cfg.schedule)?;
-        Ok(Trainer { cfg, model, varmap, opt, ema, schedule, data, step: 0, wall_s: 0.0 })
+        Ok(Trainer {
+            cfg,
+            model,
+            varmap,
+            opt,
+            ema,
+            schedule,
+            data,
+            step: 0,
+            wall_s: 0.0,
+            log_window: (0.0, 0),
+        })
     }
 
     /// Continue the run in `run` from its newest checkpoint.
@@ -165,15 +186,19 @@ impl Trainer {
         let text = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
         let state: TrainState =
             serde_json::from_slice(&text).map_err(|e| Error::bad_file(&state_path, e.to_string()))?;
-        set_vars(
-            &t.varmap,
-            &load_tensors(&dir.join("model.safetensors"), &dev)?,
-            &dir.join("model.safetensors"),
-        )?;
-        t.ema = load_tensors(&dir.join("ema.safetensors"), &dev)?;
-        t.opt.load_state(&load_tensors(&dir.join("optimizer.safetensors"), &dev)?, state.step)?;
+        let model_path = dir.join("model.safetensors");
+        set_vars(&t.varmap, &load_tensors(&model_path, &dev)?, &model_path)?;
+        let ema_path = dir.join("ema.safetensors");
+        let ema = load_tensors(&ema_path, &dev)?;
+        check_tensors(&t.varmap, &ema, &ema_path)?;
+        t.ema = ema.into_iter().filter(|(k, _)| t.ema.contains_key(k)).collect();
+        let opt_path = dir.join("optimizer.safetensors");
+        t.opt
+            .load_state(&load_tensors(&opt_path, &dev)?, state.step)
+            .map_err(|e| Error::bad_file(&opt_path, e.to_string()))?;
         t.step = state.step;
         t.wall_s = state.wall_s;
+        t.log_window = (state.log_sum, state.log_count);
         Ok(t)
     }
 
@@ -272,7 +297,12 @@ impl Trainer {
         save_tensors(&dir.join("model.safetensors"), &weights)?;
         save_tensors(&dir.join("ema.safetensors"), &self.ema)?;
         save_tensors(&dir.join("optimizer.safetensors"), &self.opt.state())?;
-        let state = TrainState { step: self.step, wall_s: self.wall_s };
+        let state = TrainState {
+            step: self.step,
+            wall_s: self.wall_s,
+            log_sum: self.log_window.0,
+            log_count: self.log_window.1,
+        };
         write_atomic(&dir.join("state.json"), &serde_json::to_vec_pretty(&state).map_err(json_err)?)?;
         promote(run, &dir)?;
         save_tensors(&run.join("model.safetensors"), &weights)?;
@@ -299,15 +329,36 @@ fn snapshot(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
 
 /// Set every variable of `varmap` from `tensors`; a missing or mis-shaped tensor is an error naming `path`.
 pub fn set_vars(varmap: &VarMap, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    check_tensors(varmap, tensors, path)?;
     for (name, var) in named_vars(varmap) {
-        let t = tensors.get(&name).ok_or_else(|| Error::bad_file(path, format!("no tensor named {name}")))?;
+        var.set(&tensors[&name].to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}
+
+/// Check that `tensors` (read from `path`) hold every variable of `varmap` with its shape; the error
+/// names the tensor and both shapes, or the missing tensor.
+pub fn check_tensors(varmap: &VarMap, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    for (name, var) in named_vars(varmap) {
+        let t = tensors.get(&name).ok_or_else(|| {
+            Error::bad_file(
+                path,
+                format!(
+                    "no tensor named {name} (the file has {} tensors; was it written for another model config?)",
+                    tensors.len()
+                ),
+            )
+        })?;
         if t.shape() != var.shape() {
             return Err(Error::bad_file(
                 path,
-                format!("{name} has shape {:?}, the model needs {:?}", t.shape(), var.shape()),
+                format!(
+                    "tensor {name} has shape {:?}, the model config needs {:?}",
+                    t.shape().dims(),
+                    var.shape().dims()
+                ),
             ));
         }
-        var.set(&t.to_dtype(var.dtype())?)?;
     }
     Ok(())
 }
@@ -327,25 +378,29 @@ pub fn run(trainer: &mut Trainer, run_dir: &Path, opts: RunOptions) -> Result<Op
     std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
     let log_path = run_dir.join("train.jsonl");
     truncate_log(&log_path, trainer.step)?;
+    remove_stale_tmp(run_dir);
     let cfg = trainer.cfg.clone();
     let bar = progress(cfg.steps, trainer.step, opts.quiet);
-    let (mut sum, mut count, mut last) = (0.0f64, 0usize, None);
+    let mut last = None;
     let mut window = Instant::now();
     let end = opts.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps));
+    let start = trainer.step;
     while trainer.step < end {
         let started = Instant::now();
         let loss = trainer.train_step()?;
         trainer.wall_s += started.elapsed().as_secs_f64();
-        sum += loss as f64;
-        count += 1;
+        trainer.log_window.0 += loss as f64;
+        trainer.log_window.1 += 1;
         bar.inc(1);
         if trainer.step % cfg.log_every == 0 || trainer.step == cfg.steps {
             let secs = window.elapsed().as_secs_f64().max(1e-9);
+            let (sum, count) = trainer.log_window;
+            let timed = count.min(trainer.step - start);
             let line = LogLine {
                 step: trainer.step,
                 loss: sum / count as f64,
                 lr: cfg.lr_at(trainer.step - 1),
-                images_per_s: (count * cfg.batch_size) as f64 / secs,
+                images_per_s: (timed.max(1) * cfg.batch_size) as f64 / secs,
                 wall_s: trainer.wall_s,
             };
             append_log(&log_path, &line)?;
@@ -357,7 +412,7 @@ pub fn run(trainer: &mut Trainer, run_dir: &Path, opts: RunOptions) -> Result<Op
                 );
             }
             last = Some(line);
-            (sum, count, window) = (0.0, 0, Instant::now());
+            (trainer.log_window, window) = ((0.0, 0), Instant::now());
         }
         if trainer.step % cfg.checkpoint_every == 0 || trainer.step == end {
             trainer.save_checkpoint(run_dir)?;
@@ -365,6 +420,24 @@ pub fn run(trainer: &mut Trainer, run_dir: &Path, opts: RunOptions) -> Result<Op
     }
     bar.finish_and_clear();
     Ok(last)
+}
+
+/// Remove the temporary files (`*.tmp`) an interrupted write left in the run directory and in its
+/// checkpoint directories; none of them is ever read.
+fn remove_stale_tmp(run_dir: &Path) {
+    let mut dirs = vec![run_dir.to_path_buf(), checkpoints_dir(run_dir)];
+    if let Ok(entries) = std::fs::read_dir(checkpoints_dir(run_dir)) {
+        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_file() && p.extension().is_some_and(|e| e == "tmp") {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
 }
 
 fn progress(steps: usize, done: usize, quiet: bool) -> indicatif::ProgressBar {

@@ -201,6 +201,12 @@ fn clear_partial(job: &Job) -> Result<()> {
     Ok(())
 }
 
+/// The thread count an interrupted training started with (its config.json).
+fn recorded_threads(job: &Job) -> Option<usize> {
+    let cfg: serde_json::Value = read_json(&job.output.join("config.json")).ok()?;
+    cfg.get("threads")?.as_u64().map(|t| t as usize).filter(|&t| t > 0)
+}
+
 /// A running child.
 struct Running {
     child: Child,
@@ -344,7 +350,11 @@ pub fn execute(plan: &Plan, only: Option<&HashSet<String>>, opts: &ExecOptions) 
                 if !resume {
                     clear_partial(job)?;
                 }
-                let threads = (opts.threads / share).max(1);
+                let mut threads = (opts.threads / share).max(1);
+                if resume {
+                    // Same thread count as the interrupted run: the same bits as an uninterrupted one.
+                    threads = recorded_threads(job).unwrap_or(threads);
+                }
                 let child = spawn(plan, job, resume, threads, &opts.exe)?;
                 bars.note(&format!(
                     "started {} ({threads} threads{})",

@@ -49,13 +49,14 @@ impl Error {
     }
 }
 
-/// Write `bytes` to `path` atomically (a temporary file next to it, then a rename).
+/// Write `bytes` to `path` atomically (a temporary file next to it, then a rename); on failure the
+/// temporary file is removed and the error names `path`.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     let tmp = path.with_file_name(name);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    // A failed write (disk full) or rename removes the temporary file; `path` is left as it was.
+    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })

@@ -45,15 +45,14 @@ where
 }
 
 /// Write `bytes` to `path` atomically: to `<path>.<pid>.tmp` next to it, then rename that over `path`
-/// (the temporary file is removed if the rename fails).
+/// (the temporary file is removed if the write or the rename fails).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     let mut name =
         path.file_name().ok_or_else(|| io(std::io::Error::other("not a file name")))?.to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     let tmp = path.with_file_name(name);
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io(e)
     })
