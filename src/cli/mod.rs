@@ -8,6 +8,7 @@ mod jacobian;
 mod kl_bound;
 mod linear;
 mod model;
+mod rf;
 mod run;
 mod sample;
 mod train;
@@ -60,6 +61,11 @@ pub enum Command {
     /// The linear-denoiser baseline (Merger & Goldt) over training-set sizes: losses, effective c, KL
     /// (closed form and from samples), the d/N law, weight-decay and early-stopping sweeps, plots.
     Linear(Box<linear::LinearArgs>),
+    /// Random-feature score models (Li et al. 2023) on 1-D/2-D Gaussian mixtures: KL(p0 ‖ p_θ) along
+    /// gradient-flow training for each (n, m), early-stopping optima, the fitted rates in n and m next to
+    /// the bound's n^-2/5 and m^-4/5, and the modes-shift comparison (--compare-target): JSON, CSV, plots.
+    /// Example: memgen rf --target mixture:mu=3 --compare-target mixture:mu=15 --out rf-shift
+    Rf(Box<rf::RfArgs>),
     /// Run an experiment file: for every N train two models on disjoint sets, sample both from the same
     /// noise, score them, run the baselines, and write the report (results.json/csv, plots, index.html).
     Run(Box<run::RunArgs>),
@@ -88,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jacobian(a) => jacobian::run_jacobian(*a),
         Command::KlBound(a) => kl_bound::run_kl_bound(*a),
         Command::Linear(a) => linear::run_linear(*a),
+        Command::Rf(a) => rf::run_rf(*a),
         Command::Run(a) => run::run_run(*a),
         Command::Demo(a) => run::run_demo(*a),
         Command::Bench(a) => bench::run_bench(a),

@@ -15,7 +15,7 @@ use crate::dsm::{self, DsmConfig, PopulationConfig, Quadratic};
 use crate::features::{FeatureConfig, RandomFeatures};
 use crate::fit::{loglog_fit, PowerFit};
 use crate::flow::{initial, row_major, GradientFlow};
-use crate::kl::{kl_ode, kl_sde, Grid, OdeConfig, SdeConfig};
+use crate::kl::{kl_fp, kl_ode, kl_sde, Grid, OdeConfig, SdeConfig};
 use crate::score::RfScore;
 use crate::target::Mixture;
 use crate::{invalid, Result};
@@ -26,13 +26,13 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Estimator {
-    /// (a) probability-flow change of variables on every τ.
-    #[default]
+    /// (a) probability-flow change of variables on every τ: the law of the ODE sampler.
     Ode,
-    /// (b) reverse-SDE samples + KDE on every τ (slow).
+    /// (b) reverse-SDE samples + KDE on every τ (slow, noisy).
     Sde,
-    /// (a) on every τ, and (b) at τ* and the largest τ of every run as a check.
-    Both,
+    /// (c) the reverse SDE's law by its Fokker–Planck equation (1-D; default there).
+    #[default]
+    Fp,
 }
 
 /// Everything one sweep needs.
@@ -64,6 +64,8 @@ pub struct ExperimentConfig {
     pub sde: SdeConfig,
     /// Which estimator the curves use.
     pub estimator: Estimator,
+    /// Also evaluate all three estimators at τ* and at the largest τ of every curve.
+    pub checks: bool,
     /// The n = ∞ reference (None: skipped).
     pub population: Option<PopulationConfig>,
 }
@@ -90,12 +92,14 @@ pub struct CurvePoint {
     pub score_error: Option<f64>,
 }
 
-/// An estimator (b) check at one τ.
+/// The three estimators at one τ (KL of the ODE law (a), of the SDE law from samples (b) and by
+/// Fokker–Planck (c, 1-D only)).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SdeCheck {
     pub tau: f64,
-    pub kl_sde: f64,
     pub kl_ode: f64,
+    pub kl_sde: f64,
+    pub kl_fp: Option<f64>,
     pub bandwidth: f64,
 }
 
@@ -115,7 +119,7 @@ pub struct Curve {
     pub falls_then_rises: bool,
     /// Rank of G (eigenvalues above the null threshold).
     pub rank: usize,
-    /// Estimator (b) checks (with [`Estimator::Both`]).
+    /// Estimator checks (with `checks`).
     pub sde_checks: Vec<SdeCheck>,
     pub seconds: f64,
 }
@@ -149,7 +153,8 @@ pub struct ExperimentResult {
     pub description: String,
     pub curves: Vec<Curve>,
     pub population: Vec<Curve>,
-    /// KL of the exact mixture score through the same estimator (a): the floor of t0, T and steps.
+    /// KL of the exact mixture score through the curves' estimator ((a) for sde): the floor of t0, T
+    /// and the steps.
     pub kl_exact_score: f64,
     pub fits: Fits,
     pub ode_check: Option<OdeCheck>,
@@ -172,6 +177,9 @@ impl ExperimentConfig {
         }
         if !(self.init_std >= 0.0 && self.init_std.is_finite()) || self.ode_steps == 0 {
             return invalid("the initial scale must be >= 0 and the ODE needs at least 1 step");
+        }
+        if self.estimator == Estimator::Fp && self.target.dim != 1 {
+            return invalid("the Fokker–Planck estimator is 1-D only (use ode or sde in 2-D)");
         }
         Grid::covering(&self.target, self.grid).map(|_| ())
     }
@@ -221,7 +229,10 @@ pub fn run(cfg: &ExperimentConfig, progress: &dyn Fn(&str)) -> Result<Experiment
             curves.push(curve(cfg, &features, &grid, Some(n), m, &form.truncated(m), pop_m.as_ref())?);
         }
     }
-    let kl_exact_score = kl_ode(&cfg.target, &cfg.target, &grid, &cfg.ode(cfg.ode_steps))?.kl;
+    let kl_exact_score = match cfg.estimator {
+        Estimator::Fp => kl_fp(&cfg.target, &cfg.target, &grid, &cfg.ode(cfg.ode_steps))?.kl,
+        _ => kl_ode(&cfg.target, &cfg.target, &grid, &cfg.ode(cfg.ode_steps))?.kl,
+    };
     let ode_check = ode_check(cfg, &features, &grid, forms.last().expect("validated"), &curves)?;
     let fits = fits(cfg, &curves, &population);
     Ok(ExperimentResult {
@@ -246,7 +257,8 @@ fn kl_at(
     let model = RfScore::new(features, row_major(a));
     match cfg.estimator {
         Estimator::Sde => kl_sde(&model, &cfg.target, grid, &cfg.sde_cfg()).map(|(e, _)| (e.kl, e.mass)),
-        _ => kl_ode(&model, &cfg.target, grid, &cfg.ode(steps)).map(|e| (e.kl, e.mass)),
+        Estimator::Fp => kl_fp(&model, &cfg.target, grid, &cfg.ode(steps)).map(|e| (e.kl, e.mass)),
+        Estimator::Ode => kl_ode(&model, &cfg.target, grid, &cfg.ode(steps)).map(|e| (e.kl, e.mass)),
     }
 }
 
@@ -292,19 +304,24 @@ fn curve(
         points,
         seconds: 0.0,
     };
-    if cfg.estimator == Estimator::Both {
+    if cfg.checks {
         for tau in [c.tau_best, *cfg.taus.last().expect("non-empty")] {
             let model = RfScore::new(&features, row_major(&flow.at(tau)));
             let (e, h) = kl_sde(&model, &cfg.target, grid, &cfg.sde_cfg())?;
-            let kl_ode = c.points.iter().find(|p| p.tau == tau).map_or(f64::NAN, |p| p.kl);
-            c.sde_checks.push(SdeCheck { tau, kl_sde: e.kl, kl_ode, bandwidth: h });
+            let kl_ode = kl_ode(&model, &cfg.target, grid, &cfg.ode(cfg.ode_steps))?.kl;
+            let kl_fp = if cfg.target.dim == 1 {
+                Some(kl_fp(&model, &cfg.target, grid, &cfg.ode(cfg.ode_steps))?.kl)
+            } else {
+                None
+            };
+            c.sde_checks.push(SdeCheck { tau, kl_ode, kl_sde: e.kl, kl_fp, bandwidth: h });
         }
     }
     c.seconds = start.elapsed().as_secs_f64();
     Ok(c)
 }
 
-/// KL at (n_max, m_max, τ*) with the configured and twice the ODE steps (estimator (a) only).
+/// KL at (n_max, m_max, τ*) with the configured and twice the steps (estimators (a) and (c)).
 fn ode_check(
     cfg: &ExperimentConfig,
     all: &RandomFeatures,

@@ -26,6 +26,19 @@
 //! lower bound of the KL at the sampled law (data processing), by O(h²); the KDE's sampling noise
 //! biases it upward by about (effective number of kernels in the support)/(2M), roughly
 //! |support| / (2 M h √(2π)) per dimension, with a standard deviation of order √(KL/M) + that.
+//!
+//! **(c) The reverse SDE's law by its Fokker–Planck equation** ([`kl_fp`], 1-D). In reversed time
+//! r = T − t the SDE is dx = (x + 2 s(x, t)) dr + √2 dW, so its density solves
+//! ∂q/∂r = −∂ₓ[(x + 2s) q] + ∂ₓ² q, from q = N(0, 1) at t = T. Finite volumes on the grid with the
+//! Scharfetter–Gummel flux F_{i+½} = [B(−P) q_i − B(P) q_{i+1}]/Δx, P = (x + 2s)(x_{i+½}) Δx,
+//! B(z) = z/(e^z − 1) (positive, mass-conserving, exact for a locally constant drift), zero flux at the
+//! ends, Crank–Nicolson in time on the same ln-t steps. It is the deterministic, noise-free version of
+//! (b): the law of the same reverse SDE, with no KDE. Errors: O(Δx²) in space, O(Δt²) in time (below
+//! 1e-5 in KL at 401 points and 200 steps on the Gaussian check); mass that the drift pushes to the
+//! grid's ends stays there (reflected), which only matters for a score that sends samples beyond
+//! 6 standard deviations. By Girsanov this law's KL is at most KL(p_T ‖ N(0, 1)) + ∫ E_{p_t}‖s − s_θ‖² dt
+//! (+ the t0 floor), unlike the probability-flow law of (a), which a score with a small L2 error but a
+//! rough derivative (a ReLU fit) can move much more.
 
 use crate::score::ScoreField;
 use crate::target::{log_normal, Mixture};
@@ -328,6 +341,99 @@ pub fn kl_sde(
     let xs = sample_reverse_sde(score, cfg)?;
     let log_q = kde_log_density(&xs, p0.dim, grid, h);
     Ok((kl_on_grid(&p0.smoothed(h), &log_q, grid), h))
+}
+
+/// B(z) = z/(e^z − 1), the Scharfetter–Gummel weight (B(0) = 1).
+fn bernoulli(z: f64) -> f64 {
+    if z.abs() < 1e-8 {
+        1.0 - 0.5 * z
+    } else {
+        z / z.exp_m1()
+    }
+}
+
+/// Estimator (c), 1-D: the law of the reverse SDE by its Fokker–Planck equation on the grid (module
+/// docs). Returns ln q at the grid points.
+pub fn log_density_fp(score: &dyn ScoreField, grid: &Grid, cfg: &OdeConfig) -> Result<Vec<f64>> {
+    cfg.validate()?;
+    if grid.dim() != 1 || score.dim() != 1 {
+        return invalid("the Fokker–Planck estimator is 1-D only");
+    }
+    let (g, dx) = (grid.points, grid.step(0));
+    let xs = grid.all_points();
+    let mut q: Vec<f64> = xs.iter().map(|x| log_normal(&[*x], &[0.0], 1.0).exp()).collect();
+    let total: f64 = q.iter().sum::<f64>() * dx;
+    q.iter_mut().for_each(|v| *v /= total);
+    let faces: Vec<f64> = (0..g - 1).map(|i| xs[i] + 0.5 * dx).collect();
+    let coeffs = |t: f64| -> (Vec<f64>, Vec<f64>) {
+        let (mut s, mut div) = (vec![0.0; g - 1], vec![0.0; g - 1]);
+        score.eval(&faces, t, &mut s, &mut div);
+        faces
+            .iter()
+            .zip(&s)
+            .map(|(x, s)| {
+                let p = (x + 2.0 * s) * dx;
+                (bernoulli(-p) / dx, bernoulli(p) / dx)
+            })
+            .unzip()
+    };
+    let h = cfg.du();
+    let top = cfg.t_max.ln();
+    let mut old = coeffs(cfg.t_max);
+    for step in 0..cfg.steps {
+        let (t_hi, t_lo) = ((top - step as f64 * h).exp(), (top - (step + 1) as f64 * h).exp());
+        let new = coeffs(t_lo);
+        let r = (t_hi - t_lo) / dx;
+        let lq = apply_fp(&old, &q);
+        let rhs: Vec<f64> = q.iter().zip(&lq).map(|(q, l)| q + 0.5 * r * l).collect();
+        q = solve_fp(&new, &rhs, 0.5 * r);
+        old = new;
+    }
+    Ok(q.iter().map(|v| v.max(1e-300).ln()).collect())
+}
+
+/// (L q)_i · Δx = α_{i−1} q_{i−1} − (α_i + β_{i−1}) q_i + β_i q_{i+1}: minus the flux difference of
+/// F_{i+½} = α_i q_i − β_i q_{i+1} (zero flux through the ends).
+fn apply_fp((alpha, beta): &(Vec<f64>, Vec<f64>), q: &[f64]) -> Vec<f64> {
+    let g = q.len();
+    (0..g)
+        .map(|i| {
+            let mut v = 0.0;
+            if i > 0 {
+                v += alpha[i - 1] * q[i - 1] - beta[i - 1] * q[i];
+            }
+            if i + 1 < g {
+                v += beta[i] * q[i + 1] - alpha[i] * q[i];
+            }
+            v
+        })
+        .collect()
+}
+
+/// Solve (I − c L) q = rhs (tridiagonal, Thomas algorithm; the matrix is an M-matrix, so no pivoting).
+fn solve_fp((alpha, beta): &(Vec<f64>, Vec<f64>), rhs: &[f64], c: f64) -> Vec<f64> {
+    let g = rhs.len();
+    let lower = |i: usize| if i > 0 { -c * alpha[i - 1] } else { 0.0 };
+    let upper = |i: usize| if i + 1 < g { -c * beta[i] } else { 0.0 };
+    let diag =
+        |i: usize| 1.0 + c * (if i > 0 { beta[i - 1] } else { 0.0 } + if i + 1 < g { alpha[i] } else { 0.0 });
+    let (mut cp, mut dp) = (vec![0.0; g], vec![0.0; g]);
+    for i in 0..g {
+        let den = diag(i) - if i > 0 { lower(i) * cp[i - 1] } else { 0.0 };
+        cp[i] = upper(i) / den;
+        dp[i] = (rhs[i] - if i > 0 { lower(i) * dp[i - 1] } else { 0.0 }) / den;
+    }
+    let mut x = vec![0.0; g];
+    for i in (0..g).rev() {
+        x[i] = dp[i] - if i + 1 < g { cp[i] * x[i + 1] } else { 0.0 };
+    }
+    x
+}
+
+/// Estimator (c): KL(p0 ‖ q) with q the Fokker–Planck law of the reverse SDE on `grid` (1-D).
+pub fn kl_fp(score: &dyn ScoreField, p0: &Mixture, grid: &Grid, cfg: &OdeConfig) -> Result<KlEstimate> {
+    let log_q = log_density_fp(score, grid, cfg)?;
+    Ok(kl_on_grid(p0, &log_q, grid))
 }
 
 /// KL(N(μ0, v0 I) ‖ N(μ1, v1 I)) in d dimensions: ½ [d v0/v1 + ‖μ1 − μ0‖²/v1 − d + d ln(v1/v0)].

@@ -196,3 +196,24 @@ fn exact_mixture_score_gives_a_near_zero_kl_and_a_learned_one_does_not_beat_it()
     let learned = kl::kl_ode(&RfScore::new(&feats, row_major(&a)), &target, &grid, &cfg).unwrap();
     assert!(learned.kl > exact.kl + 1e-3, "{learned:?}");
 }
+
+#[test]
+fn fokker_planck_kl_matches_the_closed_form() {
+    let (mean_q, std_q, mean_p, std_p) = (vec![0.0], 1.3, vec![0.3], 1.0);
+    let score = Mixture::gaussian(mean_q.clone(), std_q).unwrap();
+    let p0 = Mixture::gaussian(mean_p.clone(), std_p).unwrap();
+    let cfg = OdeConfig { t0: 1e-3, t_max: 8.0, steps: 200 };
+    // A centred score: N(0, 1) at T is p_T up to e^{−2T}, so the reverse SDE's law at t0 is p_{t0},
+    // the same Gaussian as the flow's (an off-centre one would keep an O(e^{−T}) memory of the prior).
+    let (mu, var) = kl::gaussian_flow_law(&mean_q, std_q, cfg.t0, cfg.t_max);
+    let exact = kl::kl_gaussian(&mean_p, std_p * std_p, &mu, var);
+    let est = kl::kl_fp(&score, &p0, &Grid::covering(&p0, 401).unwrap(), &cfg).unwrap();
+    assert!((est.kl - exact).abs() < 2e-5, "{} vs {exact}", est.kl);
+    assert!((est.mass - 1.0).abs() < 1e-9, "mass {}", est.mass);
+    // A mixture target with its own exact score: KL near 0.
+    let mix = Mixture::parse("mixture:mu=3").unwrap();
+    let floor = kl::kl_fp(&mix, &mix, &Grid::covering(&mix, 401).unwrap(), &cfg).unwrap();
+    assert!(floor.kl.abs() < 1e-4, "{floor:?}");
+    let p2 = Mixture::parse("gaussian:dim=2").unwrap();
+    assert!(kl::kl_fp(&p2, &p2, &Grid::covering(&p2, 10).unwrap(), &cfg).is_err());
+}
