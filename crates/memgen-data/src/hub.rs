@@ -1,10 +1,18 @@
-//! The Hugging Face Hub source: image parquet shards of a dataset repo, fetched with hf-hub's sync
-//! API into the standard Hub cache, read with [`crate::parquet::read_encoded_images`].
+//! The Hugging Face Hub source: image parquet shards of a dataset repo, downloaded into the
+//! standard Hub cache (`blobs/`, `snapshots/{commit}/`, `refs/`), read with
+//! [`crate::parquet::read_encoded_images`].
 //!
-//! Online, [`HubSource::resolve`] lists the repo at the configured revision, pins the commit it
-//! points to, checks every selected file name before anything is downloaded, and downloads the
-//! shards not yet in `snapshots/{commit}/`. When the Hub cannot be reached (or offline mode is set)
-//! it falls back to what the cache holds for `refs/{revision}`.
+//! Online, [`HubSource::resolve`] lists the repo at the configured revision (hf-hub's client,
+//! `?blobs=true` for sizes and LFS hashes), pins the commit it points to, checks every selected file
+//! name before anything is downloaded, and downloads the shards not yet in `snapshots/{commit}/`.
+//! When the Hub cannot be reached (or offline mode is set) it falls back to what the cache holds
+//! for `refs/{revision}`.
+//!
+//! A download goes to `blobs/{id}.part`, resumes with a `Range` request after a dropped connection,
+//! never grows past the listed size, and becomes `blobs/{id}` (and a snapshot link) only once its
+//! size and, for LFS files, its sha256 match the listing; a file failing a check is deleted. Only
+//! the listing's hex ids name blobs, so no header of the server ever becomes a path. Files the
+//! listing declares larger than [`MAX_FILE_BYTES`] are refused before any transfer.
 //!
 //! File patterns ([`glob_match`]): `*` matches any run of characters within one path segment and `?`
 //! one character; neither matches `/`. A pattern without `/` is matched against the file's last
@@ -14,16 +22,19 @@
 use crate::parquet::{read_encoded_images, EncodedImage};
 use crate::{Error, Image, ImageSource, Provenance, Result, SourceImage};
 use hf_hub::api::sync::{Api, ApiBuilder, ApiError, ApiRepo};
-use hf_hub::api::Progress;
 use hf_hub::{Cache, Repo, RepoType};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Download attempts hf-hub makes per file after the first one fails mid-transfer (resuming).
-const DOWNLOAD_RETRIES: usize = 2;
+/// Download attempts per file after the first one fails mid-transfer (each resumes).
+const DOWNLOAD_RETRIES: u32 = 2;
+/// The largest file memgen downloads (a listing that declares more is refused before any transfer).
+pub const MAX_FILE_BYTES: u64 = 1 << 40;
+/// The largest repo listing read.
+const MAX_LISTING_BYTES: u64 = 64 << 20;
 /// How many of a repo's files an error message lists.
 const LISTED_FILES: usize = 10;
 
@@ -313,7 +324,6 @@ impl HubSource {
             .with_endpoint(self.env.endpoint.clone())
             .with_token(self.env.token.clone())
             .with_progress(false)
-            .with_retries(DOWNLOAD_RETRIES)
             .with_user_agent("memgen", env!("CARGO_PKG_VERSION"))
             .build()
             .map_err(|e| Failure::Fatal(Error::Hub(format!("cannot set up the Hub client: {e}"))))
@@ -323,7 +333,7 @@ impl HubSource {
     fn resolve_online(&self) -> std::result::Result<(String, Vec<PathBuf>), Failure> {
         let api = self.api()?;
         let repo = api.repo(self.hf_repo(&self.cfg.revision));
-        let info = repo.info().map_err(|e| self.classify(e, None))?;
+        let info = self.list(&repo)?;
         if !is_plain_sha(&info.sha) {
             return Err(Error::Hub(format!(
                 "{} returned an invalid commit sha {:?}",
@@ -331,20 +341,54 @@ impl HubSource {
             ))
             .into());
         }
-        let names: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+        let names: Vec<String> = info.siblings.iter().map(|s| s.rfilename.clone()).collect();
         let selected = self.select(&names)?;
-        // hf-hub moves refs/{revision} after every file; put it back if the set stays incomplete,
-        // so that a later offline run does not take a partial snapshot for the whole dataset.
-        let ref_path = self.cache_repo_dir().join("refs").join(&self.cfg.revision);
-        let old_ref = std::fs::read_to_string(&ref_path).ok();
-        let fetched: Result<Vec<PathBuf>> =
-            selected.iter().map(|name| self.fetch(&repo, &info.sha, name)).collect();
-        let paths = fetched.inspect_err(|_| restore_ref(&ref_path, old_ref))?;
+        let agent = self.agent();
+        let paths = selected
+            .iter()
+            .map(|name| {
+                let listed = info.siblings.iter().find(|s| &s.rfilename == name);
+                self.fetch(&agent, &api, &info.sha, name, listed)
+            })
+            .collect::<Result<Vec<PathBuf>>>()?;
         if self.cfg.revision != info.sha {
             let cache = Cache::new(self.env.cache_dir.clone()).repo(self.hf_repo(&self.cfg.revision));
             cache.create_ref(&info.sha).map_err(|e| Error::io(self.cache_repo_dir().join("refs"), e))?;
         }
         Ok((info.sha, paths))
+    }
+
+    /// The repo listing at the configured revision, with each file's size and LFS sha256
+    /// (`?blobs=true`).
+    fn list(&self, repo: &ApiRepo) -> std::result::Result<Listing, Failure> {
+        let resp = repo
+            .info_request()
+            .query("blobs", "true")
+            .call()
+            .map_err(|e| self.classify(ApiError::RequestError(Box::new(e)), None))?;
+        let mut body = Vec::new();
+        resp.into_reader()
+            .take(MAX_LISTING_BYTES)
+            .read_to_end(&mut body)
+            .map_err(|e| Failure::Unreachable(format!("reading the listing: {e}")))?;
+        serde_json::from_slice(&body).map_err(|e| {
+            Failure::Fatal(Error::Hub(format!(
+                "{} answered the listing of {}@{} with invalid JSON: {e}",
+                self.env.endpoint, self.cfg.repo, self.cfg.revision
+            )))
+        })
+    }
+
+    /// The HTTP client for downloads: our token on the Hub's host only, the proxy from the
+    /// environment (as hf-hub's), a read timeout.
+    fn agent(&self) -> ureq::Agent {
+        ureq::AgentBuilder::new()
+            .try_proxy_from_env(true)
+            .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
+            .timeout_connect(std::time::Duration::from_secs(30))
+            .timeout_read(std::time::Duration::from_secs(120))
+            .user_agent(concat!("memgen/", env!("CARGO_PKG_VERSION")))
+            .build()
     }
 
     /// The files the patterns select, all checked safe; an error listing some repo files if none.
@@ -366,45 +410,182 @@ impl HubSource {
         Ok(selected)
     }
 
-    /// The local path of `name` at `commit`: from `snapshots/{commit}/` if there, else downloaded.
-    /// hf-hub's `get` is not used because it trusts `refs/{revision}`, which may be stale.
-    /// Losing the Hub here is fatal (no cache fallback): the cached snapshot may lack files.
-    fn fetch(&self, repo: &ApiRepo, commit: &str, name: &str) -> Result<PathBuf> {
+    /// The local path of `name` at `commit`: from `snapshots/{commit}/` if there, else downloaded
+    /// and verified. Losing the Hub here is fatal (no cache fallback): the cached snapshot may lack
+    /// files.
+    fn fetch(
+        &self,
+        agent: &ureq::Agent,
+        api: &Api,
+        commit: &str,
+        name: &str,
+        listed: Option<&Sibling>,
+    ) -> Result<PathBuf> {
         let expected = self.snapshot_dir(commit).join(name);
         if expected.is_file() {
             return Ok(expected);
         }
         if expected.symlink_metadata().is_ok() {
-            // A link whose blob is gone: hf-hub would fail to create the link again.
+            // A link whose blob is gone.
             std::fs::remove_file(&expected).map_err(|e| Error::io(&expected, e))?;
         }
-        let path = self.download(repo, name)?;
-        if path != expected {
-            return Err(Error::Hub(format!(
-                "{}@{} moved from commit {commit} while {name} was downloading; run again",
-                self.cfg.repo, self.cfg.revision
-            )));
+        let url = api.repo(self.hf_repo(commit)).url(name);
+        let want = Expected::of(name, &url, listed)?;
+        let blobs = self.cache_repo_dir().join("blobs");
+        std::fs::create_dir_all(&blobs).map_err(|e| Error::io(&blobs, e))?;
+        let blob = blobs.join(&want.blob);
+        if !blob.is_file() {
+            self.download(agent, name, &url, &want, &blob)?;
         }
+        link_snapshot(&blob, &expected, &want.blob)?;
         Ok(expected)
     }
 
-    /// Download `name` with a progress bar, turning hf-hub errors and panics into clear errors.
-    fn download(&self, repo: &ApiRepo, name: &str) -> Result<PathBuf> {
-        let endpoint = &self.env.endpoint;
-        let bar = Bar(ProgressBar::new(0));
-        match catch_unwind(AssertUnwindSafe(|| repo.download_with_progress(name, bar))) {
-            Ok(result) => result.map_err(|e| match self.classify(e, Some(name)) {
-                Failure::Fatal(e) => e,
-                Failure::Unreachable(reason) => Error::Hub(format!(
-                    "lost {endpoint} while downloading {name} ({reason}); \
-                     what was downloaded stays cached: run again to resume"
-                )),
-            }),
-            Err(panic) => {
-                let msg = crate::parquet::panic_message(&*panic);
-                Err(Error::Hub(format!("downloading {name} from {endpoint} failed: hf-hub panicked: {msg}")))
+    /// Download `url` into `blob`: into `blob.part` first (resumed with a `Range` request after a
+    /// dropped connection, up to [`DOWNLOAD_RETRIES`] times), never past the listed size, then the
+    /// size and the LFS sha256 are checked and only a verified file is renamed to `blob`. A file
+    /// that fails the checks is deleted, so no later run can take it for the real one.
+    fn download(
+        &self,
+        agent: &ureq::Agent,
+        name: &str,
+        url: &str,
+        want: &Expected,
+        blob: &Path,
+    ) -> Result<()> {
+        let part = blob.with_extension("part");
+        let bar = ProgressBar::new(want.size);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_message(short_label(name, 30));
+        let mut last_err = String::new();
+        for attempt in 0..=DOWNLOAD_RETRIES {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
+            }
+            match self.transfer(agent, name, url, want, &part, &bar) {
+                Ok(()) => {
+                    last_err.clear();
+                    break;
+                }
+                Err(Transfer::Retry(why)) => last_err = why,
+                Err(Transfer::Fatal(e)) => {
+                    bar.finish_and_clear();
+                    return Err(e);
+                }
             }
         }
+        bar.finish_and_clear();
+        if !last_err.is_empty() {
+            return Err(Error::Hub(format!(
+                "lost {} while downloading {name} ({last_err}; {} attempts); what was downloaded stays \
+                 in {}: run again to resume",
+                self.env.endpoint,
+                DOWNLOAD_RETRIES + 1,
+                part.display()
+            )));
+        }
+        if let Some(sha) = &want.sha256 {
+            let got = sha256_file(&part)?;
+            if &got != sha {
+                let _ = std::fs::remove_file(&part);
+                return Err(Error::Hub(format!(
+                    "{name} from {url} is corrupt: its sha256 is {got}, the Hub lists {sha}; the \
+                     download was deleted, run again (if this repeats, the server or a proxy \
+                     alters the file)"
+                )));
+            }
+        }
+        std::fs::File::open(&part).and_then(|f| f.sync_all()).map_err(|e| Error::io(&part, e))?;
+        std::fs::rename(&part, blob).map_err(|e| Error::io(blob, e))
+    }
+
+    /// One request for the rest of `part`; `Ok` once `part` holds exactly `want.size` bytes.
+    fn transfer(
+        &self,
+        agent: &ureq::Agent,
+        name: &str,
+        url: &str,
+        want: &Expected,
+        part: &Path,
+        bar: &ProgressBar,
+    ) -> std::result::Result<(), Transfer> {
+        use std::io::Write;
+        let fatal = |e: Error| Transfer::Fatal(e);
+        let mut have = std::fs::metadata(part).map_or(0, |m| m.len());
+        if have > want.size {
+            // Not a prefix of this file: start again.
+            std::fs::remove_file(part).map_err(|e| fatal(Error::io(part, e)))?;
+            have = 0;
+        }
+        if have == want.size {
+            return Ok(());
+        }
+        let mut req = agent.get(url);
+        if let Some(token) = &self.env.token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        if have > 0 {
+            req = req.set("Range", &format!("bytes={have}-"));
+        }
+        let resp = match req.call() {
+            Ok(resp) => resp,
+            Err(e) => {
+                return Err(match self.classify(ApiError::RequestError(Box::new(e)), Some(name)) {
+                    Failure::Unreachable(why) => Transfer::Retry(why),
+                    Failure::Fatal(e) => Transfer::Fatal(e),
+                })
+            }
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(part)
+            .map_err(|e| fatal(Error::io(part, e)))?;
+        if resp.status() != 206 && have > 0 {
+            // The server ignored the range: take the whole body.
+            file.set_len(0).map_err(|e| fatal(Error::io(part, e)))?;
+            have = 0;
+        }
+        bar.set_position(have);
+        let limit = want.size - have;
+        let mut reader = resp.into_reader().take(limit + 1);
+        let mut buf = vec![0u8; 1 << 16];
+        let mut got = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = file.flush();
+                    return Err(Transfer::Retry(format!("connection broke after {} bytes: {e}", have + got)));
+                }
+            };
+            got += n as u64;
+            if got > limit {
+                drop(file);
+                let _ = std::fs::remove_file(part);
+                return Err(fatal(Error::Hub(format!(
+                    "{url} sent more than the {} bytes the Hub lists for {name}; the download was deleted",
+                    want.size
+                ))));
+            }
+            file.write_all(&buf[..n]).map_err(|e| fatal(Error::io(part, e)))?;
+            bar.inc(n as u64);
+        }
+        file.flush().map_err(|e| fatal(Error::io(part, e)))?;
+        if got < limit {
+            return Err(Transfer::Retry(format!(
+                "the body ended after {} of {} bytes",
+                have + got,
+                want.size
+            )));
+        }
+        Ok(())
     }
 
     /// Sort an hf-hub error into unreachable (network, 5xx, 429) or fatal (with a clear message).
@@ -545,12 +726,112 @@ impl HubSource {
     }
 }
 
-/// Best effort: give `refs/{revision}` its earlier content back, or remove it if it had none.
-fn restore_ref(path: &Path, old: Option<String>) {
-    let _ = match old {
-        Some(text) => std::fs::write(path, text),
-        None => std::fs::remove_file(path),
-    };
+/// A repo file as the listing (`?blobs=true`) describes it.
+#[derive(Debug, Clone, Deserialize)]
+struct Sibling {
+    rfilename: String,
+    size: Option<u64>,
+    #[serde(rename = "blobId")]
+    blob_id: Option<String>,
+    lfs: Option<LfsInfo>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct LfsInfo {
+    sha256: String,
+    size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Listing {
+    sha: String,
+    siblings: Vec<Sibling>,
+}
+
+/// What a downloaded file must be: its size, its sha256 (LFS files), its blob name in the cache.
+#[derive(Debug)]
+struct Expected {
+    size: u64,
+    sha256: Option<String>,
+    /// The cache's blob name: the LFS sha256, else the git blob id (both checked to be plain hex).
+    blob: String,
+}
+
+impl Expected {
+    /// From the listing; refuses a file without a listed size or id, with an id that is not a
+    /// plain hex digest, or larger than [`MAX_FILE_BYTES`].
+    fn of(name: &str, url: &str, listed: Option<&Sibling>) -> Result<Expected> {
+        let refuse = |why: String| Err(Error::Hub(format!("refusing to download {name} ({url}): {why}")));
+        let Some(s) = listed else { return refuse("it is not in the repo listing".into()) };
+        let sha256 = s.lfs.as_ref().map(|l| l.sha256.to_ascii_lowercase());
+        let size = s.lfs.as_ref().and_then(|l| l.size).or(s.size);
+        let Some(size) = size else { return refuse("the listing gives no size".into()) };
+        if size > MAX_FILE_BYTES {
+            return refuse(format!(
+                "the listing declares {size} bytes, more than the {MAX_FILE_BYTES} bytes memgen accepts for one file"
+            ));
+        }
+        if let Some(sha) = &sha256 {
+            if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                return refuse(format!("invalid LFS sha256 {sha:?} in the listing"));
+            }
+        }
+        let blob = match (&sha256, &s.blob_id) {
+            (Some(sha), _) => sha.clone(),
+            (None, Some(id))
+                if (40..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_hexdigit()) =>
+            {
+                id.to_ascii_lowercase()
+            }
+            (None, id) => return refuse(format!("invalid or missing blob id {id:?} in the listing")),
+        };
+        Ok(Expected { size, sha256, blob })
+    }
+}
+
+/// How one transfer attempt ended badly.
+enum Transfer {
+    /// The connection broke or the body was short: try again, resuming.
+    Retry(String),
+    Fatal(Error),
+}
+
+/// The sha256 of a file, lower-case hex.
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Point `snapshots/{commit}/{name}` at `blobs/{blob}` with a relative link (as hf-hub does),
+/// created under a temporary name and renamed into place.
+fn link_snapshot(blob: &Path, link: &Path, blob_name: &str) -> Result<()> {
+    let dir = link.parent().ok_or_else(|| Error::Hub(format!("{} has no parent", link.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = link.with_file_name(format!(".{}.{}.link", blob_name, std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    #[cfg(unix)]
+    {
+        // snapshots/{commit}/a/b/name -> ../../../../blobs/{blob}: one `..` per directory level.
+        let depth = link
+            .strip_prefix(blob.parent().and_then(Path::parent).unwrap_or(Path::new("/")))
+            .map_or(0, |rel| rel.components().count() - 1);
+        let mut target = PathBuf::new();
+        for _ in 0..depth {
+            target.push("..");
+        }
+        target.push("blobs");
+        target.push(blob_name);
+        std::os::unix::fs::symlink(&target, &tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    #[cfg(not(unix))]
+    std::fs::copy(blob, &tmp).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, link).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(link, e)
+    })
 }
 
 /// Whether an I/O error is a network failure rather than a local one.
@@ -574,23 +855,6 @@ fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) {
         } else if path.is_file() {
             out.push(rel);
         }
-    }
-}
-
-/// An indicatif bar driven through hf-hub's `Progress` impl, with the file name shortened first:
-/// hf-hub slices names longer than 30 bytes at a byte offset, which panics inside a multi-byte
-/// character.
-struct Bar(ProgressBar);
-
-impl Progress for Bar {
-    fn init(&mut self, size: usize, filename: &str) {
-        Progress::init(&mut self.0, size, &short_label(filename, 30));
-    }
-    fn update(&mut self, size: usize) {
-        Progress::update(&mut self.0, size);
-    }
-    fn finish(&mut self) {
-        Progress::finish(&mut self.0);
     }
 }
 

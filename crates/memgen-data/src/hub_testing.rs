@@ -12,8 +12,10 @@
 //! Unknown repo, revision or file: 404 with `X-Error-Code` `RepoNotFound`, `RevisionNotFound` or
 //! `EntryNotFound`. With a token ([`LoopbackHub::start_with_token`]) the API and resolve routes answer
 //! 401 (`X-Error-Code: GatedRepo`) unless the request has `Authorization: Bearer <token>`.
-//! [`LoopbackHub::set_unavailable`] makes chosen files answer 503. Every response has
-//! `Connection: close`.
+//! [`LoopbackHub::set_unavailable`] makes chosen files answer 503, [`LoopbackHub::set_fault`] serves
+//! them wrong ([`Fault`]: cut short, corrupted, too long, a false listed size). With `?blobs=true`
+//! the listing adds each file's `size` and `blobId` and, for `.parquet` files, `lfs.sha256` and
+//! `lfs.size`. Every response has `Connection: close`.
 
 use crate::parquet::encode_image_parquet;
 use crate::{Error, Result};
@@ -38,12 +40,29 @@ pub struct FakeRepo {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
+/// A way to serve a file wrong, for fault tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Announce the full `Content-Length` but close the connection after `at` bytes of the body,
+    /// for the next `times` requests of the file (then serve it whole).
+    Truncate { at: usize, times: usize },
+    /// Serve the file with one byte changed (same length).
+    Corrupt,
+    /// Append this many bytes to every body of the file.
+    Extra(usize),
+    /// List the file with this size (and LFS size) instead of its own.
+    ListedSize(u64),
+    /// List the file with this LFS sha256 / blob id instead of its own.
+    ListedId(String),
+}
+
 /// What the server threads share.
 struct State {
     repos: Vec<FakeRepo>,
     token: Option<String>,
     requests: Mutex<Vec<String>>,
     unavailable: Mutex<Vec<String>>,
+    faults: Mutex<Vec<(String, Fault)>>,
 }
 
 /// A running loopback Hub; stops when dropped (later connections are refused).
@@ -70,6 +89,7 @@ impl LoopbackHub {
             token,
             requests: Mutex::new(Vec::new()),
             unavailable: Mutex::new(Vec::new()),
+            faults: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -89,6 +109,21 @@ impl LoopbackHub {
     pub fn set_unavailable(&self, files: &[&str]) {
         if let Ok(mut list) = self.state.unavailable.lock() {
             *list = files.iter().map(|f| f.to_string()).collect();
+        }
+    }
+
+    /// Serve repo path `file` wrong from now on (replacing an earlier fault of that file).
+    pub fn set_fault(&self, file: &str, fault: Fault) {
+        if let Ok(mut list) = self.state.faults.lock() {
+            list.retain(|(f, _)| f != file);
+            list.push((file.to_string(), fault));
+        }
+    }
+
+    /// Serve every file right again.
+    pub fn clear_faults(&self) {
+        if let Ok(mut list) = self.state.faults.lock() {
+            list.clear();
         }
     }
 
@@ -128,6 +163,7 @@ fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Arc<AtomicBool>) 
 struct Request {
     method: String,
     path: String,
+    query: String,
     headers: Vec<(String, String)>,
 }
 
@@ -142,11 +178,13 @@ struct Response {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Close the connection after this many body bytes (a truncated transfer).
+    cut: Option<usize>,
 }
 
 impl Response {
     fn new(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: Vec::new() }
+        Response { status, headers: Vec::new(), body: Vec::new(), cut: None }
     }
     fn with(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_string(), value.into()));
@@ -177,6 +215,7 @@ fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<(String, Re
     let mut parts = line.split(' ');
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return Ok(None) };
     let (method, path) = (method.to_string(), percent_decode(target.split('?').next().unwrap_or("")));
+    let query = target.split_once('?').map_or(String::new(), |(_, q)| q.to_string());
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
@@ -187,7 +226,7 @@ fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<(String, Re
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    Ok(Some((line, Request { method, path, headers })))
+    Ok(Some((line, Request { method, path, query, headers })))
 }
 
 /// Decode `%XX` escapes (invalid ones are kept as they are).
@@ -225,7 +264,7 @@ fn route(state: &State, req: &Request) -> Response {
     if let Some(hash) = req.path.strip_prefix("/cdn/") {
         let found = state.repos.iter().flat_map(|r| &r.files).find(|(_, data)| sha256_hex(data) == hash);
         return match found {
-            Some((_, data)) => serve_bytes(req, data).with("ETag", format!("\"{hash}\"")),
+            Some((name, data)) => serve_file(state, req, name, data).with("ETag", format!("\"{hash}\"")),
             None => Response::error(404, "EntryNotFound", "no such object"),
         };
     }
@@ -264,8 +303,32 @@ fn api_info(state: &State, req: &Request, rest: &str) -> Response {
         Ok(repo) => repo,
         Err(resp) => return resp,
     };
-    let siblings: Vec<_> =
-        repo.files.iter().map(|(name, _)| serde_json::json!({ "rfilename": name })).collect();
+    let blobs = req.query.split('&').any(|kv| kv == "blobs=true");
+    let faults = state.faults.lock().map(|f| f.clone()).unwrap_or_default();
+    let siblings: Vec<_> = repo
+        .files
+        .iter()
+        .map(|(name, data)| {
+            if !blobs {
+                return serde_json::json!({ "rfilename": name });
+            }
+            let fault = faults.iter().find(|(f, _)| f == name).map(|(_, x)| x);
+            let size = match fault {
+                Some(Fault::ListedSize(n)) => *n,
+                _ => data.len() as u64,
+            };
+            let id = match fault {
+                Some(Fault::ListedId(id)) => id.clone(),
+                _ => sha256_hex(data),
+            };
+            let mut entry =
+                serde_json::json!({ "rfilename": name, "size": size, "blobId": id[..40.min(id.len())] });
+            if name.ends_with(".parquet") {
+                entry["lfs"] = serde_json::json!({ "sha256": id, "size": size, "pointerSize": 134 });
+            }
+            entry
+        })
+        .collect();
     let body = serde_json::json!({ "id": repo.id, "sha": repo.commit, "siblings": siblings });
     let mut resp = Response::new(200).with("Content-Type", "application/json");
     resp.body = body.to_string().into_bytes();
@@ -297,7 +360,49 @@ fn resolve(state: &State, req: &Request, rest: &str) -> Response {
             .with("X-Linked-Size", data.len().to_string())
             .with("X-Repo-Commit", repo.commit.clone());
     }
-    serve_bytes(req, data).with("ETag", format!("\"{hash}\"")).with("X-Repo-Commit", repo.commit.clone())
+    serve_file(state, req, name, data)
+        .with("ETag", format!("\"{hash}\""))
+        .with("X-Repo-Commit", repo.commit.clone())
+}
+
+/// The fault set for `name`, if any (counting down a `Truncate`).
+fn take_fault(state: &State, name: &str) -> Option<Fault> {
+    let mut list = state.faults.lock().ok()?;
+    let i = list.iter().position(|(f, _)| f == name)?;
+    let fault = list[i].1.clone();
+    if let Fault::Truncate { at, times } = fault {
+        if times <= 1 {
+            list.remove(i);
+        } else {
+            list[i].1 = Fault::Truncate { at, times: times - 1 };
+        }
+    }
+    Some(fault)
+}
+
+/// [`serve_bytes`] of file `name`, with its fault applied.
+fn serve_file(state: &State, req: &Request, name: &str, data: &[u8]) -> Response {
+    let fault = if req.method == "GET" { take_fault(state, name) } else { None };
+    match fault {
+        Some(Fault::Corrupt) => {
+            let mut bad = data.to_vec();
+            if let Some(b) = bad.get_mut(data.len() / 2) {
+                *b ^= 0x55;
+            }
+            serve_bytes(req, &bad)
+        }
+        Some(Fault::Extra(n)) => {
+            let mut resp = serve_bytes(req, data);
+            resp.body.extend(std::iter::repeat_n(0xAB, n));
+            resp
+        }
+        Some(Fault::Truncate { at, .. }) => {
+            let mut resp = serve_bytes(req, data);
+            resp.cut = Some(at.min(resp.body.len()));
+            resp
+        }
+        _ => serve_bytes(req, data),
+    }
 }
 
 /// A 200 with `data`, or a 206 with the requested range, or a 416.
@@ -360,7 +465,7 @@ fn write_response(mut stream: TcpStream, req: &Request, resp: Response) -> std::
     head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", resp.body.len()));
     stream.write_all(head.as_bytes())?;
     if req.method != "HEAD" {
-        stream.write_all(&resp.body)?;
+        stream.write_all(&resp.body[..resp.cut.unwrap_or(resp.body.len())])?;
     }
     stream.flush()?;
     stream.shutdown(std::net::Shutdown::Write)
