@@ -12,8 +12,9 @@
 //! - [`dsm`]: the denoising score-matching loss as the quadratic form
 //!   L(A) = tr(A G Aᵀ)/m² − 2 tr(A H)/m + c, from n samples (seeded draws) or the population.
 //! - [`flow`]: gradient flow dA/dτ = −∇L in closed form (eigenbasis of G) and plain gradient descent.
-//! - [`kl`]: KL(p0 ‖ p_θ) by the probability-flow change of variables (RK4) and from reverse-SDE
-//!   samples (Euler–Maruyama + Gaussian KDE); Gaussian closed forms.
+//! - [`kl`]: KL(p0 ‖ p_θ) by the probability-flow change of variables (RK4; the ODE sampler's law),
+//!   from reverse-SDE samples (Euler–Maruyama + Gaussian KDE), and by the reverse SDE's Fokker–Planck
+//!   equation on the grid (1-D); Gaussian closed forms.
 //! - [`fit`]: log-log least-squares slopes.
 //! - [`experiment`]: the (n, m) sweep of `memgen rf`: KL along τ, early-stopping optima, rate fits.
 //!
