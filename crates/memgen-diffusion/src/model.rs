@@ -22,11 +22,66 @@ impl ModelConfig {
     /// Read a TOML config; unknown keys are errors that name the file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        toml::from_str(&text).map_err(|e| Error::bad_file(path, format!("invalid model config: {e}")))
+        let cfg: ModelConfig =
+            toml::from_str(&text).map_err(|e| Error::bad_file(path, format!("invalid model config: {e}")))?;
+        cfg.check_size().map_err(|e| Error::bad_file(path, e.to_string()))?;
+        Ok(cfg)
+    }
+
+    /// Refuse sizes no network of this project has, before anything is built or counted from them
+    /// (a config with 2^32 residual blocks would otherwise exhaust memory just listing its layers).
+    pub fn check_size(&self) -> Result<()> {
+        let too_big = |field: &str, v: usize, max: usize| {
+            Err(Error::Invalid(format!("invalid model config: {field} = {v} exceeds the limit of {max}")))
+        };
+        const MAX_WIDTH: usize = 1 << 16;
+        match self {
+            ModelConfig::Unet(c) => {
+                for (field, v, max) in [
+                    ("in_channels", c.in_channels, 64),
+                    ("out_channels", c.out_channels, 64),
+                    ("base_channels", c.base_channels, MAX_WIDTH),
+                    ("num_res_blocks", c.num_res_blocks, 64),
+                    ("time_embed_dim", c.time_embed_dim, MAX_WIDTH),
+                    ("channel_mult levels", c.channel_mult.len(), 16),
+                    ("attention_levels entries", c.attention_levels.len(), 16),
+                ] {
+                    if v > max {
+                        return too_big(field, v, max);
+                    }
+                }
+                if let Some(&m) =
+                    c.channel_mult.iter().find(|&&m| m.saturating_mul(c.base_channels) > MAX_WIDTH)
+                {
+                    return too_big(
+                        "base_channels · channel_mult",
+                        m.saturating_mul(c.base_channels),
+                        MAX_WIDTH,
+                    );
+                }
+            }
+            ModelConfig::Blind(c) => {
+                for (field, v, max) in [
+                    ("in_channels", c.in_channels, 64),
+                    ("num_blocks", c.num_blocks, 16),
+                    ("convs_per_block", c.convs_per_block, 64),
+                ] {
+                    if v > max {
+                        return too_big(field, v, max);
+                    }
+                }
+                let widest = c.base_channels.checked_shl(c.num_blocks as u32).unwrap_or(usize::MAX);
+                if c.base_channels > MAX_WIDTH || widest > MAX_WIDTH {
+                    return too_big("base_channels · 2^num_blocks", widest, MAX_WIDTH);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Check that the network fits `side` x `side` images.
     pub fn validate(&self, side: usize) -> Result<()> {
+        self.check_size()?;
         match self {
             ModelConfig::Unet(c) => c.validate(side)?,
             ModelConfig::Blind(c) => c.validate(side)?,
