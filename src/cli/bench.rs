@@ -153,6 +153,20 @@ fn print_net_rows(nets: &[NetResult]) {
             r.train_step_s - t,
             r.forward_s - f
         );
+        println!("\nconv layers by shape (GFLOP/s: the GEMM work of the layer over its wall time):");
+        println!("| phase | kernel | shape | calls per step | ms per step | GFLOP/s |");
+        println!("|---|---|---|---|---|---|");
+        for l in &r.layer_profile {
+            println!(
+                "| {} | {} | {} | {:.0} | {:.1} | {:.1} |",
+                l.phase,
+                l.kernel,
+                l.shape,
+                l.calls_per_step,
+                l.seconds_per_step * 1e3,
+                l.gflop_per_s
+            );
+        }
     }
 }
 

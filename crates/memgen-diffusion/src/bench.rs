@@ -34,6 +34,37 @@ pub struct BenchResult {
     /// (the rest is Candle's own ops, autograd bookkeeping and the optimizer).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kernel_profile: Vec<KernelTime>,
+    /// With `profile`: the conv layers by shape, slowest first, in the training step and the forward.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layer_profile: Vec<LayerProfile>,
+}
+
+/// One layer shape of the profile: seconds per step and achieved GFLOP/s of its GEMM work.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerProfile {
+    /// `"train"` (forward + backward of a training step) or `"forward"`.
+    pub phase: &'static str,
+    pub kernel: &'static str,
+    pub shape: String,
+    pub calls_per_step: f64,
+    pub seconds_per_step: f64,
+    pub gflop_per_s: f64,
+}
+
+/// The per-shape totals of the timed section, per step.
+fn layer_seconds(phase: &'static str, steps: usize) -> Vec<LayerProfile> {
+    let per = steps.max(1) as f64;
+    memgen_kernels::profile::layers()
+        .into_iter()
+        .map(|l| LayerProfile {
+            phase,
+            kernel: l.kernel.name(),
+            shape: l.shape,
+            calls_per_step: l.calls as f64 / per,
+            seconds_per_step: l.seconds / per,
+            gflop_per_s: if l.seconds > 0.0 { l.flops / l.seconds / 1e9 } else { 0.0 },
+        })
+        .collect()
 }
 
 /// Time spent in one memgen kernel, per training step and per forward (seconds).
@@ -98,6 +129,7 @@ pub fn bench(
     }
     kp::enable(false);
     let train_kernels = kernel_seconds(steps);
+    let mut layer_profile = if profile { layer_seconds("train", steps) } else { Vec::new() };
     let t = Tensor::full(500u32, n, &Device::Cpu)?.to_dtype(DType::U32)?;
     let mut fwd = Vec::new();
     for i in 0..=steps {
@@ -112,6 +144,9 @@ pub fn bench(
         }
     }
     kp::enable(false);
+    if profile {
+        layer_profile.extend(layer_seconds("forward", steps));
+    }
     let kernel_profile = if profile {
         train_kernels
             .into_iter()
@@ -137,5 +172,6 @@ pub fn bench(
         forward_gflop_per_s: gflop * n as f64 / fs,
         sampler_steps_per_s: 1.0 / fs,
         kernel_profile,
+        layer_profile,
     })
 }

@@ -15,7 +15,7 @@
 use crate::elem::{uninit_vec, Float};
 use crate::gemm::{matmul, partition, View};
 use crate::im2col::{col2im, im2col, ConvGeom};
-use crate::profile::{timed, Kernel};
+use crate::profile::{timed_layer, Kernel};
 use crate::scratch::with_scratch;
 use crate::storage::{slice, with_slice};
 use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
@@ -527,7 +527,8 @@ impl ConvOp {
                 }
             }
         };
-        let out = timed(Kernel::ConvForward, || forward(&g, x, w, bias));
+        let shape = || Some((g.describe(), g.gemm_flops()));
+        let out = timed_layer(Kernel::ConvForward, shape, || forward(&g, x, w, bias));
         Ok((T::to_cpu_storage_owned(out), Shape::from((g.b, g.o, g.ho, g.wo))))
     }
 
@@ -555,7 +556,12 @@ impl ConvOp {
         let dev = x.device();
         macro_rules! run {
             ($t:ty) => {{
-                let gr = timed(Kernel::ConvBackward, || self.bwd_typed::<$t>(x, w, &grad, bias.is_some()))?;
+                let g = self.geom(x.shape(), w.shape())?;
+                let flops = g.gemm_flops() * if x.track_op() { 2.0 } else { 1.0 };
+                let shape = || Some((g.describe(), flops));
+                let gr = timed_layer(Kernel::ConvBackward, shape, || {
+                    self.bwd_typed::<$t>(x, w, &grad, bias.is_some())
+                })?;
                 let dx = gr.dx.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?;
                 let dw = Tensor::from_vec(gr.dw, w.shape(), dev)?;
                 let db = match (bias, gr.db) {

@@ -64,45 +64,80 @@ pub(crate) fn uninit_vec<T: Float>(n: usize) -> Vec<T> {
     v
 }
 
-/// Whether this CPU has AVX2 and FMA (cached by the standard library after the first call).
-#[inline(always)]
-pub(crate) fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// The widest vector extension of this CPU that the kernels have a variant for (detected once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Simd {
+    /// AVX-512 (F, VL, BW, DQ) with AVX2 and FMA: 512-bit registers.
+    Avx512,
+    /// AVX2 and FMA: 256-bit registers.
+    Avx2,
+    /// Neither: the baseline build.
+    Baseline,
 }
 
-/// `avx2_variant!(vis fn name = body<T>(args))` defines `name`, which runs the `#[inline(always)]`
-/// function `body` compiled for AVX2 + FMA when the CPU has them and as itself otherwise. The hot
-/// loops are plain slice loops that the compiler vectorises; this lets them use 256-bit registers
-/// without building the whole program for a newer baseline CPU.
-macro_rules! avx2_variant {
+/// [`Simd`] of this CPU; `MEMGEN_SIMD=avx2|baseline` caps it (for A/B measurements).
+#[inline(always)]
+pub(crate) fn simd() -> Simd {
+    static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = std::env::var("MEMGEN_SIMD").unwrap_or_default();
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+            let avx512 = avx2
+                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512dq");
+            match cap.as_str() {
+                "baseline" => Simd::Baseline,
+                "avx2" if avx2 => Simd::Avx2,
+                _ if avx512 => Simd::Avx512,
+                _ if avx2 => Simd::Avx2,
+                _ => Simd::Baseline,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = cap;
+            Simd::Baseline
+        }
+    })
+}
+
+/// `simd_variant!(vis fn name = body<T>(args))` defines `name`, which runs the `#[inline(always)]`
+/// function `body` compiled for AVX-512 or AVX2 + FMA when the CPU has them ([`simd`]) and as
+/// itself otherwise. The hot loops are plain slice loops that the compiler vectorises; this lets
+/// them use 512- or 256-bit registers without building the whole program for a newer baseline CPU.
+macro_rules! simd_variant {
     ($(#[$m:meta])* $vis:vis fn $name:ident = $body:ident<$T:ident>($($a:ident: $t:ty),* $(,)?)) => {
         $(#[$m])*
         #[allow(clippy::too_many_arguments)]
         $vis fn $name<$T: $crate::elem::Float>($($a: $t),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx512<$T: $crate::elem::Float>($($a: $t),*) {
+                    $body($($a),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 fn avx2<$T: $crate::elem::Float>($($a: $t),*) {
                     $body($($a),*)
                 }
-                if $crate::elem::has_avx2() {
-                    // SAFETY: the CPU has the features `avx2` is compiled for (checked just above).
-                    return unsafe { avx2($($a),*) };
+                match $crate::elem::simd() {
+                    // SAFETY: the CPU has the features each variant is compiled for (detected by simd()).
+                    $crate::elem::Simd::Avx512 => return unsafe { avx512($($a),*) },
+                    $crate::elem::Simd::Avx2 => return unsafe { avx2($($a),*) },
+                    $crate::elem::Simd::Baseline => {}
                 }
             }
             $body($($a),*)
         }
     };
 }
-pub(crate) use avx2_variant;
+pub(crate) use simd_variant;
 
 /// `dst[i] += src[i]`.
 #[inline(always)]

@@ -2,7 +2,7 @@
 //! the columns of a `(C·KH·KW) x (HO·WO)` matrix, [`col2im`] adds such a matrix back onto an image
 //! (the adjoint of `im2col`, used for the input gradient).
 
-use crate::elem::{avx2_variant, Float};
+use crate::elem::{simd_variant, Float};
 use std::ops::Range;
 
 /// Shape of one 2-D convolution: `(B, C, H, W) * (O, C, KH, KW) → (B, O, HO, WO)` with stride `s`
@@ -38,6 +38,15 @@ impl ConvGeom {
     /// Output elements per image.
     pub fn out_len(&self) -> usize {
         self.o * self.p()
+    }
+    /// `conv KHxKW sS C->O HxW bB`, the shape as the profile shows it.
+    pub fn describe(&self) -> String {
+        let (g, b) = (self, self.b);
+        format!("conv {}x{} s{} {}->{} {}x{} b{b}", g.kh, g.kw, g.stride, g.c, g.o, g.h, g.w)
+    }
+    /// Floating-point operations of the forward product over the batch: `2·B·O·P·K`.
+    pub fn gemm_flops(&self) -> f64 {
+        2.0 * (self.b * self.o * self.p() * self.k()) as f64
     }
     /// A 1x1, stride-1, unpadded conv: the image itself is its patch matrix.
     pub fn is_pointwise(&self) -> bool {
@@ -196,11 +205,11 @@ fn plane_add<T: Float>(g: &ConvGeom, src: &mut [T], rows: Range<usize>, ky: usiz
     crate::elem::add_assign(&mut dxc[dst0..dst0 + len], &src[valid.start * wo + lo..][..len]);
 }
 
-avx2_variant!(
+simd_variant!(
     /// [`im2col_body`] for this CPU.
     pub(crate) fn im2col = im2col_body<T>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize)
 );
-avx2_variant!(
+simd_variant!(
     /// [`col2im_body`] for this CPU.
     pub(crate) fn col2im = col2im_body<T>(g: &ConvGeom, col: &mut [T], rows: Range<usize>, rs: usize, off: usize, dx: &mut [T])
 );

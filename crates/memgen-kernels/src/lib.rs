@@ -14,12 +14,14 @@
 //!   `SiLU(y) = y · sigmoid(y)` in the same pass, with a fused backward.
 //! - [`conv_transpose2x2`]: the 2x2, stride-2 transposed conv of the blind UNet's decoder, one
 //!   GEMM per image.
+//! - [`adamw_update`]: the AdamW step of one parameter in one pass.
 //! - [`upsample_nearest2x`]: nearest ×2 upsampling whose backward sums each 2x2 block (and adds to
 //!   the input's gradient like any other op).
 //!
 //! Reductions run over a fixed partition of the batch into one part per thread, summed in part
 //! order, so results are bit-identical for a given thread count.
 
+mod adamw;
 mod alloc;
 pub mod bench;
 mod conv;
@@ -33,6 +35,7 @@ mod scratch;
 mod storage;
 mod upsample;
 
+pub use adamw::{adamw_update, AdamWStep};
 pub use alloc::keep_freed_memory;
 pub use conv::{conv2d, conv2d_no_bias, Conv2d};
 pub use conv_transpose::conv_transpose2x2;

@@ -8,7 +8,7 @@
 //! `∂L/∂γ_c = Σ u x̂`, `∂L/∂β_c = Σ u`, and
 //! `∂L/∂x = (γ_c u − mean_g(γ u) − x̂ · mean_g(γ u x̂)) / sqrt(σ² + ε)`.
 
-use crate::elem::{avx2_variant, uninit_vec, Float};
+use crate::elem::{simd_variant, uninit_vec, Float};
 use crate::gemm::partition;
 use crate::profile::{timed, Kernel};
 use crate::storage::{slice, with_slice};
@@ -16,7 +16,8 @@ use candle::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-const LANES: usize = 8;
+/// Accumulators of [`lane_sum`]: one 512-bit register of f32 (two of 256 bits).
+const LANES: usize = 16;
 
 /// `Σ f(a_i, b_i)` in [`LANES`] independent accumulators (so that the loop vectorises), then
 /// in f64. `a` and `b` have the same length.
@@ -142,10 +143,10 @@ fn backward_image_body<T: Float>(
     }
 }
 
-avx2_variant!(fn forward_image = forward_image_body<T>(
+simd_variant!(fn forward_image = forward_image_body<T>(
     g: &NormGeom, op: &GroupNormOp, x: &[T], gamma: &[T], beta: &[T], out: &mut [T]
 ));
-avx2_variant!(fn backward_image = backward_image_body<T>(
+simd_variant!(fn backward_image = backward_image_body<T>(
     g: &NormGeom, op: &GroupNormOp, x: &[T], gamma: &[T], beta: &[T], dz: &[T], dx: &mut [T],
     dgamma: &mut [f64], dbeta: &mut [f64]
 ));
