@@ -16,6 +16,10 @@ pub enum Error {
     BadFile { path: PathBuf, msg: String },
     #[error("{0}")]
     Invalid(String),
+    /// Refused to protect data already on disk: a run directory that holds another config, or one
+    /// written by another memgen version (the command line exits with code 3).
+    #[error("{path}: {msg}")]
+    Refused { path: PathBuf, msg: String },
     /// The loss became NaN or infinite; the last good checkpoint is kept.
     #[error("training stopped at step {step}: the loss is {loss} (not finite); {kept}")]
     NonFinite { step: usize, loss: f32, kept: String },
@@ -34,5 +38,9 @@ impl Error {
     }
     pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::BadFile { path: path.into(), msg: msg.into() }
+    }
+    /// [`Error::Refused`] for `path`.
+    pub fn refused(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Refused { path: path.into(), msg: msg.into() }
     }
 }

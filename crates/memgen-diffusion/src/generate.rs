@@ -49,21 +49,31 @@ pub struct Generated {
     pub seconds: f64,
 }
 
-/// Sample `cfg.count` images from the run in `run`.
+/// Sample `cfg.count` images from the run in `run`, on the device the run was trained on.
 pub fn generate(
     run: &Path,
     cfg: &GenerateConfig,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<Generated> {
+    let run_cfg = RunConfig::load(run)?;
+    generate_on(run, cfg, &device(&run_cfg.device)?, progress)
+}
+
+/// Sample `cfg.count` images from the run in `run` on `dev`, whatever device the run was trained on.
+pub fn generate_on(
+    run: &Path,
+    cfg: &GenerateConfig,
+    dev: &candle::Device,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<Generated> {
     if cfg.count == 0 || cfg.batch_size == 0 {
         return Err(Error::Invalid("count and batch size must be at least 1".into()));
     }
     let run_cfg = RunConfig::load(run)?;
-    let dev = device(&run_cfg.device)?;
     let manifest = memgen_data::dataset::read_manifest(&run_cfg.data.dir)?;
     let dims = [manifest.channels, manifest.height, manifest.width];
     let model_cfg = &run_cfg.train.model;
-    let model = load_model(model_cfg, run, cfg.ema, &dev)?;
+    let model = load_model(model_cfg, run, cfg.ema, dev)?;
     let noise = NoiseSource::new(cfg.noise_seed);
     let start = std::time::Instant::now();
     let (images, steps, converged) = match model_cfg {
@@ -80,11 +90,11 @@ pub fn generate(
                     cfg.count,
                     cfg.batch_size,
                     &dims,
-                    &dev,
+                    dev,
                     progress,
                 )?,
                 Some(path) => {
-                    let x_big_t = read_initial_noise(path, [cfg.count, dims[0], dims[1], dims[2]], &dev)?;
+                    let x_big_t = read_initial_noise(path, [cfg.count, dims[0], dims[1], dims[2]], dev)?;
                     let mut parts = Vec::new();
                     for first in (0..cfg.count).step_by(cfg.batch_size) {
                         let n = cfg.batch_size.min(cfg.count - first);
@@ -116,7 +126,7 @@ pub fn generate(
             let (mut parts, mut steps, mut conv) = (Vec::new(), Vec::new(), Vec::new());
             for first in (0..cfg.count).step_by(cfg.batch_size) {
                 let n = cfg.batch_size.min(cfg.count - first);
-                let s = sample_blind(&model, &cfg.blind, &noise, first as u64, n, &dims, &dev)?;
+                let s = sample_blind(&model, &cfg.blind, &noise, first as u64, n, &dims, dev)?;
                 parts.push(s.images);
                 steps.extend(s.steps);
                 conv.extend(s.converged);

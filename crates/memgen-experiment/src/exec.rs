@@ -84,7 +84,7 @@ pub fn setup(plan: &Plan, model_source: &Path, experiment_text: &str, force: boo
     match std::fs::read_to_string(&plan.model_file) {
         Ok(old) if old == model => {}
         Ok(_) if !force => {
-            return Err(Error::bad_file(
+            return Err(Error::refused(
                 &plan.model_file,
                 format!(
                     "the experiment directory was run with a different network config than {}; \
@@ -135,7 +135,7 @@ pub fn state(plan: &Plan, job: &Job, force: bool) -> Result<JobState> {
 
 fn conflict(plan: &Plan, job: &Job, stamp: &Path, force: bool) -> Result<()> {
     if !force {
-        return Err(Error::bad_file(
+        return Err(Error::refused(
             stamp,
             format!(
                 "job {} was run with a different command line than the experiment asks for now \
@@ -227,7 +227,7 @@ impl Lock {
             if let Some((h, pid)) = text.trim().rsplit_once(':') {
                 let pid: i32 = pid.parse().unwrap_or(0);
                 if h == host() && pid != std::process::id() as i32 && alive(pid) {
-                    return Err(Error::bad_file(
+                    return Err(Error::refused(
                         &path,
                         format!("another memgen process ({pid}) is running this experiment; wait for it or stop it"),
                     ));

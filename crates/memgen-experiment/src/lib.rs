@@ -30,6 +30,11 @@ pub enum Error {
     BadFile { path: PathBuf, msg: String },
     #[error("{0}")]
     Invalid(String),
+    /// Refused to protect data already on disk: an experiment directory run with another network
+    /// config or command line, or one another memgen process is running (the command line exits
+    /// with code 3).
+    #[error("{path}: {msg}")]
+    Refused { path: PathBuf, msg: String },
     #[error("job {id} failed ({status}); its log: {log}\n{tail}")]
     JobFailed { id: String, status: String, log: PathBuf, tail: String },
     #[error(transparent)]
@@ -46,6 +51,10 @@ impl Error {
 
     pub(crate) fn bad_file(path: &Path, msg: impl Into<String>) -> Self {
         Error::BadFile { path: path.to_path_buf(), msg: msg.into() }
+    }
+
+    pub(crate) fn refused(path: &Path, msg: impl Into<String>) -> Self {
+        Error::Refused { path: path.to_path_buf(), msg: msg.into() }
     }
 }
 
