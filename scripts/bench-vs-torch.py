@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """memgen vs PyTorch on the same machine, same threads, in one run.
 
-Alternates `memgen bench --json` and shared/bench/torch_unet_s.py for unet-s at each size (and
+Alternates `memgen bench --save FILE` and shared/bench/torch_unet_s.py for unet-s at each size (and
 torch_blind_unet.py for blind-tiny at 16x16, batch 128), ROUNDS times, and prints the median
 images/s of each with their ratio. Machines of one kind differ by
 1.5x and a single machine drifts over minutes, so only the interleaved ratio is meaningful.
@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def memgen(binary, side, batch, steps, env, net="unet-s"):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         subprocess.run([binary, "bench", "--only", "nets", "--net", f"{net}:{side}:{batch}", "--steps", str(steps),
-                        "--json", f.name], check=True, env=env, stdout=subprocess.DEVNULL)
+                        "--save", f.name], check=True, env=env, stdout=subprocess.DEVNULL)
         r = json.load(open(f.name))["networks"][0]
     return r["train_images_per_s"], r["forward_images_per_s"]
 

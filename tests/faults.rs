@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fails, json, memgen, ok, prepare};
+use common::{fails, fails_with, json, memgen, ok, prepare, FAILED, REFUSED};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -467,9 +467,9 @@ fn runs_of_another_config_or_version_and_mismatched_checkpoints_are_refused() {
     prepare(&ds, "calpha", 40, 8);
     let run = tmp.path().join("run");
     ok(&train(&ds, &run, 10, &[]));
-    let msg = fails(&train(&ds, &run, 10, &[]));
+    let msg = fails_with(&train(&ds, &run, 10, &[]), REFUSED);
     assert!(msg.contains("already holds this run") && msg.contains("--resume"), "{msg}");
-    let msg = fails(&train(&ds, &run, 20, &["--lr", "1e-3"]));
+    let msg = fails_with(&train(&ds, &run, 20, &["--lr", "1e-3"]), REFUSED);
     assert!(msg.contains("train.steps: 10 -> 20") && msg.contains("train.lr: 0.0002 -> 0.001"), "{msg}");
     assert!(msg.contains("--force"), "{msg}");
     let before = std::fs::read(run.join("model.safetensors")).unwrap();
@@ -494,7 +494,7 @@ fn runs_of_another_config_or_version_and_mismatched_checkpoints_are_refused() {
         a.extend_from_slice(extra);
         memgen(&a)
     };
-    let msg = fails(&resume(&[]));
+    let msg = fails_with(&resume(&[]), REFUSED);
     assert!(
         msg.contains("memgen 0.0.1") && msg.contains(env!("CARGO_PKG_VERSION")) && msg.contains("--force"),
         "{msg}"
@@ -524,7 +524,7 @@ fn runs_of_another_config_or_version_and_mismatched_checkpoints_are_refused() {
             "2",
         ])
     };
-    let msg = fails(&sample());
+    let msg = fails_with(&sample(), FAILED);
     assert!(
         msg.contains("ema.safetensors")
             && msg.contains(name)
@@ -613,7 +613,7 @@ fn a_full_or_read_only_disk_keeps_the_last_checkpoint() {
         }
     };
     let run = disk.join("run");
-    let msg = fails(&train(&ds, &run, 15, &[]));
+    let msg = fails_with(&train(&ds, &run, 15, &[]), FAILED);
     assert!(msg.contains("No space left on device") && msg.contains(&run.display().to_string()), "{msg}");
     assert_eq!(latest_step(&run), Some(5), "the first checkpoint stays the newest");
     check_files(&run);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fails, json, memgen, ok};
+use common::{fails, fails_with, json, memgen, ok, REFUSED, USAGE};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -113,7 +113,8 @@ fn tiny_experiment_end_to_end() {
     assert!(err.contains("0 jobs run, 10 already finished"), "{err}");
     // Changing the training steps conflicts with the finished trainings.
     let exp2 = experiment(tmp.path(), 41);
-    let msg = fails(&memgen(&["run", exp2.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]));
+    let msg =
+        fails_with(&memgen(&["run", exp2.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]), REFUSED);
     assert!(msg.contains("train-n1-a") && msg.contains("--force"), "{msg}");
 }
 
@@ -201,8 +202,10 @@ fn plan_writes_manifest_and_slurm_arrays() {
         "compare-n1-seed2",
     ]));
     assert!(msg.contains("compare-n1-seed2"), "{msg}");
-    let msg =
-        fails(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--job", "nope"]));
+    let msg = fails_with(
+        &memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--job", "nope"]),
+        USAGE,
+    );
     assert!(msg.contains("no such job") && msg.contains("train-n4-b"), "{msg}");
 }
 
@@ -215,7 +218,7 @@ fn bad_experiment_files_are_named() {
     let msg =
         fails(&memgen(&["run", exp.to_str().unwrap(), "--out", tmp.path().join("o").to_str().unwrap()]));
     assert!(msg.contains("tiny.toml") && msg.contains("exactly one of `steps` and `epochs`"), "{msg}");
-    let msg = fails(&memgen(&["run", tmp.path().join("missing.toml").to_str().unwrap()]));
+    let msg = fails_with(&memgen(&["run", tmp.path().join("missing.toml").to_str().unwrap()]), USAGE);
     assert!(msg.contains("missing.toml"), "{msg}");
 }
 
@@ -249,7 +252,8 @@ fn a_live_sweep_locks_its_directory() {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
     // This test process is alive: its lock is respected; a lock from another host is taken over.
     std::fs::write(out.join(".lock"), format!("{host}:{}", std::process::id())).unwrap();
-    let msg = fails(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]));
+    let msg =
+        fails_with(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]), REFUSED);
     assert!(msg.contains("another memgen process"), "{msg}");
     // Single jobs (Slurm array tasks) lock only themselves.
     ok(&memgen(&[

@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 /// Arguments of `memgen bench`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  RAYON_NUM_THREADS=2 memgen bench --profile --json bench.json\n\n\
-Side-by-side with PyTorch on the same machine: scripts/bench-vs-torch.sh (see README).")]
+#[command(after_help = "Examples:\n  RAYON_NUM_THREADS=2 memgen bench --profile --save bench.json\n  \
+memgen bench --only nets --net models/unet-tiny.toml:16:32 --steps 1\n  \
+memgen --json bench --only gemm   # the whole result as one JSON object on stdout\n\n\
+Side-by-side with PyTorch on the same machine: scripts/bench-vs-torch.py (see README).")]
 pub struct BenchArgs {
     /// Networks to time, as CONFIG:SIDE:BATCH (CONFIG a TOML file or `unet-s`); repeatable.
     /// Default: unet-s at 32x32 batch 64 and at 80x80 batch 16.
@@ -30,9 +32,9 @@ pub struct BenchArgs {
     /// d = 6400). Default: all four.
     #[arg(long, value_enum, value_name = "PART")]
     only: Vec<Part>,
-    /// Also write every result as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    /// Also write every result as JSON to this file (the global --json also prints it on stdout).
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
 }
 
 /// A part of the benchmark.
@@ -116,11 +118,11 @@ fn bench_net(config: &str, side: usize, batch: usize, steps: usize, profile: boo
 }
 
 fn print_net_rows(nets: &[NetResult]) {
-    println!("| network | side | batch | params | GFLOP/img | train img/s | train GFLOP/s | forward img/s | forward GFLOP/s | sampler steps/s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    say!("| network | side | batch | params | GFLOP/img | train img/s | train GFLOP/s | forward img/s | forward GFLOP/s | sampler steps/s |");
+    say!("|---|---|---|---|---|---|---|---|---|---|");
     for n in nets {
         let r = &n.result;
-        println!(
+        say!(
             "| {} | {} | {} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
             n.config,
             r.side,
@@ -136,28 +138,25 @@ fn print_net_rows(nets: &[NetResult]) {
     }
     for n in nets.iter().filter(|n| !n.result.kernel_profile.is_empty()) {
         let r = &n.result;
-        println!(
-            "\nkernel time, {} {}x{} batch {} (seconds per step):",
-            n.config, r.side, r.side, r.batch_size
-        );
-        println!("| kernel | per training step | per forward |");
-        println!("|---|---|---|");
+        say!("\nkernel time, {} {}x{} batch {} (seconds per step):", n.config, r.side, r.side, r.batch_size);
+        say!("| kernel | per training step | per forward |");
+        say!("|---|---|---|");
         let (mut t, mut f) = (0.0, 0.0);
         for k in &r.kernel_profile {
-            println!("| {} | {:.3} | {:.3} |", k.kernel, k.train_step_s, k.forward_s);
+            say!("| {} | {:.3} | {:.3} |", k.kernel, k.train_step_s, k.forward_s);
             t += k.train_step_s;
             f += k.forward_s;
         }
-        println!(
+        say!(
             "| everything else (Candle ops, autograd, AdamW) | {:.3} | {:.3} |",
             r.train_step_s - t,
             r.forward_s - f
         );
-        println!("\nconv layers by shape (GFLOP/s: the GEMM work of the layer over its wall time):");
-        println!("| phase | kernel | shape | calls per step | ms per step | GFLOP/s |");
-        println!("|---|---|---|---|---|---|");
+        say!("\nconv layers by shape (GFLOP/s: the GEMM work of the layer over its wall time):");
+        say!("| phase | kernel | shape | calls per step | ms per step | GFLOP/s |");
+        say!("|---|---|---|---|---|---|");
         for l in &r.layer_profile {
-            println!(
+            say!(
                 "| {} | {} | {} | {:.0} | {:.1} | {:.1} |",
                 l.phase,
                 l.kernel,
@@ -176,7 +175,7 @@ pub fn run_bench(a: BenchArgs) -> Result<()> {
     let specs =
         if a.nets.is_empty() { vec!["unet-s:32:64".to_string(), "unet-s:80:16".to_string()] } else { a.nets.clone() };
     let threads = super::threads();
-    println!(
+    say!(
         "memgen {} bench, {threads} threads (median of {} timed repetitions)\n",
         env!("CARGO_PKG_VERSION"),
         a.steps.max(1)
@@ -192,11 +191,13 @@ pub fn run_bench(a: BenchArgs) -> Result<()> {
     let gemm = if wants(Part::Gemm) { bench_gemm() } else { Vec::new() };
     let nn_search = if wants(Part::Nn) { bench_nn(gemm.first().map(|g| g.gflop_per_s))? } else { Vec::new() };
     let linear = if wants(Part::Linear) { bench_linear()? } else { Vec::new() };
-    if let Some(path) = a.json {
-        let report = BenchReport { memgen_version: env!("CARGO_PKG_VERSION"), threads, networks, gemm, nn_search, linear };
-        memgen_diffusion::run::write_json(&path, &report)
+    let report =
+        BenchReport { memgen_version: env!("CARGO_PKG_VERSION"), threads, networks, gemm, nn_search, linear };
+    if let Some(path) = &a.save {
+        memgen_diffusion::run::write_json(path, &report)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    super::output::result(serde_json::json!({ "saved": a.save, "bench": report }));
     Ok(())
 }
 
@@ -206,11 +207,11 @@ fn bench_gemm() -> Vec<GemmResult> {
         ("square f32 GEMM (machine reference)", 2048, 2048, 2048, 3),
         ("NN-search GEMM core: 1000 queries x 70,000 images x 1024 pixels", 1000, 70_000, 1024, 1),
     ];
-    println!("\n| GEMM | m x n x k | GFLOP/s |\n|---|---|---|");
+    say!("\n| GEMM | m x n x k | GFLOP/s |\n|---|---|---|");
     let mut out = Vec::new();
     for (what, m, n, k, reps) in shapes {
         let gflop_per_s = memgen_kernels::bench::gemm_gflops(m, n, k, reps);
-        println!("| {what} | {m} x {n} x {k} | {gflop_per_s:.1} |");
+        say!("| {what} | {m} x {n} x {k} | {gflop_per_s:.1} |");
         out.push(GemmResult { what, m, n, k, gflop_per_s });
     }
     out
@@ -220,12 +221,12 @@ fn bench_gemm() -> Vec<GemmResult> {
 /// share of the square GEMM's rate when that was measured.
 fn bench_nn(peak: Option<f64>) -> Result<Vec<memgen_metrics::bench::SearchBench>> {
     use memgen_metrics::Metric;
-    println!("\n| NN search (exact) | M x N x d | k | seconds | GFLOP/s | of square GEMM |\n|---|---|---|---|---|---|");
+    say!("\n| NN search (exact) | M x N x d | k | seconds | GFLOP/s | of square GEMM |\n|---|---|---|---|---|---|");
     let mut out = Vec::new();
     for (metric, k) in [(Metric::Pearson, 1), (Metric::L2, 2), (Metric::Cosine, 1)] {
         let r = memgen_metrics::bench::bench_search(1000, 70_000, 1024, k, metric, 2)?;
         let share = peak.map_or("-".into(), |p| format!("{:.0}%", 100.0 * r.gflop_per_s / p));
-        println!(
+        say!(
             "| {metric:?} | {} x {} x {} | {k} | {:.2} | {:.1} | {share} |",
             r.queries, r.base, r.dim, r.seconds, r.gflop_per_s
         );
@@ -243,7 +244,7 @@ fn bench_linear() -> Result<Vec<LinearBench>> {
         variance: memgen_diffusion::sampler::VarianceType::Beta,
     }
     .build(&schedule)?;
-    println!("\n| linear analysis (f64) | N | moments s | eigen s | losses s | exact ρ_N + KL s | total s |\n|---|---|---|---|---|---|---|");
+    say!("\n| linear analysis (f64) | N | moments s | eigen s | losses s | exact ρ_N + KL s | total s |\n|---|---|---|---|---|---|---|");
     let mut out = Vec::new();
     for side in [32, 80] {
         let d = side * side;
@@ -256,7 +257,7 @@ fn bench_linear() -> Result<Vec<LinearBench>> {
         let kl_s = t_kl.elapsed().as_secs_f64();
         let t = &fitted.timing;
         let r = LinearBench { side, d, n, moments_s: t.moments_s, eigen_s: t.eigen_s, losses_s: t.losses_s, kl_s, total_s: t0.elapsed().as_secs_f64() };
-        println!(
+        say!(
             "| {side}x{side} (d = {d}) | {n} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             r.moments_s, r.eigen_s, r.losses_s, r.kl_s, r.total_s
         );
@@ -272,14 +273,15 @@ pub fn run_model_bench(
     batch: usize,
     steps: usize,
     profile: bool,
-    json: Option<&Path>,
+    save: Option<&Path>,
 ) -> Result<()> {
     let net = bench_net(&config.display().to_string(), side, batch, steps, profile)?;
-    println!("{} threads (median of {} timed repetitions)\n", net.result.threads, steps.max(1));
+    say!("{} threads (median of {} timed repetitions)\n", net.result.threads, steps.max(1));
     print_net_rows(std::slice::from_ref(&net));
-    if let Some(path) = json {
+    if let Some(path) = save {
         memgen_diffusion::run::write_json(path, &net)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    super::output::result(serde_json::json!({ "saved": save, "bench": net }));
     Ok(())
 }

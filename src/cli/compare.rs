@@ -18,6 +18,12 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  memgen compare runs/demo/runs/n1000-a runs/demo/runs/n1000-b --noise-seed 1 --count 64\n  \
+memgen compare runs/demo/runs/n10-a runs/demo/runs/n10-b --sampler ddim --ddim-steps 50 --out runs/cmp-n10\n  \
+memgen compare --oracle --data runs/demo/data --n 10 --count 16   # the empirical optimal denoisers of S_A(10), S_B(10)\n  \
+memgen --json compare runs/demo/runs/n100-a runs/demo/runs/n100-b --count 16 --device cpu"
+)]
 pub struct CompareArgs {
     /// Run of model A (from `memgen train`); not with --oracle.
     #[arg(required_unless_present = "oracle", conflicts_with = "oracle")]
@@ -88,6 +94,10 @@ impl CompareOracleOpts {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  memgen memorization runs/demo/runs/n10-a --samples runs/demo/runs/n10-a/samples/seed-1/samples.safetensors\n  \
+memgen memorization runs/demo/runs/n1000-a --samples runs/demo/runs/n1000-a/samples/seed-1/samples.safetensors --corr-threshold 0.9 --out runs/mem-n1000"
+)]
 pub struct MemorizationArgs {
     /// Run whose training set the samples are scored against.
     pub run: PathBuf,
@@ -119,10 +129,16 @@ pub struct Thresholds {
 impl Thresholds {
     fn config(&self) -> Result<CompareConfig> {
         if !(-1.0..=1.0).contains(&self.corr_threshold) {
-            bail!("--corr-threshold must lie in [-1, 1], got {}", self.corr_threshold);
+            return Err(super::output::usage(format!(
+                "--corr-threshold must lie in [-1, 1], got {}",
+                self.corr_threshold
+            )));
         }
         if !(self.ratio_threshold > 0.0 && self.ratio_threshold <= 1.0) {
-            bail!("--ratio-threshold must lie in (0, 1], got {}", self.ratio_threshold);
+            return Err(super::output::usage(format!(
+                "--ratio-threshold must lie in (0, 1], got {}",
+                self.ratio_threshold
+            )));
         }
         Ok(CompareConfig { corr_threshold: self.corr_threshold, ratio_threshold: self.ratio_threshold })
     }
@@ -197,11 +213,11 @@ fn reuse_or_draw(
 }
 
 /// Samples of `run` for `cfg`: reused from RUN/samples/seed-S when they match, else drawn and saved
-/// there (or, when that directory holds other samples, under `fallback`).
-fn samples_for(run: &Path, cfg: &GenerateConfig, fallback: &Path) -> Result<Samples> {
+/// there on `dev` (or, when that directory holds other samples, under `fallback`).
+fn samples_for(run: &Path, cfg: &GenerateConfig, dev: &candle::Device, fallback: &Path) -> Result<Samples> {
     let dir = default_dir(run, cfg.noise_seed);
     let reused = reusable(&dir, cfg);
-    reuse_or_draw(dir, reused, fallback, |target| sample_into(run, cfg, target, false))
+    reuse_or_draw(dir, reused, fallback, |target| sample_into(run, cfg, dev, target, false))
 }
 
 /// Samples of the empirical optimal denoiser of `train` (the side `opts` selects) for `cfg`: reused
@@ -261,14 +277,17 @@ struct Experiment {
 pub fn run_compare(a: CompareArgs) -> Result<()> {
     let thresholds = a.thresholds.config()?;
     if a.count == 0 {
-        bail!("--count must be at least 1");
+        return Err(super::output::usage("--count 0: expected at least 1 noise draw"));
     }
+    let dev = a.sampler.device(a.oracle.oracle)?;
     if a.oracle.oracle {
         return run_compare_oracle(&a, &thresholds);
     }
     let (Some(run_a), Some(run_b)) = (&a.run_a, &a.run_b) else {
-        bail!("compare needs RUN_A and RUN_B (or --oracle)");
+        return Err(super::output::usage("compare needs RUN_A and RUN_B (or --oracle)"));
     };
+    super::output::input("RUN_A", run_a, "a run directory from `memgen train`")?;
+    super::output::input("RUN_B", run_b, "a run directory from `memgen train`")?;
     let name_b = run_b.file_name().map_or("b".into(), |n| n.to_string_lossy().into_owned());
     let out = a
         .out
@@ -277,8 +296,8 @@ pub fn run_compare(a: CompareArgs) -> Result<()> {
     let (train_a, train_b) = (TrainingSet::load(run_a)?, TrainingSet::load(run_b)?);
     let overlap = check_training_sets(&train_a, &train_b, "the runs")?;
     let cfg = a.sampler.config(a.noise_seed, a.count);
-    let samples_a = samples_for(run_a, &cfg, &out.join("samples-a"))?;
-    let samples_b = samples_for(run_b, &cfg, &out.join("samples-b"))?;
+    let samples_a = samples_for(run_a, &cfg, &dev, &out.join("samples-a"))?;
+    let samples_b = samples_for(run_b, &cfg, &dev, &out.join("samples-b"))?;
     let settings = serde_json::json!({ "run_a": run_a, "run_b": run_b });
     let e = Experiment { train_a, train_b, samples_a, samples_b, cfg, overlap };
     score_and_write(&e, settings, &thresholds, a.figure_rows, &out)
@@ -290,6 +309,7 @@ fn run_compare_oracle(a: &CompareArgs, thresholds: &CompareConfig) -> Result<()>
     let o = &a.oracle;
     let data = o.data.clone().context("--oracle needs --data DIR (the prepared dataset)")?;
     let n = o.n.context("--oracle needs --n N (the training-set size of each side)")?;
+    super::output::input("--data", &data, "a prepared dataset directory from `memgen data prepare`")?;
     let (opts_a, opts_b) = (o.side(&data, SideArg::A, n), o.side(&data, SideArg::B, n));
     let ds = Rc::new(PreparedDataset::read(&data).with_context(|| format!("reading {}", data.display()))?);
     let indices_a = select(&ds, &opts_a.selection()).context("selecting S_A")?;
@@ -347,8 +367,21 @@ fn score_and_write(
         ("S_A vs S_B (no model)", reference),
     ];
     write_histogram(out, "compare-hist", "Correlations", &series)?;
-    print!("{}", compare_text(&cmp, train_a.indices.len(), train_b.indices.len()));
-    println!("-> {}", out.display());
+    say_text!("{}", compare_text(&cmp, train_a.indices.len(), train_b.indices.len()));
+    say!("-> {}", out.display());
+    super::output::result(serde_json::json!({
+        "out": out,
+        "compare_json": out.join("compare.json"),
+        "compare_csv": out.join("compare.csv"),
+        "figure": out.join("compare.png"),
+        "count": cmp.pairs.len(),
+        "n_a": train_a.indices.len(),
+        "n_b": train_b.indices.len(),
+        "agree": cmp.agree,
+        "corr_ab_median": cmp.corr_ab.median,
+        "a_memorized_by_corr": cmp.a.own.memorized_by_corr,
+        "b_memorized_by_corr": cmp.b.own.memorized_by_corr,
+    }));
     Ok(())
 }
 
@@ -486,6 +519,8 @@ fn memorization_lines(s: &mut String, side: &str, m: &MemorizationSummary, set: 
 
 pub fn run_memorization(a: MemorizationArgs) -> Result<()> {
     let thresholds = a.thresholds.config()?;
+    super::output::input("RUN", &a.run, "a run directory from `memgen train`")?;
+    super::output::input("--samples", &a.samples, "a samples.safetensors from `memgen sample`")?;
     let train = TrainingSet::load(&a.run)?;
     let ([n, c, h, w], pixels) = load_samples(&a.samples)?;
     if [c, h, w] != train.dims() {
@@ -534,7 +569,18 @@ pub fn run_memorization(a: MemorizationArgs) -> Result<()> {
     let mut s = String::new();
     let _ = writeln!(s, "{n} samples against N = {} training images", train.indices.len());
     memorization_lines(&mut s, "samples", &summary, "training set", &thresholds);
-    print!("{s}");
-    println!("-> {}", out.display());
+    say_text!("{s}");
+    say!("-> {}", out.display());
+    super::output::result(serde_json::json!({
+        "out": out,
+        "memorization_json": out.join("memorization.json"),
+        "memorization_csv": out.join("memorization.csv"),
+        "figure": out.join("memorization.png"),
+        "count": n,
+        "n_train": train.indices.len(),
+        "memorized_by_corr": summary.memorized_by_corr,
+        "memorized_by_ratio": summary.memorized_by_ratio,
+        "corr_median": summary.corr.median,
+    }));
     Ok(())
 }

@@ -32,20 +32,34 @@ pub enum DataCommand {
     /// `hub:OWNER/NAME` (a Hugging Face dataset of parquet shards); `idx:PATH` (IDX file or directory);
     /// `calpha` or `gaussian` (synthetic generators, through their built-in recipes: choose --count and --side); or a directory of PNG/JPEG images
     /// (optionally written `folder:PATH`). Flags override the recipe's values.
+    #[command(
+        after_help = "Examples:\n  memgen data prepare calpha --count 3000 --side 16 --alpha 4 --out runs/calpha-16\n  \
+memgen data prepare gaussian --count 2000 --side 8 --spectrum power:1:0.05 --out runs/gauss-8\n  \
+memgen data prepare fashion-mnist --out runs/fashion-mnist/data\n  \
+memgen data prepare datasets/olivetti.toml --side 32 --out runs/olivetti-32 --force"
+    )]
     Prepare(Box<PrepareArgs>),
-    /// Print a prepared dataset's manifest summary (or the whole manifest with --json).
+    /// Print a prepared dataset's manifest summary (with the global --json: the whole manifest, as
+    /// "result": {"dir": .., "manifest": {..}}).
+    #[command(after_help = "Examples:\n  memgen data info runs/demo/data\n  \
+memgen --json data info runs/demo/data   # the whole manifest as JSON")]
     Info {
         /// Prepared dataset directory.
         dir: PathBuf,
-        /// Print the manifest as JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Write a PNG grid of images from a prepared dataset.
+    #[command(after_help = "Examples:\n  memgen data show runs/demo/data --out demo-data.png\n  \
+memgen data show runs/demo/data --out demo-random.png --count 32 --cols 8 --scale 4 --seed 1")]
     Show(ShowArgs),
     /// Draw disjoint nested splits S_A(N), S_B(N) and write their exact indices to OUT/split.json.
+    #[command(
+        after_help = "Examples:\n  memgen data split runs/demo/data --n 1,10,100,1000 --out runs/demo-split\n  \
+memgen data split runs/demo/data --n 10,100 --seed 3 --out runs/demo-split-3"
+    )]
     Split(SplitArgs),
     /// List the built-in dataset recipes.
+    #[command(after_help = "Examples:\n  memgen data recipes\n  \
+memgen --json data recipes")]
     Recipes,
 }
 
@@ -182,14 +196,17 @@ pub struct SplitArgs {
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Prepare(a) => run_prepare(*a),
-        DataCommand::Info { dir, json } => run_info(&dir, json),
+        DataCommand::Info { dir } => run_info(&dir),
         DataCommand::Show(a) => run_show(a),
         DataCommand::Split(a) => run_split(a),
         DataCommand::Recipes => {
+            let mut list = serde_json::Map::new();
             for (name, text) in BUILTIN_RECIPES {
                 let r = Recipe::parse(text, Path::new(name))?;
-                println!("{name:<18} {}", r.description);
+                say!("{name:<18} {}", r.description);
+                list.insert(name.to_string(), serde_json::Value::String(r.description));
             }
+            super::output::result(serde_json::json!({ "recipes": list }));
             Ok(())
         }
     }
@@ -345,7 +362,11 @@ fn prepare_options(recipe: &Recipe, a: &PrepareArgs) -> PrepareOptions {
 
 fn run_prepare(a: PrepareArgs) -> Result<()> {
     if a.out.join(memgen_data::dataset::MANIFEST_FILE).exists() && !a.force {
-        bail!("{} already holds a prepared dataset; pass --force to replace it", a.out.display());
+        return Err(super::output::Refused(format!(
+            "{} already holds a prepared dataset; use another --out, or pass --force to replace it",
+            a.out.display()
+        ))
+        .into());
     }
     let mut recipe = resolve_source(&a.source)?;
     override_source(&mut recipe.source, &a)?;
@@ -367,7 +388,7 @@ fn run_prepare(a: PrepareArgs) -> Result<()> {
             d.dropped, d.before, d.threshold, d.pool_side, d.pool_side
         );
     }
-    println!(
+    say!(
         "prepared {} images of {}x{} ({:?}) in {:.2} s with {} threads (written in {:.2} s) -> {}",
         m.count,
         m.height,
@@ -378,42 +399,51 @@ fn run_prepare(a: PrepareArgs) -> Result<()> {
         (start.elapsed() - prepared).as_secs_f64(),
         a.out.display()
     );
+    super::output::result(serde_json::json!({
+        "out": a.out,
+        "manifest": a.out.join(memgen_data::dataset::MANIFEST_FILE),
+        "count": m.count,
+        "channels": m.channels,
+        "height": m.height,
+        "width": m.width,
+        "dtype": m.dtype,
+        "content_hash": m.content_hash,
+        "seconds": start.elapsed().as_secs_f64(),
+    }));
     Ok(())
 }
 
-fn run_info(dir: &Path, json: bool) -> Result<()> {
+fn run_info(dir: &Path) -> Result<()> {
+    super::output::input("DIR", dir, "a prepared dataset directory from `memgen data prepare`")?;
     let m = read_manifest(dir)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&m)?);
-        return Ok(());
-    }
-    println!("dataset:      {}", dir.display());
-    println!("recipe:       {}", m.recipe.as_deref().unwrap_or("-"));
-    println!(
+    super::output::result(serde_json::json!({ "dir": dir, "manifest": m }));
+    say!("dataset:      {}", dir.display());
+    say!("recipe:       {}", m.recipe.as_deref().unwrap_or("-"));
+    say!(
         "source:       {} {}{}",
         m.source.kind,
         m.source.location,
         m.source.revision.as_ref().map(|r| format!(" @ {r}")).unwrap_or_default()
     );
-    println!(
-        "images:       {} x {} channel(s) x {}x{} ({:?})",
-        m.count, m.channels, m.height, m.width, m.dtype
-    );
+    say!("images:       {} x {} channel(s) x {}x{} ({:?})", m.count, m.channels, m.height, m.width, m.dtype);
     let groups = m.groups.as_ref().map(|g| g.iter().collect::<std::collections::BTreeSet<_>>().len());
-    println!("groups:       {}", groups.map(|g| g.to_string()).unwrap_or_else(|| "none".into()));
+    say!("groups:       {}", groups.map(|g| g.to_string()).unwrap_or_else(|| "none".into()));
     if let Some(d) = &m.dedup {
-        println!("dedup:        dropped {} of {} (|corr| > {})", d.dropped, d.before, d.threshold);
+        say!("dedup:        dropped {} of {} (|corr| > {})", d.dropped, d.before, d.threshold);
     }
-    println!("preprocess:   {}", serde_json::to_string(&m.preprocess)?);
-    println!("content hash: {}", m.content_hash);
+    say!("preprocess:   {}", serde_json::to_string(&m.preprocess)?);
+    say!("content hash: {}", m.content_hash);
     Ok(())
 }
 
 fn run_show(a: ShowArgs) -> Result<()> {
     use memgen_report::{save_png, Grid, GridConfig};
+    if a.count == 0 {
+        return Err(super::output::usage("--count 0: expected at least 1 image"));
+    }
+    super::output::input("DIR", &a.dir, "a prepared dataset directory from `memgen data prepare`")?;
     let ds = PreparedDataset::read(&a.dir)?;
     let m = &ds.manifest;
-    anyhow::ensure!(a.count > 0, "--count must be at least 1");
     let count = a.count.min(m.count);
     let indices: Vec<usize> = match a.seed {
         Some(seed) => memgen_data::rng::permutation(m.count, seed).into_iter().take(count).collect(),
@@ -424,11 +454,13 @@ fn run_show(a: ShowArgs) -> Result<()> {
     let grid = Grid { images: &images, height: m.height, width: m.width };
     let img = grid.render(&GridConfig { cols: a.cols, scale: a.scale, ..Default::default() })?;
     save_png(&img, &a.out)?;
-    println!("wrote {} images to {}", images.len(), a.out.display());
+    say!("wrote {} images to {}", images.len(), a.out.display());
+    super::output::result(serde_json::json!({ "out": a.out, "images": indices }));
     Ok(())
 }
 
 fn run_split(a: SplitArgs) -> Result<()> {
+    super::output::input("DIR", &a.dir, "a prepared dataset directory from `memgen data prepare`")?;
     let m = read_manifest(&a.dir)?;
     let split = NestedSplit::new(m.count, m.groups.as_deref(), a.seed);
     let file = SplitFile::build(&split, &a.n, a.dir.display().to_string(), m.content_hash.clone())
@@ -436,7 +468,7 @@ fn run_split(a: SplitArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let path = a.out.join("split.json");
     memgen_data::dataset::write_atomic(&path, serde_json::to_string_pretty(&file)?.as_bytes())?;
-    println!(
+    say!(
         "wrote {} (sides of {} and {} images, {} + {} groups; N = {:?})",
         path.display(),
         split.order_a.len(),
@@ -445,5 +477,14 @@ fn run_split(a: SplitArgs) -> Result<()> {
         split.groups_b,
         a.n
     );
+    super::output::result(serde_json::json!({
+        "split": path,
+        "n": a.n,
+        "seed": a.seed,
+        "side_a_images": split.order_a.len(),
+        "side_b_images": split.order_b.len(),
+        "groups_a": split.groups_a,
+        "groups_b": split.groups_b,
+    }));
     Ok(())
 }

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  memgen denoise-curve runs/demo/runs/n1000-a --data runs/demo/data --count 256 --fit-max 0.1"
+    after_help = "Examples:\n  memgen denoise-curve runs/demo/runs/n1000-a --data runs/demo/data --count 256 --fit-max 0.1\n  \
+memgen --json denoise-curve runs/demo/runs/n10-a --data runs/demo/data --count 64 --out runs/dc-n10"
 )]
 pub struct DenoiseCurveArgs {
     /// Training run (from `memgen train`).
@@ -157,8 +158,16 @@ pub fn run_denoise_curve(a: DenoiseCurveArgs) -> Result<()> {
     memgen_data::dataset::write_atomic(&out.join("denoise-curve.csv"), csv(&rows).as_bytes())?;
     let title = format!("Denoising error of {} ({} held-out images)", run_name(&a.run), a.count);
     plot(&out, &title, &curve, fit.as_ref(), alpha)?;
-    print!("{}", table(&rows, fit.as_ref(), alpha));
-    println!("-> {}", out.display());
+    say_text!("{}", table(&rows, fit.as_ref(), alpha));
+    say!("-> {}", out.display());
+    super::output::result(serde_json::json!({
+        "out": out,
+        "denoise_curve_json": out.join("denoise-curve.json"),
+        "denoise_curve_csv": out.join("denoise-curve.csv"),
+        "fit": fit,
+        "theoretical_slope": theory,
+        "points": rows,
+    }));
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  memgen jacobian runs/demo/runs/n1000-a --image 2995 --sigma 0.1 --compare runs/demo/runs/n1000-b\n  \
-memgen jacobian runs/r1 --data data/calpha16 --image 5 --sigma 0.05 --top 32 --out jac-r1"
+memgen jacobian runs/demo/runs/n10-a --data runs/demo/data --image 5 --sigma 0.05 --top 32 --out jac-n10"
 )]
 pub struct JacobianArgs {
     /// Run directory (from `memgen train`).
@@ -173,7 +173,7 @@ pub fn run_jacobian(a: JacobianArgs) -> Result<()> {
     }
     spectrum_plot(&out, &model_a, model_b.as_ref())?;
 
-    println!(
+    say!(
         "image {} of {} ({c}x{h}x{w}, d = {d}), sigma = {} (network's sigma {:.4}), noise seed {}",
         a.image,
         data.display(),
@@ -188,7 +188,7 @@ pub fn run_jacobian(a: JacobianArgs) -> Result<()> {
             Some(false) => "held out",
             None => "other data",
         };
-        println!(
+        say!(
             "{name} {} ({train}): tr J = {:.2}, asymmetry {:.4}, top eigenvalues {}, MSE(f(y), x) = {:.3e} (noise {:.3e}), {:.1} s",
             mm.run.display(), mm.analysis.trace, mm.analysis.asymmetry, lead.join(" "),
             mse(&mm.jac.denoised, &clean), mse(&mm.jac.noisy, &clean), mm.jac.seconds
@@ -197,9 +197,18 @@ pub fn run_jacobian(a: JacobianArgs) -> Result<()> {
     if !overlaps.is_empty() {
         let row: Vec<String> =
             overlaps.iter().map(|o| format!("k={}: {:.3} ({:.3})", o.k, o.overlap, o.random)).collect();
-        println!("overlap of the top-k eigenspaces of A and B (random k/d): {}", row.join(", "));
+        say!("overlap of the top-k eigenspaces of A and B (random k/d): {}", row.join(", "));
     }
-    println!("-> {}", out.display());
+    say!("-> {}", out.display());
+    super::output::result(serde_json::json!({
+        "out": out,
+        "jacobian_json": out.join("jacobian.json"),
+        "jacobian_safetensors": out.join("jacobian.safetensors"),
+        "trace": model_a.analysis.trace,
+        "asymmetry": model_a.analysis.asymmetry,
+        "top_eigenvalues": model_a.analysis.eigenvalues.iter().take(top).collect::<Vec<_>>(),
+        "overlaps": overlaps,
+    }));
     Ok(())
 }
 

@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  memgen kl-bound --data gaussian --side 8 --n 16,64,256,1024,4096 --out klb-8\n  \
-memgen kl-bound --data gaussian:power:1:0.05 --side 16 --n 1000 --run runs/gauss16-n1000 --out klb-16"
+memgen kl-bound --data gaussian:power:1:0.05 --side 8 --n 1000 --run runs/gauss8-n1000 --out klb-run\n  \
+memgen --json kl-bound --data gaussian --side 4 --n 16,64 --out klb-4"
 )]
 pub struct KlBoundArgs {
     /// `gaussian[:SPECTRUM]`: N(0.5, U diag(λ) Uᵀ) in the DCT basis with SPECTRUM `power:EXPONENT[:SCALE]`
@@ -183,8 +184,18 @@ pub fn run_kl_bound(a: KlBoundArgs) -> Result<()> {
     memgen_diffusion::run::write_json(&a.out.join("kl-bound.json"), &record)?;
     memgen_data::dataset::write_atomic(&a.out.join("kl-bound.csv"), csv(&linear, &runs).as_bytes())?;
     plots(&a.out, &linear, &runs, d)?;
-    print!("{}", table(&description, d, sigma_min, &linear, &runs, &optimal));
-    println!("-> {}", a.out.display());
+    say_text!("{}", table(&description, d, sigma_min, &linear, &runs, &optimal));
+    say!("-> {}", a.out.display());
+    super::output::result(serde_json::json!({
+        "out": a.out,
+        "kl_bound_json": a.out.join("kl-bound.json"),
+        "kl_bound_csv": a.out.join("kl-bound.csv"),
+        "d": d,
+        "sigma_min": sigma_min,
+        "sigma_max": sigma_max,
+        "linear": linear,
+        "runs": runs,
+    }));
     Ok(())
 }
 

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  memgen linear --data gaussian:power:1:0.05 --side 16 --n 32,64,128,256,512,1024,4096 --out lin-gauss\n  \
-memgen linear --data data/fmnist16 --n 10,100,1000,10000 --out lin-fmnist")]
+memgen linear --data runs/demo/data --n 1,10,100,1000 --out runs/demo-linear\n  \
+memgen linear --data runs/fashion-mnist/data --n 10,100,1000,10000 --out lin-fmnist\n  \
+memgen --json linear --data gaussian --side 4 --n 8,32,128 --out lin-small")]
 pub struct LinearArgs {
     /// A prepared dataset directory (the population's moments are estimated from the images in neither
     /// side of the split at the largest N), or `gaussian[:SPECTRUM]`: N(0.5, U diag(λ) Uᵀ) in the DCT
@@ -140,8 +142,17 @@ pub fn run_linear(a: LinearArgs) -> Result<()> {
     memgen_diffusion::run::write_json(&a.out.join("linear.json"), &record)?;
     memgen_data::dataset::write_atomic(&a.out.join("linear.csv"), csv(&results, limit).as_bytes())?;
     plots(&a.out, &results, &sweeps, limit, d)?;
-    print!("{}", table(&problem, &results, limit, fit));
-    println!("-> {}", a.out.display());
+    say_text!("{}", table(&problem, &results, limit, fit));
+    say!("-> {}", a.out.display());
+    super::output::result(serde_json::json!({
+        "out": a.out,
+        "linear_json": a.out.join("linear.json"),
+        "linear_csv": a.out.join("linear.csv"),
+        "d": d,
+        "kl_limit": limit,
+        "kl_excess_fit": fit.map(|(slope, constant)| serde_json::json!({ "slope": slope, "constant": constant })),
+        "results": results,
+    }));
     Ok(())
 }
 

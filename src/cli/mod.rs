@@ -1,5 +1,8 @@
 //! Command-line arguments (clap derive) and dispatch.
 
+#[macro_use]
+pub mod output;
+
 mod bench;
 mod compare;
 mod data;
@@ -21,11 +24,16 @@ use clap::{Parser, Subcommand};
 /// (`memgen data split`) → training runs → samples → scores → report. Each stage is a directory of
 /// safetensors/JSON files, so any stage can be re-run, resumed or moved to another machine.
 #[derive(Debug, Parser)]
-#[command(name = "memgen", version, about, long_about)]
+#[command(name = "memgen", version, about, long_about, after_help = TOP_AFTER_HELP)]
 pub struct Cli {
     /// Worker threads (default: RAYON_NUM_THREADS, else all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// Print exactly one JSON object on stdout when the command ends: {"ok": true, "command": ..,
+    /// "result": {files written, headline numbers}}, or {"ok": false, "error": .., "exit_code": N};
+    /// the human-readable output goes to stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -77,10 +85,37 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// The end of `memgen --help`: first steps and the exit codes.
+const TOP_AFTER_HELP: &str = "Examples:
+  memgen demo
+  memgen data prepare calpha --count 200 --side 16 --out runs/calpha-16
+  memgen train --data runs/calpha-16 --model models/unet-tiny.toml --n 50 --steps 500 --out runs/c16-n50-a
+  memgen --json model info models/unet-s.toml
+
+Exit codes:
+  0  success
+  1  the work failed (I/O error, training diverged, a bad file met along the way)
+  2  usage error: bad flags or flag values, a missing input, an unusable --device; nothing was done
+  3  refused to protect data: the output holds a run or experiment of another config or memgen
+     version (see --force and --resume)";
+
+/// The subcommand path of parsed arguments, e.g. `train` or `data info`.
+pub fn command_name(matches: &clap::ArgMatches) -> String {
+    let mut names = Vec::new();
+    let mut m = matches;
+    while let Some((name, sub)) = m.subcommand() {
+        names.push(name.to_string());
+        m = sub;
+    }
+    names.join(" ")
+}
+
 /// Run the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(n) = cli.threads {
-        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        if n == 0 {
+            return Err(output::usage("--threads 0: expected at least 1 worker thread"));
+        }
         rayon_threads(n)?;
     }
     match cli.command {
@@ -120,4 +155,101 @@ pub fn threads() -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// The example command lines of an `Examples:` section, as words after `memgen`: a trailing
+    /// `# comment`, leading `VAR=value` assignments and a `cargo run --release --` prefix are removed;
+    /// lines that run something else (a script) are skipped.
+    fn example_lines(after_help: &str) -> Vec<Vec<String>> {
+        let Some((_, section)) = after_help.split_once("Examples:\n") else { return Vec::new() };
+        let mut lines = Vec::new();
+        for line in section.lines() {
+            if line.trim().is_empty() {
+                break;
+            }
+            let line = line.split(" #").next().unwrap_or_default();
+            let mut words: Vec<&str> = line.split_whitespace().skip_while(|w| w.contains('=')).collect();
+            if words.starts_with(&["cargo", "run", "--release", "--"]) {
+                words.splice(0..4, ["memgen"]);
+            }
+            if words.first() == Some(&"memgen") {
+                lines.push(words.into_iter().map(String::from).collect());
+            }
+        }
+        lines
+    }
+
+    /// Every leaf subcommand below `cmd`, with its path of names.
+    fn leaves(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<(Vec<String>, clap::Command)>) {
+        let subs: Vec<&clap::Command> = cmd.get_subcommands().filter(|c| c.get_name() != "help").collect();
+        if subs.is_empty() {
+            out.push((path, cmd.clone()));
+            return;
+        }
+        for sub in subs {
+            let mut p = path.clone();
+            p.push(sub.get_name().to_string());
+            leaves(sub, p, out);
+        }
+    }
+
+    #[test]
+    fn example_lines_are_cleaned_as_a_shell_would_read_them() {
+        let text = "Examples:\n  RAYON_NUM_THREADS=2 memgen bench --steps 1   # note\n  cargo run --release -- demo\n  \
+                    sh scripts/x.sh\n\nSee also: memgen other";
+        let got = example_lines(text);
+        assert_eq!(got, vec![vec!["memgen", "bench", "--steps", "1"], vec!["memgen", "demo"]]);
+    }
+
+    #[test]
+    fn every_subcommand_has_examples_that_parse_as_that_subcommand() {
+        let root = Cli::command();
+        let mut all = Vec::new();
+        leaves(&root, Vec::new(), &mut all);
+        assert!(all.len() >= 19, "found only {} subcommands", all.len());
+        for (path, cmd) in &all {
+            let name = path.join(" ");
+            let help = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(help.contains("Examples:\n"), "`memgen {name} --help` has no Examples: section");
+            let examples = example_lines(&help);
+            assert!(!examples.is_empty(), "`memgen {name} --help` has no example starting with memgen");
+            for words in examples {
+                let line = words.join(" ");
+                let matches = Cli::command()
+                    .try_get_matches_from(&words)
+                    .unwrap_or_else(|e| panic!("example of `memgen {name}` does not parse: {line}\n{e}"));
+                assert_eq!(command_name(&matches), name, "example `{line}` runs another subcommand");
+                Cli::from_arg_matches(&matches).unwrap_or_else(|e| panic!("{line}: {e}"));
+                // The repository's own files that examples name are there
+                // (`models/unet-tiny.toml:16:32` names models/unet-tiny.toml).
+                let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+                for file in words.iter().map(|w| w.split(':').next().unwrap_or_default()) {
+                    if ["models/", "experiments/", "datasets/"].iter().any(|d| file.starts_with(d)) {
+                        assert!(
+                            repo.join(file).is_file(),
+                            "example `{line}` names {file}, not in the repository"
+                        );
+                    }
+                }
+            }
+        }
+        let top = root.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+        assert!(top.contains("Exit codes:"), "memgen --help does not list the exit codes");
+        for words in example_lines(&top) {
+            Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{}: {e}", words.join(" ")));
+        }
+    }
+
+    #[test]
+    fn the_global_json_flag_goes_anywhere_on_the_line() {
+        for line in [["memgen", "--json", "data", "recipes"], ["memgen", "data", "recipes", "--json"]] {
+            assert!(Cli::try_parse_from(line).unwrap().json, "{line:?}");
+        }
+        assert!(!Cli::try_parse_from(["memgen", "data", "recipes"]).unwrap().json);
+    }
 }

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  memgen rf --out rf-mu3\n  \
 memgen rf --target mixture:mu=3 --compare-target mixture:mu=15 --n 10,30,100,300,1000,3000 --m 16,64,256,1024 --out rf-shift\n  \
-memgen rf --target mixture:mu=3,dim=2 --n 10,100 --m 64,256 --grid 61 --out rf-2d")]
+memgen rf --target mixture:mu=3,dim=2 --n 10,100 --m 64,256 --grid 61 --out rf-2d\n  \
+memgen --json rf --out rf-mu3-json")]
 pub struct RfArgs {
     /// The target p0: `mixture:mu=MU[,sigma=S][,weights=W1/W2][,dim=D]` (two modes at ±MU·e₁, default
     /// sigma 1, equal weights, d = 1; the paper's cases are mu=3 and mu=15) or
@@ -254,8 +255,15 @@ pub fn run_rf(a: RfArgs) -> Result<()> {
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     write_outputs(&a, &cfgs, &results, seconds)?;
-    print!("{}", table(&cfgs, &results));
-    println!("wall time {seconds:.1} s on {} threads\n-> {}", super::threads(), a.out.display());
+    say_text!("{}", table(&cfgs, &results));
+    say!("wall time {seconds:.1} s on {} threads\n-> {}", super::threads(), a.out.display());
+    super::output::result(serde_json::json!({
+        "out": a.out,
+        "rf_json": a.out.join("rf.json"),
+        "rf_csv": a.out.join("rf.csv"),
+        "targets": cfgs.iter().map(|(spec, _)| spec).collect::<Vec<_>>(),
+        "seconds": seconds,
+    }));
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `memgen run EXPERIMENT.toml` (an N-sweep over disjoint training pairs, with its report) and
 //! `memgen demo` (the same on built-in C^alpha images).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use memgen_experiment::exec::{self, ExecOptions};
 use memgen_experiment::{report, results, slurm, Experiment, Plan};
@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  memgen run experiments/fashion-mnist.toml --jobs 2\n  \
 memgen run experiments/faces-80.toml --out /scratch/faces --plan   # Slurm arrays, then: sh /scratch/faces/plan/submit.sh\n  \
-memgen run experiments/fashion-mnist.toml --report                 # rebuild the report from what is finished")]
+memgen run experiments/fashion-mnist.toml --report                 # rebuild the report from what is finished\n  \
+memgen run experiments/demo.toml --job train-n10-a                  # one job of the plan\n  \
+memgen --json run experiments/gaussian.toml --jobs 2")]
 pub struct RunArgs {
     /// Experiment file (TOML; format in the README and in experiments/).
     pub experiment: PathBuf,
@@ -49,7 +51,9 @@ pub struct RunOpts {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  cargo run --release -- demo")]
+#[command(after_help = "Examples:\n  cargo run --release -- demo\n  \
+memgen demo --jobs 2 --out runs/demo\n  \
+memgen --json demo --quiet   # the report's results as one JSON object on stdout")]
 pub struct DemoArgs {
     #[command(flatten)]
     pub opts: RunOpts,
@@ -60,6 +64,11 @@ const DEMO_EXPERIMENT: &str = include_str!("../../experiments/demo.toml");
 const DEMO_MODEL: &str = include_str!("../../models/unet-demo.toml");
 
 pub fn run_run(a: RunArgs) -> Result<()> {
+    super::output::input(
+        "EXPERIMENT",
+        &a.experiment,
+        "an experiment file (TOML), e.g. experiments/demo.toml",
+    )?;
     let exp = Experiment::load(&a.experiment)?;
     let file = absolute(&a.experiment)?;
     let exp_dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -72,33 +81,43 @@ pub fn run_run(a: RunArgs) -> Result<()> {
     exec::setup(&plan, &exp_dir.join(&exp.model), &text, a.opts.force)?;
     if a.plan {
         let submit = slurm::write_plan(&exp, &file, &plan)?;
-        println!(
+        say!(
             "{} jobs in {} stages -> {}\nsubmit with: sh {}",
             plan.jobs.len(),
             plan.jobs.iter().map(|j| j.stage).collect::<HashSet<_>>().len(),
             root.join("plan").join("manifest.json").display(),
             submit.display()
         );
+        super::output::result(serde_json::json!({
+            "root": root,
+            "manifest": root.join("plan").join("manifest.json"),
+            "submit": submit,
+            "jobs": plan.jobs.len(),
+        }));
         return Ok(());
     }
     let only = match &a.job {
         Some(id) => {
             if plan.job(id).is_none() {
                 let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
-                bail!(
+                return Err(super::output::usage(format!(
                     "--job {id}: no such job in {}; the jobs are {}",
                     a.experiment.display(),
                     ids.join(", ")
-                );
+                )));
             }
             Some(HashSet::from([id.clone()]))
         }
         None => None,
     };
     let ran = execute(&plan, only.as_ref(), &a.opts, false);
-    match a.job {
+    match &a.job {
         None => finish(ran, &exp, &plan, &text),
-        Some(_) => ran,
+        Some(id) => {
+            ran?;
+            super::output::result(serde_json::json!({ "root": root, "job": id }));
+            Ok(())
+        }
     }
 }
 
@@ -119,7 +138,7 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let ran = execute(&plan, None, &a.opts, true);
     finish(ran, &exp, &plan, DEMO_EXPERIMENT)?;
-    println!("demo finished in {:.0} s", started.elapsed().as_secs_f64());
+    say!("demo finished in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -127,7 +146,7 @@ fn execute(plan: &Plan, only: Option<&HashSet<String>>, o: &RunOpts, demo: bool)
     let demo_default = (super::threads() >= 2) as usize + 1;
     let jobs = o.jobs.unwrap_or(if demo { demo_default } else { 1 });
     if jobs == 0 {
-        bail!("--jobs must be at least 1");
+        return Err(super::output::usage("--jobs 0: expected at least 1 job at a time"));
     }
     let opts = ExecOptions {
         exe: std::env::current_exe().context("locating the memgen binary")?,
@@ -158,8 +177,15 @@ fn finish(ran: Result<()>, exp: &Experiment, plan: &Plan, text: &str) -> Result<
 fn write_report(exp: &Experiment, plan: &Plan, text: &str) -> Result<()> {
     let res = results::gather(exp, plan)?;
     let w = report::write(plan, &res, text)?;
-    print!("{}", res.headline());
-    println!("report: {}", w.index.display());
+    say_text!("{}", res.headline());
+    say!("report: {}", w.index.display());
+    super::output::result(serde_json::json!({
+        "root": plan.root,
+        "report": w.dir,
+        "index": w.index,
+        "files": w.files,
+        "results": res,
+    }));
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use memgen_diffusion::generate::{generate, load_samples, save_samples, GenerateConfig, Generated};
+use memgen_diffusion::generate::{generate_on, load_samples, save_samples, GenerateConfig, Generated};
 use memgen_diffusion::run::{write_json, DataRef, Selection, Side};
 use memgen_diffusion::sampler::blind::BlindSamplerConfig;
 use memgen_diffusion::sampler::ddpm::VarianceType;
@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use super::train::{ScheduleArg, SideArg};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  memgen sample runs/demo/runs/n1000-a --noise-seed 1 --count 64\n  \
+memgen sample runs/demo/runs/n10-a --sampler ddim --ddim-steps 50 --count 16 --out runs/n10-a-ddim --png-each\n  \
+memgen sample --oracle --data runs/demo/data --n 10 --count 16   # the empirical optimal denoiser of S_A(10)\n  \
+memgen --json sample runs/demo/runs/n100-b --count 8 --device cpu")]
 pub struct SampleArgs {
     /// Run directory (from `memgen train`); not with --oracle.
     #[arg(required_unless_present = "oracle", conflicts_with = "oracle")]
@@ -141,6 +145,10 @@ pub struct SamplerOpts {
     /// Blind sampler: give up on a sample after this many steps.
     #[arg(long, default_value_t = 10_000)]
     pub max_steps: usize,
+    /// Device to run the network on: `cpu`, or `cuda:N` when built with the `cuda` feature (the
+    /// empirical optimal denoiser of --oracle runs on the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// The sampler of time-conditioned denoisers (shared by `sample`, `compare` and `linear`).
@@ -176,6 +184,19 @@ impl TimeSamplerOpts {
 }
 
 impl SamplerOpts {
+    /// The device of `--device`, checked before any work; `oracle`: the CPU-only empirical optimal
+    /// denoiser is sampled, which only `cpu` fits.
+    pub fn device(&self, oracle: bool) -> Result<candle::Device> {
+        let dev = super::output::device(&self.device)?;
+        if oracle && !dev.is_cpu() {
+            return Err(super::output::usage(format!(
+                "--device {}: the empirical optimal denoiser of --oracle runs on the CPU only; drop --device",
+                self.device
+            )));
+        }
+        Ok(dev)
+    }
+
     /// The generation config for `count` images of noise seed `noise_seed`.
     pub fn config(&self, noise_seed: u64, count: usize) -> GenerateConfig {
         let sampler = self.time.config();
@@ -212,18 +233,32 @@ pub enum VarianceArg {
 
 pub fn run_sample(a: SampleArgs) -> Result<()> {
     let cfg = a.sampler.config(a.noise_seed, a.count);
+    let dev = a.sampler.device(a.oracle.oracle)?;
     let (g, out) = match &a.run {
         Some(run) => {
+            super::output::input("RUN", run, "a run directory from `memgen train`")?;
             let out = a.out.clone().unwrap_or_else(|| default_dir(run, a.noise_seed));
-            (sample_into(run, &cfg, &out, a.png_each)?, out)
+            (sample_into(run, &cfg, &dev, &out, a.png_each)?, out)
         }
         None => {
             let data = a.oracle.data.clone().context("--oracle needs --data")?;
+            super::output::input("--data", &data, "a prepared dataset directory from `memgen data prepare`")?;
             let out = a.out.clone().unwrap_or_else(|| a.oracle.default_dir(&data, a.noise_seed));
             (sample_oracle_into(&data, &a.oracle, &cfg, &out, a.png_each)?, out)
         }
     };
-    println!(
+    super::output::result(serde_json::json!({
+        "out": out,
+        "samples": out.join("samples.safetensors"),
+        "record": out.join("samples.json"),
+        "grid": out.join("grid.png"),
+        "count": g.dims[0],
+        "dims": g.dims,
+        "seconds": g.seconds,
+        "images_per_s": g.dims[0] as f64 / g.seconds.max(1e-9),
+        "in_range_fraction": g.in_range_fraction,
+    }));
+    say!(
         "sampled {} images in {:.1} s ({:.2} images/s, {:.0}% within [-0.25, 1.25]) -> {}",
         g.dims[0],
         g.seconds,
@@ -239,11 +274,17 @@ pub fn default_dir(run: &Path, noise_seed: u64) -> PathBuf {
     run.join("samples").join(format!("seed-{noise_seed}"))
 }
 
-/// Sample `run` with `cfg` (progress bar on stderr) and write `samples.safetensors`, `grid.png` and
+/// Sample `run` with `cfg` on `dev` (progress bar on stderr) and write `samples.safetensors`, `grid.png` and
 /// `samples.json` (and one PNG per image when `png_each`) into `out`.
-pub fn sample_into(run: &Path, cfg: &GenerateConfig, out: &Path, png_each: bool) -> Result<Generated> {
+pub fn sample_into(
+    run: &Path,
+    cfg: &GenerateConfig,
+    dev: &candle::Device,
+    out: &Path,
+    png_each: bool,
+) -> Result<Generated> {
     let bar = progress_bar(cfg.count, run);
-    let g = generate(run, cfg, Some(&bar)).with_context(|| format!("sampling {}", run.display()))?;
+    let g = generate_on(run, cfg, dev, Some(&bar)).with_context(|| format!("sampling {}", run.display()))?;
     bar.finish_and_clear();
     write_with_record(&g, cfg, ("run", serde_json::json!(run)), out, png_each)?;
     Ok(g)

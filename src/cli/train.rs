@@ -1,6 +1,6 @@
 //! `memgen train`: train a denoiser on a training subset of a prepared dataset.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use memgen_diffusion::checkpoint;
 use memgen_diffusion::optim::AdamWConfig;
@@ -9,10 +9,15 @@ use memgen_diffusion::run::{
 };
 use memgen_diffusion::schedule::{BetaSchedule, ScheduleConfig};
 use memgen_diffusion::train::{run, LrDecay, RunOptions, TrainConfig, Trainer};
-use memgen_diffusion::ModelConfig;
+use memgen_diffusion::{Error, ModelConfig};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+memgen train --data runs/demo/data --model models/unet-tiny.toml --n 10 --steps 500 --batch-size 16 --out runs/tiny-n10-a\n  \
+memgen train --data runs/demo/data --model models/unet-demo.toml --n 100 --split b --steps 2000 --lr 1e-3 --out runs/demo-n100-b --quiet\n  \
+memgen train --resume runs/tiny-n10-a --steps 1000   # continue to step 1000\n  \
+memgen --json train --data runs/demo/data --model models/unet-tiny.toml --n 10 --steps 20 --out runs/tiny-json")]
 pub struct TrainArgs {
     /// Continue the run in this directory from its newest checkpoint (other flags except --steps, --quiet and --force are ignored).
     #[arg(long, conflicts_with_all = ["data", "model", "out"])]
@@ -109,6 +114,12 @@ fn start(a: TrainArgs) -> Result<()> {
         a.model.clone().unwrap_or_default(),
         a.out.clone().unwrap_or_default(),
     );
+    let dev = super::output::device(&a.device)?;
+    super::output::input("--data", &data, "a prepared dataset directory from `memgen data prepare`")?;
+    super::output::input("--model", &model, "a network config (TOML), e.g. models/unet-s.toml")?;
+    if let Some(path) = &a.indices {
+        super::output::input("--indices", path, "a JSON array of indices or a split.json")?;
+    }
     let manifest = memgen_data::dataset::read_manifest(&data)?;
     let selection = match (&a.indices, a.n) {
         (Some(path), _) => Selection::File { path: path.clone() },
@@ -154,7 +165,6 @@ fn start(a: TrainArgs) -> Result<()> {
     if out.join("config.json").exists() {
         refuse_or_replace(&out, &run_cfg, a.force)?;
     }
-    let dev = device(&a.device)?;
     let (images, record) = load_training_data(&run_cfg.data, &dev)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     run_cfg.save(&out)?;
@@ -175,6 +185,7 @@ fn start(a: TrainArgs) -> Result<()> {
 }
 
 fn resume(dir: &Path, steps: Option<usize>, quiet: bool, force: bool) -> Result<()> {
+    super::output::input("--resume", dir, "a run directory from `memgen train`")?;
     let mut run_cfg = load_for_resume(dir, force)?;
     if let Some(s) = steps {
         run_cfg.train.steps = s;
@@ -209,12 +220,15 @@ fn load_for_resume(dir: &Path, force: bool) -> Result<RunConfig> {
     let version = raw.get("memgen_version").and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
     let ours = env!("CARGO_PKG_VERSION");
     if version != ours && !force {
-        bail!(
-            "{} was written by memgen {version}, this is memgen {ours}: its config and checkpoints may \
-             not mean the same here; resume it with the memgen that started it, or pass --force to \
-             resume it anyway",
-            path.display()
-        );
+        return Err(Error::refused(
+            &path,
+            format!(
+                "written by memgen {version}, this is memgen {ours}: its config and checkpoints may \
+                 not mean the same here; resume it with the memgen that started it, or pass --force to \
+                 resume it anyway"
+            ),
+        )
+        .into());
     }
     let mut cfg: RunConfig = serde_json::from_value(raw).with_context(|| {
         format!(
@@ -249,22 +263,28 @@ fn refuse_or_replace(out: &Path, new: &RunConfig, force: bool) -> Result<()> {
         return Ok(());
     }
     if diffs.is_empty() {
-        bail!(
-            "{} already holds this run (same config); continue it with `memgen train --resume {}`",
-            out.display(),
-            out.display()
-        );
+        return Err(Error::refused(
+            out,
+            format!(
+                "already holds this run (same config); continue it with `memgen train --resume {}`",
+                out.display()
+            ),
+        )
+        .into());
     }
     let shown: Vec<String> = diffs.iter().take(8).cloned().collect();
     let more = if diffs.len() > 8 { format!(" and {} more", diffs.len() - 8) } else { String::new() };
-    bail!(
-        "{} already holds a run with a different config ({}{more}); use another --out, \
-         `memgen train --resume {}` to continue the old run, or --force to replace it (the old run \
-         is moved aside, not deleted)",
-        out.display(),
-        shown.join("; "),
-        out.display()
+    Err(Error::refused(
+        out,
+        format!(
+            "already holds a run with a different config ({}{more}); use another --out, \
+             `memgen train --resume {}` to continue the old run, or --force to replace it (the old \
+             run is moved aside, not deleted)",
+            shown.join("; "),
+            out.display()
+        ),
     )
+    .into())
 }
 
 /// The differences between two JSON values, as `key.path: OLD -> NEW`.
@@ -289,8 +309,19 @@ fn json_diff(prefix: &str, old: &serde_json::Value, new: &serde_json::Value) -> 
 
 fn finish(trainer: &mut Trainer, out: &Path, quiet: bool) -> Result<()> {
     let last = run(trainer, out, RunOptions { quiet, stop_at: None })?;
+    super::output::result(serde_json::json!({
+        "run": out,
+        "config": out.join("config.json"),
+        "split": out.join("split.json"),
+        "log": out.join("train.jsonl"),
+        "checkpoint": checkpoint::latest(out)?,
+        "parameters": trainer.cfg.model.parameter_count(),
+        "step": trainer.step,
+        "wall_s": trainer.wall_s,
+        "last_log": last,
+    }));
     match last {
-        Some(l) => println!(
+        Some(l) => say!(
             "trained to step {} (loss {:.5}, {:.1} images/s, {:.1} s) -> {}",
             l.step,
             l.loss,
@@ -298,7 +329,7 @@ fn finish(trainer: &mut Trainer, out: &Path, quiet: bool) -> Result<()> {
             trainer.wall_s,
             out.display()
         ),
-        None => println!("nothing to do: the run is already at step {}", trainer.step),
+        None => say!("nothing to do: the run is already at step {}", trainer.step),
     }
     Ok(())
 }

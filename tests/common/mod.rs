@@ -26,13 +26,36 @@ pub fn ok(out: &Output) -> String {
     so.into_owned()
 }
 
-/// Its stderr, after asserting the exit code of a refused command (2).
+/// Its stderr, after asserting that memgen reported an error and exited with one of its error codes
+/// (1 failed, 2 usage, 3 refused), not a crash or a signal.
 pub fn fails(out: &Output) -> String {
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(1..=3)),
+        "expected exit code 1, 2 or 3, got {code:?}; stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("error"), "no error message on stderr: {err}");
+    err
+}
+
+/// Exit code 1: the work failed.
+pub const FAILED: i32 = 1;
+/// Exit code 2: usage error (flags, flag values, missing inputs).
+pub const USAGE: i32 = 2;
+/// Exit code 3: refused to protect data.
+pub const REFUSED: i32 = 3;
+
+/// Its stderr, after asserting exit code `code`.
+pub fn fails_with(out: &Output, code: i32) -> String {
     assert_eq!(
         out.status.code(),
-        Some(2),
-        "expected exit code 2, stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
+        Some(code),
+        "expected exit code {code}; stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
