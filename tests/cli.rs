@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{fails, memgen, memgen_env, ok};
+use common::{fails, fails_with, memgen, memgen_env, ok, REFUSED, USAGE};
 use std::path::Path;
 
 fn manifest(dir: &Path) -> serde_json::Value {
@@ -36,7 +36,7 @@ fn folder_prepare_info_show_split() {
     assert_eq!(m["source"]["kind"], "folder");
     assert_eq!(m["preprocess"]["side"], 8);
     // A second prepare into the same directory must not overwrite without --force.
-    let err = fails(&memgen(&["data", "prepare", faces_s, "--out", ds_s]));
+    let err = fails_with(&memgen(&["data", "prepare", faces_s, "--out", ds_s]), REFUSED);
     assert!(err.contains("--force"), "{err}");
 
     let info = ok(&memgen(&["data", "info", ds_s]));
@@ -118,11 +118,15 @@ fn synthetic_sources_and_flag_checks() {
     ]));
     assert_eq!(manifest(&g)["count"], 30);
     // Flags that do not fit the source, unknown sources, bad values.
-    let err = fails(&memgen(&["data", "prepare", "calpha", "--group-regex", "x", "--out", "unused"]));
+    let err =
+        fails_with(&memgen(&["data", "prepare", "calpha", "--group-regex", "x", "--out", "unused"]), USAGE);
     assert!(err.contains("--group-regex applies to folder sources"), "{err}");
-    let err = fails(&memgen(&["data", "prepare", "no-such-thing", "--out", "unused"]));
+    let err = fails_with(&memgen(&["data", "prepare", "no-such-thing", "--out", "unused"]), USAGE);
     assert!(err.contains("unknown source") && err.contains("celeba"), "{err}");
-    let err = fails(&memgen(&["data", "prepare", "gaussian", "--spectrum", "steep", "--out", "unused"]));
+    let err = fails_with(
+        &memgen(&["data", "prepare", "gaussian", "--spectrum", "steep", "--out", "unused"]),
+        USAGE,
+    );
     assert!(err.contains("power:EXPONENT"), "{err}");
     let err = fails(&memgen(&["data", "info", tmp.path().to_str().unwrap()]));
     assert!(err.contains("manifest.json"), "{err}");

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{fails, json, memgen, ok};
+use common::{fails, fails_with, json, memgen, ok, USAGE};
 
 #[test]
 fn denoise_curve_of_a_tiny_run() {
@@ -93,13 +93,16 @@ fn denoise_curve_of_a_tiny_run() {
     ]));
     assert!(msg.contains("--count 53") && msg.contains("52"), "{msg}");
     // Bad noise levels.
-    let msg = fails(&memgen(&[
-        "denoise-curve",
-        run.to_str().unwrap(),
-        "--data",
-        ds.to_str().unwrap(),
-        "--sigmas",
-        "0.1,-1",
-    ]));
+    let msg = fails_with(
+        &memgen(&[
+            "denoise-curve",
+            run.to_str().unwrap(),
+            "--data",
+            ds.to_str().unwrap(),
+            "--sigmas",
+            "0.1,-1",
+        ]),
+        USAGE,
+    );
     assert!(msg.contains("--sigmas"), "{msg}");
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{fails, json, memgen, ok};
+use common::{fails_with, json, memgen, ok, USAGE};
 
 #[test]
 fn tiny_sweep_writes_consistent_results() {
@@ -94,7 +94,7 @@ fn bad_flags_name_the_flag() {
     ] {
         let mut all = vec!["rf", "--out", o];
         all.extend(args.iter().copied());
-        let err = fails(&memgen(&all));
+        let err = fails_with(&memgen(&all), USAGE);
         assert!(err.contains(word), "{args:?}: {err}");
     }
 }

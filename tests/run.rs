@@ -113,8 +113,10 @@ fn tiny_experiment_end_to_end() {
     assert!(err.contains("0 jobs run, 10 already finished"), "{err}");
     // Changing the training steps conflicts with the finished trainings.
     let exp2 = experiment(tmp.path(), 41);
-    let msg =
-        fails_with(&memgen(&["run", exp2.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]), REFUSED);
+    let msg = fails_with(
+        &memgen(&["run", exp2.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]),
+        REFUSED,
+    );
     assert!(msg.contains("train-n1-a") && msg.contains("--force"), "{msg}");
 }
 
@@ -252,8 +254,10 @@ fn a_live_sweep_locks_its_directory() {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
     // This test process is alive: its lock is respected; a lock from another host is taken over.
     std::fs::write(out.join(".lock"), format!("{host}:{}", std::process::id())).unwrap();
-    let msg =
-        fails_with(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]), REFUSED);
+    let msg = fails_with(
+        &memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]),
+        REFUSED,
+    );
     assert!(msg.contains("another memgen process"), "{msg}");
     // Single jobs (Slurm array tasks) lock only themselves.
     ok(&memgen(&[

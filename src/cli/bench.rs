@@ -1,7 +1,7 @@
 //! `memgen bench` and `memgen model bench`: throughput tables of networks and of this machine's
 //! GEMM, for comparing runs (and frameworks) on the same machine and threads.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use memgen_diffusion::bench::BenchResult;
 use memgen_diffusion::unet::UNetConfig;
@@ -98,7 +98,7 @@ fn load_config(name: &str) -> Result<ModelConfig> {
 fn parse_net(spec: &str) -> Result<(String, usize, usize)> {
     let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
     let [batch, side, config] = parts[..] else {
-        bail!("--net {spec:?}: expected CONFIG:SIDE:BATCH, e.g. unet-s:32:64");
+        usage_bail!("--net {spec:?}: expected CONFIG:SIDE:BATCH, e.g. unet-s:32:64");
     };
     let num = |v: &str, what: &str| -> Result<usize> {
         v.parse()

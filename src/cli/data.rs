@@ -1,6 +1,6 @@
 //! `memgen data …`: prepare, info, show, split, recipes.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use memgen_data::dataset::{read_manifest, PreparedDataset, StorageDtype};
 use memgen_data::gaussian::{Basis, Spectrum};
@@ -248,6 +248,7 @@ fn resolve_source(source: &str) -> Result<Recipe> {
         return Ok(Recipe::parse(text, Path::new(source))?);
     }
     if source.ends_with(".toml") {
+        super::output::input("SOURCE", Path::new(source), "a recipe file such as datasets/calpha.toml")?;
         return Ok(Recipe::load(Path::new(source))?);
     }
     if let Some(repo) = source.strip_prefix("hub:") {
@@ -261,7 +262,7 @@ fn resolve_source(source: &str) -> Result<Recipe> {
         return Ok(simple(dir, SourceSpec::Folder(FolderConfig { path: dir.into(), group_regex: None })));
     }
     let names: Vec<&str> = BUILTIN_RECIPES.iter().map(|(n, _)| *n).collect();
-    bail!(
+    usage_bail!(
         "unknown source {source:?}: expected a recipe name ({}), a recipe file (*.toml), hub:OWNER/NAME, idx:PATH, or an image directory",
         names.join(", ")
     )
@@ -291,7 +292,7 @@ fn override_source(spec: &mut SourceSpec, a: &PrepareArgs) -> Result<()> {
         ("--basis", a.basis.is_some(), &["gaussian"]),
     ];
     if let Some((flag, _, kinds)) = given.iter().find(|(_, set, kinds)| *set && !kinds.contains(&kind)) {
-        bail!("{flag} applies to {} sources, but this source is {kind}", kinds.join("/"));
+        usage_bail!("{flag} applies to {} sources, but this source is {kind}", kinds.join("/"));
     }
     match spec {
         SourceSpec::Folder(c) => set(&mut c.group_regex, a.group_regex.clone().map(Some)),

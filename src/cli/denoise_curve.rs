@@ -77,14 +77,14 @@ struct Fit {
 pub fn run_denoise_curve(a: DenoiseCurveArgs) -> Result<()> {
     let sigmas = sigma_grid(&a.sigmas)?;
     if a.count == 0 || a.batch_size == 0 {
-        bail!("--count and --batch-size must be at least 1");
+        usage_bail!("--count and --batch-size must be at least 1");
     }
     let fit_min = a.fit_min.unwrap_or(sigmas[0]);
     if !(fit_min <= a.fit_max) {
-        bail!("--fit-min {fit_min} is above --fit-max {}", a.fit_max);
+        usage_bail!("--fit-min {fit_min} is above --fit-max {}", a.fit_max);
     }
     if a.alpha.is_some_and(|al| !(al > 0.0 && al.is_finite())) {
-        bail!("--alpha must be a positive number");
+        usage_bail!("--alpha must be a positive number");
     }
     let cfg =
         RunConfig::load(&a.run).with_context(|| format!("{} is not a training run", a.run.display()))?;
@@ -179,7 +179,7 @@ fn sigma_grid(given: &[f64]) -> Result<Vec<f64>> {
         given.to_vec()
     };
     if let Some(bad) = s.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-        bail!("--sigmas: {bad} is not a positive noise level");
+        usage_bail!("--sigmas: {bad} is not a positive noise level");
     }
     s.sort_by(f64::total_cmp);
     s.dedup();

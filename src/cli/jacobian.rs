@@ -94,10 +94,10 @@ struct Overlap {
 
 pub fn run_jacobian(a: JacobianArgs) -> Result<()> {
     if !(a.sigma > 0.0 && a.sigma.is_finite()) {
-        bail!("--sigma must be a positive noise level, got {}", a.sigma);
+        usage_bail!("--sigma must be a positive noise level, got {}", a.sigma);
     }
     if a.top == 0 || a.batch == 0 {
-        bail!("--top and --batch must be at least 1");
+        usage_bail!("--top and --batch must be at least 1");
     }
     let cfg =
         RunConfig::load(&a.run).with_context(|| format!("{} is not a training run", a.run.display()))?;

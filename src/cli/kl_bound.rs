@@ -118,23 +118,23 @@ struct RunRow {
 
 pub fn run_kl_bound(a: KlBoundArgs) -> Result<()> {
     let Some(spec) = a.data.strip_prefix("gaussian") else {
-        bail!("--data {}: kl-bound needs Gaussian data (gaussian[:SPECTRUM]), the only data whose optimal denoiser is known in closed form", a.data);
+        usage_bail!("--data {}: kl-bound needs Gaussian data (gaussian[:SPECTRUM]), the only data whose optimal denoiser is known in closed form", a.data);
     };
     if !(spec.is_empty() || spec.starts_with(':')) {
-        bail!("--data {}: expected gaussian or gaussian:SPECTRUM", a.data);
+        usage_bail!("--data {}: expected gaussian or gaussian:SPECTRUM", a.data);
     }
     let spec = spec.strip_prefix(':').unwrap_or(spec);
     let mut ns = a.n.clone();
     ns.sort_unstable();
     ns.dedup();
     if ns.is_empty() || ns[0] < 2 {
-        bail!("--n needs training-set sizes of at least 2");
+        usage_bail!("--n needs training-set sizes of at least 2");
     }
     if a.side == 0 {
-        bail!("--side must be at least 1");
+        usage_bail!("--side must be at least 1");
     }
     if a.mc_samples < 2 || a.batch_size == 0 {
-        bail!("--mc-samples must be at least 2 and --batch-size at least 1");
+        usage_bail!("--mc-samples must be at least 2 and --batch-size at least 1");
     }
     let schedule = DdpmSchedule::new(&ScheduleConfig::default())?;
     let abar = &schedule.alphas_cumprod;

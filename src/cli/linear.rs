@@ -97,11 +97,11 @@ pub fn run_linear(a: LinearArgs) -> Result<()> {
     ns.sort_unstable();
     ns.dedup();
     if ns.first() == Some(&0) || ns.is_empty() {
-        bail!("--n needs positive training-set sizes");
+        usage_bail!("--n needs positive training-set sizes");
     }
     let valid_time = a.train_time.is_none_or(|t| t > 0.0 && t.is_finite());
     if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0 && valid_time) {
-        bail!("--weight-decay must be >= 0 and --train-time > 0");
+        usage_bail!("--weight-decay must be >= 0 and --train-time > 0");
     }
     let n_max = *ns.last().expect("non-empty");
     let problem = load_problem(&a, n_max)?;

@@ -35,6 +35,13 @@ macro_rules! say_text {
     };
 }
 
+/// Return a [`UsageError`] (exit code 2) with a message built like `format!`.
+macro_rules! usage_bail {
+    ($($arg:tt)*) => {
+        return Err($crate::cli::output::usage(format!($($arg)*)))
+    };
+}
+
 /// Turn `--json` mode on or off.
 pub fn set_json(on: bool) {
     JSON.store(on, Ordering::Relaxed);

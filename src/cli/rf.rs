@@ -2,7 +2,7 @@
 //! early stopping, rates in n and m, and the modes-shift comparison.
 
 use super::save_plot;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use memgen_report::lineplot::{LinePlot, LineSeries, LineStyle};
 use memgen_rf::dsm::{DsmConfig, PopulationConfig, Weighting};
@@ -134,7 +134,7 @@ fn sorted_list(flag: &str, v: &[usize]) -> Result<Vec<usize>> {
     v.sort_unstable();
     v.dedup();
     if v.is_empty() || v[0] == 0 {
-        bail!("{flag} needs positive values (comma-separated)");
+        usage_bail!("{flag} needs positive values (comma-separated)");
     }
     Ok(v)
 }
@@ -143,28 +143,28 @@ fn sorted_list(flag: &str, v: &[usize]) -> Result<Vec<usize>> {
 fn check_flags(a: &RfArgs) -> Result<()> {
     let pos = |v: f64| v > 0.0 && v.is_finite();
     if !(pos(a.tau_min) && a.tau_max > a.tau_min && a.tau_max.is_finite()) || a.tau_points == 0 {
-        bail!("--tau-min and --tau-max need 0 < tau-min < tau-max, and --tau-points at least 1");
+        usage_bail!("--tau-min and --tau-max need 0 < tau-min < tau-max, and --tau-points at least 1");
     }
     if !(pos(a.t0) && a.t_max > a.t0 && a.t_max.is_finite()) {
-        bail!("--t0 and --t-max need 0 < t0 < t-max (got {} and {})", a.t0, a.t_max);
+        usage_bail!("--t0 and --t-max need 0 < t0 < t-max (got {} and {})", a.t0, a.t_max);
     }
     if a.draws == 0 || a.ode_steps == 0 || a.sde_steps == 0 || a.pop_times == 0 {
-        bail!("--draws, --ode-steps, --sde-steps and --pop-times must be at least 1");
+        usage_bail!("--draws, --ode-steps, --sde-steps and --pop-times must be at least 1");
     }
     if a.grid.is_some_and(|g| g < 2) || a.pop_grid.is_some_and(|g| g < 2) {
-        bail!("--grid and --pop-grid need at least 2 points");
+        usage_bail!("--grid and --pop-grid need at least 2 points");
     }
     if a.sde_samples < 2 && (a.checks || a.estimator == Some(EstimatorArg::Sde)) {
-        bail!("--sde-samples must be at least 2");
+        usage_bail!("--sde-samples must be at least 2");
     }
     if a.bandwidth.is_some_and(|h| !pos(h)) {
-        bail!("--bandwidth must be positive");
+        usage_bail!("--bandwidth must be positive");
     }
     for (flag, v) in
         [("--w-std", a.w_std), ("--u-std", a.u_std), ("--b-std", a.b_std), ("--init-std", a.init_std)]
     {
         if !(v >= 0.0 && v.is_finite()) {
-            bail!("{flag} must be finite and >= 0");
+            usage_bail!("{flag} must be finite and >= 0");
         }
     }
     Ok(())
@@ -172,12 +172,12 @@ fn check_flags(a: &RfArgs) -> Result<()> {
 
 /// The target of `flag` = `spec`, 1-D or 2-D.
 fn parse_target(flag: &str, spec: &str, estimator: Option<EstimatorArg>) -> Result<Mixture> {
-    let t = Mixture::parse(spec).with_context(|| format!("{flag} {spec}"))?;
+    let t = Mixture::parse(spec).map_err(|e| super::output::usage(format!("{flag} {spec}: {e}")))?;
     if t.dim > 2 {
-        bail!("{flag} {spec}: the KL estimators need dim 1 or 2");
+        usage_bail!("{flag} {spec}: the KL estimators need dim 1 or 2");
     }
     if t.dim == 2 && estimator == Some(EstimatorArg::Fp) {
-        bail!("--estimator fp is 1-D only ({flag} {spec} is 2-D): use ode or sde");
+        usage_bail!("--estimator fp is 1-D only ({flag} {spec} is 2-D): use ode or sde");
     }
     Ok(t)
 }
