@@ -276,6 +276,42 @@ fn device_flags_are_checked_before_any_work() {
     assert_eq!(r["seconds"], record["result"]["seconds"]);
     assert_eq!(r["samples"], s(&cpu.join("samples.safetensors")));
 
+    // denoise-curve and jacobian: checked before any work; --device cpu is the default's numbers.
+    if !cfg!(feature = "cuda") {
+        let dc = tmp.path().join("dc-cuda");
+        let args =
+            ["denoise-curve", s(&a), "--data", s(&ds), "--count", "4", "--out", s(&dc), "--device", "cuda:0"];
+        let err = fails_with(&memgen(&args), USAGE);
+        assert!(err.contains("--features cuda"), "{err}");
+        assert!(!dc.exists());
+        let jac = tmp.path().join("jac-cuda");
+        let args =
+            ["jacobian", s(&a), "--image", "0", "--sigma", "0.1", "--out", s(&jac), "--device", "cuda:0"];
+        let err = fails_with(&memgen(&args), USAGE);
+        assert!(err.contains("--features cuda"), "{err}");
+        assert!(!jac.exists());
+    }
+    let curve = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "denoise-curve",
+            s(&a),
+            "--data",
+            s(&ds),
+            "--count",
+            "4",
+            "--sigmas",
+            "0.05,0.2",
+            "--out",
+            s(out),
+        ];
+        args.extend_from_slice(extra);
+        ok(&memgen(&args));
+        json(&out.join("denoise-curve.json"))["points"].clone()
+    };
+    let points = curve(&tmp.path().join("dc-default"), &[]);
+    assert_eq!(points.as_array().map(Vec::len), Some(2), "{points}");
+    assert_eq!(curve(&tmp.path().join("dc-cpu"), &["--device", "cpu"]), points);
+
     // compare --device cpu, in JSON: the numbers of compare.json.
     let cmp = tmp.path().join("cmp");
     let out = memgen(&[

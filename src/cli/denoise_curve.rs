@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  memgen denoise-curve runs/demo/runs/n1000-a --data runs/demo/data --count 256 --fit-max 0.1\n  \
-memgen --json denoise-curve runs/demo/runs/n10-a --data runs/demo/data --count 64 --out runs/dc-n10"
+memgen --json denoise-curve runs/demo/runs/n10-a --data runs/demo/data --count 64 --out runs/dc-n10 --device cpu"
 )]
 pub struct DenoiseCurveArgs {
     /// Training run (from `memgen train`).
@@ -54,6 +54,9 @@ pub struct DenoiseCurveArgs {
     /// Output directory (default RUN/denoise-curve): denoise-curve.json, .csv, .svg, .png.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Device to run the network on: `cpu`, or `cuda:N` when built with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// One row of the curve: the library's point plus the timestep the network was run at.
@@ -75,6 +78,7 @@ struct Fit {
 }
 
 pub fn run_denoise_curve(a: DenoiseCurveArgs) -> Result<()> {
+    let dev = super::output::device(&a.device)?;
     let sigmas = sigma_grid(&a.sigmas)?;
     if a.count == 0 || a.batch_size == 0 {
         usage_bail!("--count and --batch-size must be at least 1");
@@ -129,7 +133,8 @@ pub fn run_denoise_curve(a: DenoiseCurveArgs) -> Result<()> {
         },
     };
     let ema = !a.no_ema;
-    let den = ModelDenoiser::from_run(&a.run, ema).with_context(|| format!("loading {}", a.run.display()))?;
+    let den = ModelDenoiser::from_run_on(&a.run, ema, &dev)
+        .with_context(|| format!("loading {}", a.run.display()))?;
     let images: Vec<f32> = held.iter().flat_map(|&i| ds.image(i).iter().copied()).collect();
     let dims = [m.channels, m.height, m.width];
     let start = std::time::Instant::now();

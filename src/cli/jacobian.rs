@@ -52,6 +52,9 @@ pub struct JacobianArgs {
     /// Output directory (default RUN/jacobian/img-I-sigma-S, with -noise-N for a noise seed N > 0).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Device to run the network on: `cpu`, or `cuda:N` when built with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// One model's Jacobian and its analysis.
@@ -93,6 +96,7 @@ struct Overlap {
 }
 
 pub fn run_jacobian(a: JacobianArgs) -> Result<()> {
+    let dev = super::output::device(&a.device)?;
     if !(a.sigma > 0.0 && a.sigma.is_finite()) {
         usage_bail!("--sigma must be a positive noise level, got {}", a.sigma);
     }
@@ -121,9 +125,9 @@ pub fn run_jacobian(a: JacobianArgs) -> Result<()> {
     let top = a.top.min(d);
     let ema = !a.no_ema;
 
-    let model_a = analyse(&a.run, &ds, &data, a.image, &noisy, a.sigma, a.batch, ema)?;
+    let model_a = analyse(&a.run, &ds, &data, a.image, &noisy, a.sigma, a.batch, ema, &dev)?;
     let model_b = match &a.compare {
-        Some(run_b) => Some(analyse(run_b, &ds, &data, a.image, &noisy, a.sigma, a.batch, ema)?),
+        Some(run_b) => Some(analyse(run_b, &ds, &data, a.image, &noisy, a.sigma, a.batch, ema, &dev)?),
         None => None,
     };
     let overlaps: Vec<Overlap> = match &model_b {
@@ -228,7 +232,7 @@ fn record<'a>(mm: &'a Model, clean: &[f32]) -> ModelRecord<'a> {
     }
 }
 
-/// J of `run` at `noisy` and its analysis.
+/// J of `run` (the network on `dev`) at `noisy` and its analysis.
 #[allow(clippy::too_many_arguments)]
 fn analyse(
     run: &Path,
@@ -239,6 +243,7 @@ fn analyse(
     sigma: f64,
     batch: usize,
     ema: bool,
+    dev: &candle::Device,
 ) -> Result<Model> {
     let m = &ds.manifest;
     let cfg = RunConfig::load(run).with_context(|| format!("{} is not a training run", run.display()))?;
@@ -257,7 +262,8 @@ fn analyse(
     model_cfg
         .validate(m.height)
         .with_context(|| format!("{} on {}x{} images", run.display(), m.height, m.width))?;
-    let den = ModelDenoiser::from_run(run, ema).with_context(|| format!("loading {}", run.display()))?;
+    let den =
+        ModelDenoiser::from_run_on(run, ema, dev).with_context(|| format!("loading {}", run.display()))?;
     let jac = jacobian_of_image(&den, noisy, (m.channels, m.height, m.width), sigma, batch)
         .with_context(|| format!("the Jacobian of {}", run.display()))?;
     let analysis = jac.analyse()?;

@@ -25,16 +25,20 @@ pub trait ImageDenoiser {
     }
 }
 
-/// A trained network as an [`ImageDenoiser`].
+/// A trained network as an [`ImageDenoiser`]. Its inputs may live on any device: they are moved to the
+/// network's device and the estimate is moved back (differentiably, so Jacobians still reach `y`).
 pub struct ModelDenoiser {
     model: Model,
     /// The DDPM schedule of a time-conditioned network (`None` for a blind one).
     schedule: Option<DdpmSchedule>,
     prediction: Prediction,
+    /// Where the network's weights are.
+    device: Device,
 }
 
 impl ModelDenoiser {
-    /// `schedule` is needed for time-conditioned networks and ignored for blind ones.
+    /// A network whose weights are on the CPU; `schedule` is needed for time-conditioned networks and
+    /// ignored for blind ones.
     pub fn new(model: Model, schedule: Option<DdpmSchedule>, prediction: Prediction) -> Result<Self> {
         let schedule = match model {
             Model::Blind(_) => None,
@@ -42,16 +46,22 @@ impl ModelDenoiser {
                 Error::Invalid("a time-conditioned network needs its DDPM schedule".into())
             })?),
         };
-        Ok(ModelDenoiser { model, schedule, prediction })
+        Ok(ModelDenoiser { model, schedule, prediction, device: Device::Cpu })
     }
 
     /// The weights of a training run (`ema`: the EMA weights) with the run's schedule, on the CPU.
     pub fn from_run(run: &std::path::Path, ema: bool) -> Result<Self> {
+        Self::from_run_on(run, ema, &Device::Cpu)
+    }
+
+    /// [`ModelDenoiser::from_run`] with the weights on `device`.
+    pub fn from_run_on(run: &std::path::Path, ema: bool, device: &Device) -> Result<Self> {
         let cfg = memgen_diffusion::run::RunConfig::load(run)?;
         let model_cfg = &cfg.train.model;
-        let model = memgen_diffusion::train::load_model(model_cfg, run, ema, &Device::Cpu)?;
+        let model = memgen_diffusion::train::load_model(model_cfg, run, ema, device)?;
         let schedule = DdpmSchedule::new(&cfg.train.schedule)?;
-        ModelDenoiser::new(model, Some(schedule), model_cfg.prediction())
+        let den = ModelDenoiser::new(model, Some(schedule), model_cfg.prediction())?;
+        Ok(ModelDenoiser { device: device.clone(), ..den })
     }
 
     /// The network.
@@ -84,19 +94,24 @@ pub fn nearest_timestep(alphas_cumprod: &[f64], sigma: f64) -> Option<usize> {
 
 impl ImageDenoiser for ModelDenoiser {
     fn denoise(&self, y: &Tensor, sigma: f64) -> Result<Tensor> {
+        let home = y.device();
+        let y = y.to_device(&self.device)?;
         let (Some(s), Some(t)) = (&self.schedule, self.timestep(sigma)) else {
-            let Model::Blind(m) = &self.model else { unreachable!("a time-conditioned model has a schedule") };
-            return Ok(m.denoise(y)?);
+            let Model::Blind(m) = &self.model else {
+                unreachable!("a time-conditioned model has a schedule")
+            };
+            return Ok(m.denoise(&y)?.to_device(home)?);
         };
         let abar = s.alphas_cumprod[t];
         let (a, b) = (abar.sqrt(), (1.0 - abar).sqrt());
         let x_t = (y * a)?;
-        let ts = Tensor::full(t as u32, y.dim(0)?, y.device())?;
+        let ts = Tensor::full(t as u32, x_t.dim(0)?, &self.device)?;
         let out = self.model.forward_t(&x_t, &ts, false)?;
-        Ok(match self.prediction {
+        let x0 = match self.prediction {
             Prediction::Epsilon => ((x_t - (out * b)?)? / a)?,
             Prediction::X0 => out,
-        })
+        };
+        Ok(x0.to_device(home)?)
     }
 
     fn effective_sigma(&self, sigma: f64) -> f64 {
