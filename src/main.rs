@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     // Training steps free and reallocate the same tensor sizes: keep the memory for reuse.
     memgen_kernels::keep_freed_memory();
     // Known before parsing, so that a usage error is also reported as JSON.
-    let json = std::env::args().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
+    let json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
     output::set_json(json);
     let parsed = cli::Cli::command()
         .try_get_matches()
