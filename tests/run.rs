@@ -111,6 +111,13 @@ fn tiny_experiment_end_to_end() {
         memgen(&["--threads", "2", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("0 jobs run, 10 already finished"), "{err}");
+    // --report --json: the report's results as the JSON result, and its files.
+    let again = memgen(&["--json", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--report"]);
+    let v: serde_json::Value = serde_json::from_str(ok(&again).trim()).unwrap();
+    assert_eq!((v["ok"].clone(), v["command"].clone()), (true.into(), "run".into()), "{v}");
+    assert_eq!(v["result"]["results"], json(&report.join("results.json")));
+    assert_eq!(v["result"]["index"], report.join("index.html").to_str().unwrap());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("| 4 |"), "the table goes to stderr");
     // Changing the training steps conflicts with the finished trainings.
     let exp2 = experiment(tmp.path(), 41);
     let msg = fails_with(
