@@ -119,8 +119,9 @@ fn mutate_text(rng: &mut Rng, text: &str) -> Vec<u8> {
     }
 }
 
-/// Run `parse` on up to `count` mutations of `seed_inputs` (at most `budget` long); panics name
-/// the input, which is also written to the temp dir. Returns (inputs tried, accepted).
+/// Run `parse` on up to `count` mutations of `seed_inputs`, for at most 6 s per parser (the count
+/// reached is printed); panics name the input, which is also written to the temp dir. Returns the
+/// number of inputs tried.
 fn fuzz(
     what: &str,
     seed_inputs: &[Vec<u8>],
@@ -212,10 +213,12 @@ fn root() -> PathBuf {
 fn idx_and_gzipped_idx() {
     let tmp = tempfile::tempdir().unwrap();
     let seeds = vec![idx_file(3, 4), idx_file(1, 2), vec![0, 0, 8, 1, 0, 0, 0, 2, 9, 9]];
-    fuzz("idx", &seeds, 4000, false, tmp.path(), |b| memgen_data::idx::parse_idx(b, Path::new("x")).is_ok());
+    fuzz("idx", &seeds, 1_000_000, false, tmp.path(), |b| {
+        memgen_data::idx::parse_idx(b, Path::new("x")).is_ok()
+    });
     let file = tmp.path().join("x.gz");
     let gz: Vec<Vec<u8>> = seeds.iter().map(|s| gzip(s)).collect();
-    fuzz("idx.gz", &gz, 2000, false, tmp.path(), |b| {
+    fuzz("idx.gz", &gz, 40000, false, tmp.path(), |b| {
         std::fs::write(&file, b).unwrap();
         memgen_data::idx::read_idx(&file).is_ok()
     });
@@ -225,10 +228,13 @@ fn idx_and_gzipped_idx() {
 fn png_and_jpeg_images() {
     let tmp = tempfile::tempdir().unwrap();
     let decode = |b: &[u8]| {
-        memgen_data::Image::decode(b).is_ok_and(|img| img.pixels.len() == img.area() * img.channels)
+        // Held to 1024 x 1024 so that no decode may stay within the allocation watch by luck: a
+        // declared size above it must be refused from the header.
+        memgen_data::Image::decode_within(b, 1024)
+            .is_ok_and(|img| img.pixels.len() == img.area() * img.channels)
     };
-    fuzz("png", &[png(8, 1), png(5, 9)], 4000, false, tmp.path(), decode);
-    fuzz("jpeg", &[jpeg(8), jpeg(16)], 3000, false, tmp.path(), decode);
+    fuzz("png", &[png(8, 1), png(5, 9)], 1_000_000, false, tmp.path(), decode);
+    fuzz("jpeg", &[jpeg(8), jpeg(16)], 1_000_000, false, tmp.path(), decode);
 }
 
 #[test]
@@ -238,7 +244,7 @@ fn parquet_image_column() {
     let rows: Vec<_> = (0..3u8).map(|i| (png(4, i), format!("{i}.png"), Some(i as i64))).collect();
     memgen_data::parquet::write_image_parquet(&file, &rows).unwrap();
     let seed = std::fs::read(&file).unwrap();
-    fuzz("parquet", &[seed], 2000, false, tmp.path(), |b| {
+    fuzz("parquet", &[seed], 40000, false, tmp.path(), |b| {
         std::fs::write(&file, b).unwrap();
         memgen_data::parquet::read_encoded_images(&file, "image", Some("label"), None).is_ok()
     });
@@ -252,7 +258,7 @@ fn toml_configs() {
         .map(|m| std::fs::read(root().join(format!("models/{m}.toml"))).unwrap())
         .collect();
     let file = tmp.path().join("model.toml");
-    fuzz("model.toml", &models, 4000, true, tmp.path(), |b| {
+    fuzz("model.toml", &models, 80000, true, tmp.path(), |b| {
         std::fs::write(&file, b).unwrap();
         let Ok(cfg) = memgen_diffusion::ModelConfig::load(&file) else { return false };
         // What `memgen train` and `memgen model info` do next with a parsed config.
@@ -263,7 +269,7 @@ fn toml_configs() {
         .flatten()
         .map(|e| std::fs::read(e.path()).unwrap())
         .collect();
-    fuzz("recipe.toml", &recipes, 3000, true, tmp.path(), |b| {
+    fuzz("recipe.toml", &recipes, 1_000_000, true, tmp.path(), |b| {
         std::str::from_utf8(b)
             .is_ok_and(|t| memgen_data::recipe::Recipe::parse(t, Path::new("r.toml")).is_ok())
     });
@@ -271,7 +277,7 @@ fn toml_configs() {
         .iter()
         .map(|e| std::fs::read(root().join(format!("experiments/{e}.toml"))).unwrap())
         .collect();
-    fuzz("experiment.toml", &experiments, 3000, true, tmp.path(), |b| {
+    fuzz("experiment.toml", &experiments, 1_000_000, true, tmp.path(), |b| {
         std::str::from_utf8(b).is_ok_and(|t| {
             memgen_experiment::Experiment::parse(t).is_ok_and(|e| {
                 // Planning is what follows parsing; it must not blow up on accepted values.
@@ -297,7 +303,7 @@ fn safetensors_checkpoints_and_datasets() {
     ];
     let ckpt = tmp.path().join("model.safetensors");
     let seed = safetensors::serialize(views, None).unwrap();
-    fuzz("checkpoint.safetensors", &[seed], 4000, false, tmp.path(), |b| {
+    fuzz("checkpoint.safetensors", &[seed], 80000, false, tmp.path(), |b| {
         std::fs::write(&ckpt, b).unwrap();
         memgen_diffusion::checkpoint::load_tensors(&ckpt, &candle::Device::Cpu).is_ok()
     });
@@ -309,7 +315,7 @@ fn safetensors_checkpoints_and_datasets() {
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let images = ds.join("images.safetensors");
     let seed = std::fs::read(&images).unwrap();
-    fuzz("images.safetensors", &[seed], 3000, false, tmp.path(), |b| {
+    fuzz("images.safetensors", &[seed], 60000, false, tmp.path(), |b| {
         std::fs::write(&images, b).unwrap();
         PreparedDataset::read(&ds).is_ok()
     });
