@@ -13,7 +13,17 @@ fn train(ds: &Path, run: &Path, side: &str) {
 fn compare_two_runs_and_score_verbatim_training_images() {
     let tmp = tempfile::tempdir().unwrap();
     let (ds, run_a, run_b) = (tmp.path().join("ds"), tmp.path().join("a"), tmp.path().join("b"));
-    ok(&memgen(&["data", "prepare", "calpha", "--count", "20", "--side", "8", "--out", ds.to_str().unwrap()]));
+    ok(&memgen(&[
+        "data",
+        "prepare",
+        "calpha",
+        "--count",
+        "20",
+        "--side",
+        "8",
+        "--out",
+        ds.to_str().unwrap(),
+    ]));
     train(&ds, &run_a, "a");
     train(&ds, &run_b, "b");
     let out = tmp.path().join("cmp");
@@ -66,10 +76,18 @@ fn compare_two_runs_and_score_verbatim_training_images() {
     let verbatim: Vec<f32> = ia.iter().flat_map(|&i| data.image(i as usize).to_vec()).collect();
     let file = tmp.path().join("verbatim.safetensors");
     let bytes: Vec<u8> = verbatim.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![ia.len(), 1, 8, 8], &bytes).unwrap();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![ia.len(), 1, 8, 8], &bytes)
+        .unwrap();
     std::fs::write(&file, safetensors::serialize([("samples", view)], None).unwrap()).unwrap();
     let mem = tmp.path().join("mem");
-    ok(&memgen(&["memorization", run_a.to_str().unwrap(), "--samples", file.to_str().unwrap(), "--out", mem.to_str().unwrap()]));
+    ok(&memgen(&[
+        "memorization",
+        run_a.to_str().unwrap(),
+        "--samples",
+        file.to_str().unwrap(),
+        "--out",
+        mem.to_str().unwrap(),
+    ]));
     let m = json(&mem.join("memorization.json"));
     assert_eq!(m["summary"]["memorized_by_corr"], 1.0);
     assert_eq!(m["summary"]["memorized_by_ratio"], 1.0);
@@ -80,13 +98,25 @@ fn compare_two_runs_and_score_verbatim_training_images() {
     }
     assert!(mem.join("memorization.png").is_file() && mem.join("memorization-hist.svg").is_file());
     // Against B's training set the same images are not memorized.
-    ok(&memgen(&["memorization", run_b.to_str().unwrap(), "--samples", file.to_str().unwrap(), "--out", mem.to_str().unwrap()]));
+    ok(&memgen(&[
+        "memorization",
+        run_b.to_str().unwrap(),
+        "--samples",
+        file.to_str().unwrap(),
+        "--out",
+        mem.to_str().unwrap(),
+    ]));
     assert_eq!(json(&mem.join("memorization.json"))["summary"]["memorized_by_ratio"], 0.0);
 
     // Bad input is refused with a message naming what is wrong.
     let err = fails(&memgen(&[&args[..3], &["--corr-threshold", "2"]].concat()));
     assert!(err.contains("--corr-threshold"), "{err}");
-    let err = fails(&memgen(&["memorization", run_a.to_str().unwrap(), "--samples", ds.join("manifest.json").to_str().unwrap()]));
+    let err = fails(&memgen(&[
+        "memorization",
+        run_a.to_str().unwrap(),
+        "--samples",
+        ds.join("manifest.json").to_str().unwrap(),
+    ]));
     assert!(err.contains("manifest.json"), "{err}");
     let err = fails(&memgen(&["compare", run_a.to_str().unwrap(), tmp.path().to_str().unwrap()]));
     assert!(err.contains("not a training run"), "{err}");

@@ -9,11 +9,30 @@ fn gaussian_data_follows_the_theory() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("lin");
     let text = ok(&memgen(&[
-        "linear", "--data", "gaussian:power:1:0.05", "--side", "4", "--n", "8,64,256,1024",
-        "--check-samples", "3000", "--sweep-points", "4", "--out", out.to_str().unwrap(),
+        "linear",
+        "--data",
+        "gaussian:power:1:0.05",
+        "--side",
+        "4",
+        "--n",
+        "8,64,256,1024",
+        "--check-samples",
+        "3000",
+        "--sweep-points",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
     ]));
     assert!(text.contains("| 1024 | 16 |"), "{text}");
-    for f in ["linear.json", "linear.csv", "linear-kl.svg", "linear-kl.png", "linear-loss.png", "linear-weight-decay.svg", "linear-train-time.png"] {
+    for f in [
+        "linear.json",
+        "linear.csv",
+        "linear-kl.svg",
+        "linear-kl.png",
+        "linear-loss.png",
+        "linear-weight-decay.svg",
+        "linear-train-time.png",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let j = json(&out.join("linear.json"));
@@ -37,7 +56,9 @@ fn gaussian_data_follows_the_theory() {
     }
     // N = 8 < d: weight decay and early stopping both beat the unregularised KL.
     let sweep = &j["sweeps"][0];
-    let best = |k: &str| sweep[k].as_array().unwrap().iter().filter_map(|p| p[2].as_f64()).fold(f64::INFINITY, f64::min);
+    let best = |k: &str| {
+        sweep[k].as_array().unwrap().iter().filter_map(|p| p[2].as_f64()).fold(f64::INFINITY, f64::min)
+    };
     assert!(best("weight_decay") < get(0, "kl") && best("train_time") < get(0, "kl"));
 }
 
@@ -45,19 +66,67 @@ fn gaussian_data_follows_the_theory() {
 fn prepared_data_and_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let ds = tmp.path().join("ds");
-    ok(&memgen(&["data", "prepare", "calpha", "--count", "40", "--side", "4", "--out", ds.to_str().unwrap()]));
+    ok(&memgen(&[
+        "data",
+        "prepare",
+        "calpha",
+        "--count",
+        "40",
+        "--side",
+        "4",
+        "--out",
+        ds.to_str().unwrap(),
+    ]));
     let out = tmp.path().join("lin");
-    let text = ok(&memgen(&["linear", "--data", ds.to_str().unwrap(), "--n", "2,8", "--check-samples", "0", "--out", out.to_str().unwrap()]));
+    let text = ok(&memgen(&[
+        "linear",
+        "--data",
+        ds.to_str().unwrap(),
+        "--n",
+        "2,8",
+        "--check-samples",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     assert!(text.contains("held-out"), "{text}");
     let j = json(&out.join("linear.json"));
     assert_eq!(j["truth"]["estimated"]["held_out"], 24);
     assert!(j["results"][1]["test_loss"].as_f64().unwrap().is_finite());
-    let err = fails(&memgen(&["linear", "--data", ds.to_str().unwrap(), "--side", "8", "--n", "2", "--out", out.to_str().unwrap()]));
+    let err = fails(&memgen(&[
+        "linear",
+        "--data",
+        ds.to_str().unwrap(),
+        "--side",
+        "8",
+        "--n",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     assert!(err.contains("--side 8"), "{err}");
     let err = fails(&memgen(&["linear", "--data", "gaussian", "--n", "2", "--out", out.to_str().unwrap()]));
     assert!(err.contains("--side"), "{err}");
-    let err = fails(&memgen(&["linear", "--data", "gaussian:power:x", "--side", "4", "--n", "2", "--out", out.to_str().unwrap()]));
+    let err = fails(&memgen(&[
+        "linear",
+        "--data",
+        "gaussian:power:x",
+        "--side",
+        "4",
+        "--n",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     assert!(err.contains("not a number"), "{err}");
-    let err = fails(&memgen(&["linear", "--data", ds.to_str().unwrap(), "--n", "30", "--out", out.to_str().unwrap()]));
+    let err = fails(&memgen(&[
+        "linear",
+        "--data",
+        ds.to_str().unwrap(),
+        "--n",
+        "30",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     assert!(err.contains("--n 30"), "{err}");
 }

@@ -172,8 +172,11 @@ fn print_net_rows(nets: &[NetResult]) {
 /// `memgen bench`.
 pub fn run_bench(a: BenchArgs) -> Result<()> {
     let wants = |p: Part| a.only.is_empty() || a.only.contains(&p);
-    let specs =
-        if a.nets.is_empty() { vec!["unet-s:32:64".to_string(), "unet-s:80:16".to_string()] } else { a.nets.clone() };
+    let specs = if a.nets.is_empty() {
+        vec!["unet-s:32:64".to_string(), "unet-s:80:16".to_string()]
+    } else {
+        a.nets.clone()
+    };
     let threads = super::threads();
     say!(
         "memgen {} bench, {threads} threads (median of {} timed repetitions)\n",
@@ -228,7 +231,11 @@ fn bench_nn(peak: Option<f64>) -> Result<Vec<memgen_metrics::bench::SearchBench>
         let share = peak.map_or("-".into(), |p| format!("{:.0}%", 100.0 * r.gflop_per_s / p));
         say!(
             "| {metric:?} | {} x {} x {} | {k} | {:.2} | {:.1} | {share} |",
-            r.queries, r.base, r.dim, r.seconds, r.gflop_per_s
+            r.queries,
+            r.base,
+            r.dim,
+            r.seconds,
+            r.gflop_per_s
         );
         out.push(r);
     }
@@ -256,10 +263,23 @@ fn bench_linear() -> Result<Vec<LinearBench>> {
         fitted.kl(&truth, &schedule, sampler.as_ref(), Default::default())?;
         let kl_s = t_kl.elapsed().as_secs_f64();
         let t = &fitted.timing;
-        let r = LinearBench { side, d, n, moments_s: t.moments_s, eigen_s: t.eigen_s, losses_s: t.losses_s, kl_s, total_s: t0.elapsed().as_secs_f64() };
+        let r = LinearBench {
+            side,
+            d,
+            n,
+            moments_s: t.moments_s,
+            eigen_s: t.eigen_s,
+            losses_s: t.losses_s,
+            kl_s,
+            total_s: t0.elapsed().as_secs_f64(),
+        };
         say!(
             "| {side}x{side} (d = {d}) | {n} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            r.moments_s, r.eigen_s, r.losses_s, r.kl_s, r.total_s
+            r.moments_s,
+            r.eigen_s,
+            r.losses_s,
+            r.kl_s,
+            r.total_s
         );
         out.push(r);
     }

@@ -19,10 +19,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  memgen linear --data gaussian:power:1:0.05 --side 16 --n 32,64,128,256,512,1024,4096 --out lin-gauss\n  \
+#[command(
+    after_help = "Examples:\n  memgen linear --data gaussian:power:1:0.05 --side 16 --n 32,64,128,256,512,1024,4096 --out lin-gauss\n  \
 memgen linear --data runs/demo/data --n 1,10,100,1000 --out runs/demo-linear\n  \
 memgen linear --data runs/fashion-mnist/data --n 10,100,1000,10000 --out lin-fmnist\n  \
-memgen --json linear --data gaussian --side 4 --n 8,32,128 --out lin-small")]
+memgen --json linear --data gaussian --side 4 --n 8,32,128 --out lin-small"
+)]
 pub struct LinearArgs {
     /// A prepared dataset directory (the population's moments are estimated from the images in neither
     /// side of the split at the largest N), or `gaussian[:SPECTRUM]`: N(0.5, U diag(λ) Uᵀ) in the DCT
@@ -110,7 +112,8 @@ pub fn run_linear(a: LinearArgs) -> Result<()> {
     let sampler_cfg = a.sampler.config();
     let sampler = sampler_cfg.build(&schedule)?;
     let reg = Regularization { weight_decay: a.weight_decay, train_time: a.train_time };
-    let cfg = AnalysisConfig { reg, check_samples: a.check_samples, noise_seed: a.noise_seed, batch_size: 256 };
+    let cfg =
+        AnalysisConfig { reg, check_samples: a.check_samples, noise_seed: a.noise_seed, batch_size: 256 };
     eprintln!("{}; d = {d}; N = {ns:?}", problem.description);
     let limit = limit_kl(&problem.truth, &schedule, sampler.as_ref(), reg)?;
     let bar = progress(ns.len());
@@ -158,7 +161,9 @@ pub fn run_linear(a: LinearArgs) -> Result<()> {
 
 fn progress(len: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("linear [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("linear [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+    {
         bar.set_style(style);
     }
     bar
@@ -173,7 +178,13 @@ fn load_problem(a: &LinearArgs, n_max: usize) -> Result<Problem> {
     let ds = PreparedDataset::read(dir).with_context(|| format!("--data {}", dir.display()))?;
     let m = &ds.manifest;
     if a.side.is_some_and(|s| s != m.height || s != m.width) {
-        bail!("--side {} does not match {} ({}x{}); prepare the data at that side", a.side.unwrap_or(0), dir.display(), m.height, m.width);
+        bail!(
+            "--side {} does not match {} ({}x{}); prepare the data at that side",
+            a.side.unwrap_or(0),
+            dir.display(),
+            m.height,
+            m.width
+        );
     }
     let split = memgen_data::split::NestedSplit::new(m.count, m.groups.as_deref(), a.split_seed);
     let (sa, sb) = split.subsets(n_max).with_context(|| format!("--n {n_max} on {}", dir.display()))?;
@@ -182,14 +193,21 @@ fn load_problem(a: &LinearArgs, n_max: usize) -> Result<Problem> {
     let held: Vec<usize> = (0..m.count).filter(|i| !used.contains(i)).collect();
     let d = ds.image_len();
     if held.len() < 2 {
-        bail!("{}: no images are left outside both training sides at N = {n_max} to estimate the population", dir.display());
+        bail!(
+            "{}: no images are left outside both training sides at N = {n_max} to estimate the population",
+            dir.display()
+        );
     }
     let rows: Vec<f32> = train.iter().flat_map(|&i| ds.image(i).to_vec()).collect();
     let held_rows: Vec<f32> = held.iter().flat_map(|&i| ds.image(i).to_vec()).collect();
     let truth = Truth::estimated(&held_rows, d)?;
     let description = format!(
         "{} ({} images of {}x{}): population = Gaussian with the moments of {} held-out images",
-        dir.display(), m.count, m.height, m.width, held.len()
+        dir.display(),
+        m.count,
+        m.height,
+        m.width,
+        held.len()
     );
     Ok(Problem { rows, d, truth, description })
 }
@@ -208,7 +226,8 @@ fn gaussian_problem(spec: &str, a: &LinearArgs, n_max: usize) -> Result<Problem>
 pub(super) fn gaussian_config(spec: &str, seed: u64) -> Result<GaussianConfig> {
     let mut cfg = GaussianConfig { seed, ..Default::default() };
     if !spec.is_empty() {
-        cfg.spectrum = super::data::parse_spectrum(spec).map_err(|e| anyhow::anyhow!("--data gaussian:{spec}: {e}"))?;
+        cfg.spectrum =
+            super::data::parse_spectrum(spec).map_err(|e| anyhow::anyhow!("--data gaussian:{spec}: {e}"))?;
     }
     Ok(cfg)
 }
@@ -235,7 +254,12 @@ pub(super) fn gaussian_data(cfg: &GaussianConfig, side: usize, n: usize) -> Resu
 }
 
 /// KL of the sampler's output for the population's own moments: the N → ∞ limit.
-fn limit_kl(truth: &Truth, schedule: &DdpmSchedule, sampler: &dyn Sampler, reg: Regularization) -> Result<Option<f64>> {
+fn limit_kl(
+    truth: &Truth,
+    schedule: &DdpmSchedule,
+    sampler: &dyn Sampler,
+    reg: Regularization,
+) -> Result<Option<f64>> {
     if truth.gaussian.is_none() {
         return Ok(None);
     }
@@ -245,7 +269,14 @@ fn limit_kl(truth: &Truth, schedule: &DdpmSchedule, sampler: &dyn Sampler, reg: 
 }
 
 /// Test loss and KL along λ ∈ [1e-4, 10] and τ ∈ [1, 1e6] (log-spaced), for one training set.
-fn sweep(fitted: &Fitted, truth: &Truth, schedule: &DdpmSchedule, sampler: &dyn Sampler, n: usize, points: usize) -> Result<Sweep> {
+fn sweep(
+    fitted: &Fitted,
+    truth: &Truth,
+    schedule: &DdpmSchedule,
+    sampler: &dyn Sampler,
+    n: usize,
+    points: usize,
+) -> Result<Sweep> {
     let grid = |lo: f64, hi: f64| -> Vec<f64> {
         (0..points).map(|i| 10f64.powf(lo + (hi - lo) * i as f64 / (points.max(2) - 1) as f64)).collect()
     };
@@ -292,7 +323,13 @@ pub(super) fn fmt(v: Option<f64>) -> String {
 
 fn table(p: &Problem, results: &[NResult], limit: Option<f64>, fit: Option<(f64, f64)>) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{}\nd = {}; KL of the N → ∞ limit (sampler discretisation): {}", p.description, p.d, fmt(limit));
+    let _ = writeln!(
+        s,
+        "{}\nd = {}; KL of the N → ∞ limit (sampler discretisation): {}",
+        p.description,
+        p.d,
+        fmt(limit)
+    );
     let _ = writeln!(s, "| N | rank Σ0 | train loss | test loss | c range(Σ0) | c null(Σ0) | KL | KL − KL∞ | KL samples | E[fit KL] | d(d+3)/4N |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
@@ -300,13 +337,22 @@ fn table(p: &Problem, results: &[NResult], limit: Option<f64>, fit: Option<(f64,
         let _ = writeln!(
             s,
             "| {} | {} | {:.4e} | {:.4e} | {} | {} | {} | {} | {} | {} | {} |",
-            r.n, r.rank, r.train_loss, r.test_loss, fmt(r.c_range.map(|c| c.mean)), fmt(r.c_null.map(|c| c.mean)),
-            fmt(r.kl), fmt(excess), fmt(r.kl_samples),
-            fmt(r.expected_fit_kl), fmt(r.fit_kl_asymptote)
+            r.n,
+            r.rank,
+            r.train_loss,
+            r.test_loss,
+            fmt(r.c_range.map(|c| c.mean)),
+            fmt(r.c_null.map(|c| c.mean)),
+            fmt(r.kl),
+            fmt(excess),
+            fmt(r.kl_samples),
+            fmt(r.expected_fit_kl),
+            fmt(r.fit_kl_asymptote)
         );
     }
     if let Some((slope, c)) = fit {
-        let _ = writeln!(s, "KL − KL∞ ≈ {c:.4} · N^{slope:.3} over N > d (d(d+3)/4 = {})", p.d * (p.d + 3) / 4);
+        let _ =
+            writeln!(s, "KL − KL∞ ≈ {c:.4} · N^{slope:.3} over N > d (d(d+3)/4 = {})", p.d * (p.d + 3) / 4);
     }
     s
 }
@@ -319,8 +365,20 @@ fn csv(results: &[NResult], limit: Option<f64>) -> String {
         let _ = writeln!(
             s,
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            r.n, r.d, r.rank, r.train_loss, r.test_loss, r.c.mean, r.c.min, r.c.max, o(r.kl), o(excess),
-            o(r.kl_samples), o(r.expected_fit_kl), o(r.fit_kl_asymptote), r.timing.total_s
+            r.n,
+            r.d,
+            r.rank,
+            r.train_loss,
+            r.test_loss,
+            r.c.mean,
+            r.c.min,
+            r.c.max,
+            o(r.kl),
+            o(excess),
+            o(r.kl_samples),
+            o(r.expected_fit_kl),
+            o(r.fit_kl_asymptote),
+            r.timing.total_s
         );
     }
     s
@@ -345,7 +403,11 @@ fn plots(out: &Path, results: &[NResult], sweeps: &[Sweep], limit: Option<f64>, 
             LineSeries { name: "KL (composed maps)".into(), points: &kl, style: LineStyle::LineAndMarkers },
             LineSeries { name: "KL - KL(N = inf)".into(), points: &excess, style: LineStyle::LineAndMarkers },
             LineSeries { name: "KL from samples".into(), points: &samples, style: LineStyle::Markers },
-            LineSeries { name: "E(KL) of a Gaussian fit".into(), points: &expected, style: LineStyle::Dashed },
+            LineSeries {
+                name: "E(KL) of a Gaussian fit".into(),
+                points: &expected,
+                style: LineStyle::Dashed,
+            },
             LineSeries { name: "d(d+3)/4N".into(), points: &asym, style: LineStyle::Dashed },
         ],
         log_x: true,
@@ -374,7 +436,13 @@ fn plots(out: &Path, results: &[NResult], sweeps: &[Sweep], limit: Option<f64>, 
     Ok(())
 }
 
-fn sweep_plot(out: &Path, name: &str, x: &str, sweeps: &[Sweep], f: impl Fn(&Sweep) -> &Vec<(f64, f64, Option<f64>)>) -> Result<()> {
+fn sweep_plot(
+    out: &Path,
+    name: &str,
+    x: &str,
+    sweeps: &[Sweep],
+    f: impl Fn(&Sweep) -> &Vec<(f64, f64, Option<f64>)>,
+) -> Result<()> {
     let curves: Vec<Vec<(f64, f64)>> =
         sweeps.iter().map(|s| f(s).iter().filter_map(|&(x, _, kl)| kl.map(|k| (x, k))).collect()).collect();
     let plot = LinePlot {
@@ -384,7 +452,11 @@ fn sweep_plot(out: &Path, name: &str, x: &str, sweeps: &[Sweep], f: impl Fn(&Swe
         series: sweeps
             .iter()
             .zip(&curves)
-            .map(|(s, c)| LineSeries { name: format!("N = {}", s.n), points: c, style: LineStyle::LineAndMarkers })
+            .map(|(s, c)| LineSeries {
+                name: format!("N = {}", s.n),
+                points: c,
+                style: LineStyle::LineAndMarkers,
+            })
             .collect(),
         log_x: true,
         log_y: true,

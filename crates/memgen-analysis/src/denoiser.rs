@@ -185,7 +185,10 @@ impl ImageDenoiser for LinearDenoiser {
         let dims = y.dims().to_vec();
         let (b, d) = (dims[0], y.elem_count() / dims[0].max(1));
         if d != self.dim() {
-            return Err(Error::Invalid(format!("linear denoiser of dimension {} got images of {d} pixels", self.dim())));
+            return Err(Error::Invalid(format!(
+                "linear denoiser of dimension {} got images of {d} pixels",
+                self.dim()
+            )));
         }
         let (dtype, dev): (DType, &Device) = (y.dtype(), y.device());
         let mean = Tensor::from_vec(self.mean.clone(), (1, d), dev)?.to_dtype(dtype)?;
@@ -226,7 +229,8 @@ mod tests {
         let u = [[c, -s], [s, c]];
         let dy = [1.0 - 0.5, -0.3 - 0.2];
         for r in 0..2 {
-            let want: f64 = [0.5, 0.2][r] + (0..2).map(|k| (0..2).map(|i| u[r][i] * g[i] * u[k][i]).sum::<f64>() * dy[k]).sum::<f64>();
+            let want: f64 = [0.5, 0.2][r]
+                + (0..2).map(|k| (0..2).map(|i| u[r][i] * g[i] * u[k][i]).sum::<f64>() * dy[k]).sum::<f64>();
             assert!((out[r] - want).abs() < 1e-12, "{} vs {want}", out[r]);
         }
         // The optimal MSE Σ σ²λ/(λ+σ²).

@@ -164,7 +164,9 @@ pub fn load_samples(path: &Path) -> Result<([usize; 4], Vec<f32>)> {
     let t = match tensors.remove("samples") {
         Some(t) => t,
         None if tensors.len() == 1 => tensors.into_values().next().expect("one tensor"),
-        None => return Err(Error::bad_file(path, "expected a tensor named \"samples\" or exactly one tensor")),
+        None => {
+            return Err(Error::bad_file(path, "expected a tensor named \"samples\" or exactly one tensor"))
+        }
     };
     let dims: [usize; 4] = t.dims().try_into().map_err(|_| {
         Error::bad_file(path, format!("samples have shape {:?}, expected (count, C, H, W)", t.dims()))

@@ -66,7 +66,9 @@ impl AdamW {
                 bias_correction2: bc2,
             };
             let theta = var.as_tensor().detach();
-            if let Some((theta, m, v)) = memgen_kernels::adamw_update(&theta, &self.m[i], &self.v[i], &g, step)? {
+            if let Some((theta, m, v)) =
+                memgen_kernels::adamw_update(&theta, &self.m[i], &self.v[i], &g, step)?
+            {
                 var.set(&theta)?;
                 self.m[i] = m;
                 self.v[i] = v;

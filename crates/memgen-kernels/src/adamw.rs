@@ -57,7 +57,11 @@ pub fn adamw_update(
         })
     })?;
     let (shape, dev) = (theta.shape(), theta.device());
-    Ok(Some((Tensor::from_vec(th2, shape, dev)?, Tensor::from_vec(m2, shape, dev)?, Tensor::from_vec(v2, shape, dev)?)))
+    Ok(Some((
+        Tensor::from_vec(th2, shape, dev)?,
+        Tensor::from_vec(m2, shape, dev)?,
+        Tensor::from_vec(v2, shape, dev)?,
+    )))
 }
 
 /// [`adamw_update`] on slices: `inp = [θ, m, v, g]`, `out = [θ', m', v']`.

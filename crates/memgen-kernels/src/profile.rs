@@ -92,7 +92,11 @@ pub(crate) fn timed<R>(kernel: Kernel, f: impl FnOnce() -> R) -> R {
 
 /// [`timed`], also adding the time to the layer `shape()` returns (`(shape, flops)`), if any.
 #[inline]
-pub(crate) fn timed_layer<R>(kernel: Kernel, shape: impl FnOnce() -> Option<(String, f64)>, f: impl FnOnce() -> R) -> R {
+pub(crate) fn timed_layer<R>(
+    kernel: Kernel,
+    shape: impl FnOnce() -> Option<(String, f64)>,
+    f: impl FnOnce() -> R,
+) -> R {
     if !ENABLED.load(Ordering::Relaxed) {
         return f();
     }

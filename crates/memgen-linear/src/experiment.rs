@@ -147,7 +147,11 @@ impl Fitted {
     /// The same from given moments (e.g. the population's own: the N → ∞ limit).
     pub fn from_moments(moments: Moments, truth: &Truth) -> Result<Fitted> {
         if moments.dim() != truth.dim() {
-            return Err(Error::Invalid(format!("moments of dimension {} against a population of {}", moments.dim(), truth.dim())));
+            return Err(Error::Invalid(format!(
+                "moments of dimension {} against a population of {}",
+                moments.dim(),
+                truth.dim()
+            )));
         }
         let t0 = Instant::now();
         let spectrum = Spectrum::of(&moments.cov)?;
@@ -155,7 +159,13 @@ impl Fitted {
         let train = LinearLoss::train(&spectrum);
         let test = LinearLoss::test(&spectrum, &moments.mean, &truth.mean, &truth.cov)?;
         let losses_s = t0.elapsed().as_secs_f64() - eigen_s;
-        Ok(Fitted { moments, spectrum, train, test, timing: Timing { eigen_s, losses_s, ..Default::default() } })
+        Ok(Fitted {
+            moments,
+            spectrum,
+            train,
+            test,
+            timing: Timing { eigen_s, losses_s, ..Default::default() },
+        })
     }
 
     /// KL(ρ_N ‖ ρ) of the sampler's exact output distribution under `reg`, and its c.
@@ -239,7 +249,9 @@ pub fn analyse_fitted(
         None
     };
     timing.samples_s = t_s.elapsed().as_secs_f64();
-    timing.total_s = fitted.timing.moments_s + fitted.timing.eigen_s + fitted.timing.losses_s
+    timing.total_s = fitted.timing.moments_s
+        + fitted.timing.eigen_s
+        + fitted.timing.losses_s
         + start.elapsed().as_secs_f64();
     let tol = 1e-10 * fitted.spectrum.values.iter().copied().fold(0.0, f64::max);
     Ok(NResult {
@@ -263,7 +275,12 @@ pub fn analyse_fitted(
 
 /// `cfg.check_samples` samples of the linear denoiser drawn by `sampler` with the project's noise
 /// (x_T and every z from `cfg.noise_seed`), as f64 rows.
-pub fn draw(fitted: &Fitted, schedule: &DdpmSchedule, sampler: &dyn Sampler, cfg: &AnalysisConfig) -> Result<Vec<f64>> {
+pub fn draw(
+    fitted: &Fitted,
+    schedule: &DdpmSchedule,
+    sampler: &dyn Sampler,
+    cfg: &AnalysisConfig,
+) -> Result<Vec<f64>> {
     let dev = candle::Device::Cpu;
     let model = LinearDenoiser::new(&fitted.spectrum, &fitted.moments.mean, schedule, cfg.reg, &dev)?;
     let noise = NoiseSource::new(cfg.noise_seed);
@@ -305,7 +322,14 @@ mod tests {
         let truth = Truth::new(vec![0.5; d], cov, TruthKind::Exact);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let draw_rows = |n: usize, rng: &mut ChaCha8Rng| -> Vec<f32> {
-            (0..n * d).map(|i| (0.5 + lam[i % d].sqrt() * { let z: f64 = StandardNormal.sample(rng); z }) as f32).collect()
+            (0..n * d)
+                .map(|i| {
+                    (0.5 + lam[i % d].sqrt() * {
+                        let z: f64 = StandardNormal.sample(rng);
+                        z
+                    }) as f32
+                })
+                .collect()
         };
         let schedule = DdpmSchedule::new(&ScheduleConfig::default()).unwrap();
         let sampler = SamplerConfig::Ddim { steps: 50, eta: 0.0 }.build(&schedule).unwrap();
@@ -332,4 +356,3 @@ mod tests {
         assert!(big.expected_fit_kl.is_some() && small.expected_fit_kl.is_none());
     }
 }
-

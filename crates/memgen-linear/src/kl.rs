@@ -102,7 +102,11 @@ impl Gaussian {
 }
 
 fn same_dim(a: usize, b: usize) -> Result<()> {
-    if a == b { Ok(()) } else { Err(Error::Invalid(format!("dimensions differ: {a} and {b}"))) }
+    if a == b {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("dimensions differ: {a} and {b}")))
+    }
 }
 
 /// KL(N(m1, S1) ‖ N(m2, S2)) = ½ [ Tr(S2⁻¹S1) + (m2−m1)ᵀS2⁻¹(m2−m1) − d + ln|S2| − ln|S1| ], by the

@@ -18,7 +18,7 @@
 //! DESIGN.md's Train_t = Tr[Σ0 (Σ0 + cI)⁻¹] and Test_t = Train_t + c Tr[(Σ − Σ0 + δδᵀ)(Σ0 + cI)⁻²].
 //! Losses are per sample, summed over the d coordinates (not divided by d).
 
-use crate::theory::{Regularization, weight};
+use crate::theory::{weight, Regularization};
 use crate::{Error, Result, Spectrum};
 use faer::Mat;
 
@@ -123,8 +123,8 @@ impl LinearLoss {
 mod tests {
     use super::*;
     use crate::Moments;
-    use faer::Side;
     use faer::prelude::Solve;
+    use faer::Side;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     use rand_distr::{Distribution, StandardNormal};

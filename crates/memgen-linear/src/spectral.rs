@@ -42,7 +42,17 @@ fn gram(x: &Mat<f64>, scale: f64) -> Mat<f64> {
     let d = x.ncols();
     let mut g = Mat::<f64>::zeros(d, d);
     let rect = BlockStructure::Rectangular;
-    matmul(g.as_mut(), BlockStructure::TriangularLower, faer::Accum::Replace, x.transpose(), rect, x.as_ref(), rect, scale, faer::get_global_parallelism());
+    matmul(
+        g.as_mut(),
+        BlockStructure::TriangularLower,
+        faer::Accum::Replace,
+        x.transpose(),
+        rect,
+        x.as_ref(),
+        rect,
+        scale,
+        faer::get_global_parallelism(),
+    );
     for j in 0..d {
         for i in 0..j {
             g[(i, j)] = g[(j, i)];

@@ -22,7 +22,14 @@ pub struct SearchBench {
 
 /// Time `search` for `queries` x `base` images of `dim` pixels (deterministic pseudo-random pixels in
 /// [0, 1)) on the current rayon pool: the best of `reps` runs after one warm-up.
-pub fn bench_search(queries: usize, base: usize, dim: usize, k: usize, metric: Metric, reps: usize) -> Result<SearchBench> {
+pub fn bench_search(
+    queries: usize,
+    base: usize,
+    dim: usize,
+    k: usize,
+    metric: Metric,
+    reps: usize,
+) -> Result<SearchBench> {
     let q = pixels(queries * dim, 1);
     let b = pixels(base * dim, 2);
     let (qi, bi) = (Images::new(&q, dim)?, Images::new(&b, dim)?);

@@ -15,7 +15,7 @@ pub mod scores;
 pub mod stats;
 
 pub use nn::{search, Images, Metric, Neighbours, SearchConfig};
-pub use scores::{compare, memorization, Comparison, CompareConfig, MemorizationScore};
+pub use scores::{compare, memorization, CompareConfig, Comparison, MemorizationScore};
 pub use stats::Summary;
 
 /// Errors from the metrics.

@@ -402,7 +402,8 @@ mod tests {
         let k = k.min(b.len());
         let (mut index, mut value) = (vec![], vec![]);
         for i in 0..q.len() {
-            let mut all: Vec<(f64, usize)> = (0..b.len()).map(|j| (metric.value(q.get(i), b.get(j)), j)).collect();
+            let mut all: Vec<(f64, usize)> =
+                (0..b.len()).map(|j| (metric.value(q.get(i), b.get(j)), j)).collect();
             sort_best_first(&mut all, metric);
             index.extend(all[..k].iter().map(|x| x.1));
             value.extend(all[..k].iter().map(|x| x.0));
@@ -419,7 +420,8 @@ mod tests {
     #[test]
     fn equals_brute_force_on_random_sets_with_small_blocks() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        for &(m, n, d, k) in &[(1, 1, 1, 1), (7, 13, 5, 3), (20, 50, 17, 5), (33, 200, 64, 10), (5, 3, 9, 7)] {
+        for &(m, n, d, k) in &[(1, 1, 1, 1), (7, 13, 5, 3), (20, 50, 17, 5), (33, 200, 64, 10), (5, 3, 9, 7)]
+        {
             let (qd, bd) = (random(&mut rng, m, d), random(&mut rng, n, d));
             let (q, b) = (Images::new(&qd, d).unwrap(), Images::new(&bd, d).unwrap());
             for metric in METRICS {
@@ -460,7 +462,8 @@ mod tests {
         let b = Images::new(&bd, d).unwrap();
         let q = Images::new(&dup, d).unwrap();
         for metric in METRICS {
-            let got = search(&q, &b, &SearchConfig { k: 4, metric, block_rows: 5, ..Default::default() }).unwrap();
+            let got =
+                search(&q, &b, &SearchConfig { k: 4, metric, block_rows: 5, ..Default::default() }).unwrap();
             assert_eq!(&got.index[..3], &[2, 5, 9], "{metric:?}");
             assert_eq!(got, brute(&q, &b, metric, 4));
         }
@@ -531,7 +534,8 @@ mod tests {
         }
         let (q, b) = (Images::new(&base0, d).unwrap(), Images::new(&bd, d).unwrap());
         for metric in METRICS {
-            let got = search(&q, &b, &SearchConfig { k: 3, metric, margin: 40, ..Default::default() }).unwrap();
+            let got =
+                search(&q, &b, &SearchConfig { k: 3, metric, margin: 40, ..Default::default() }).unwrap();
             assert_eq!(got, brute(&q, &b, metric, 3), "{metric:?}");
         }
     }

@@ -219,7 +219,8 @@ mod tests {
         let picks = [3usize, 7, 7, 0, 9, 2];
         let samples: Vec<f32> = picks.iter().flat_map(|&i| data[i * d..(i + 1) * d].to_vec()).collect();
         let s = Images::new(&samples, d).unwrap();
-        let (ta, tb) = (Images::subset(&data, d, &train_a).unwrap(), Images::subset(&data, d, &train_b).unwrap());
+        let (ta, tb) =
+            (Images::subset(&data, d, &train_a).unwrap(), Images::subset(&data, d, &train_b).unwrap());
         let scores = memorization(&s, &ta).unwrap();
         for (sc, &p) in scores.iter().zip(&picks) {
             assert!((sc.corr - 1.0).abs() < 1e-12);
