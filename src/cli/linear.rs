@@ -161,9 +161,9 @@ pub fn run_linear(a: LinearArgs) -> Result<()> {
 
 fn progress(len: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("linear [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "linear [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}",
+    ) {
         bar.set_style(style);
     }
     bar

@@ -270,7 +270,7 @@ pub fn run_rf(a: RfArgs) -> Result<()> {
 fn progress(len: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len as u64);
     if let Ok(style) =
-        indicatif::ProgressStyle::with_template("rf [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+        indicatif::ProgressStyle::with_template("rf [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}")
     {
         bar.set_style(style);
     }
