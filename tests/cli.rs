@@ -207,17 +207,7 @@ fn train_resume_and_sample_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
     let (ds, run) = (tmp.path().join("ds"), tmp.path().join("run"));
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    ok(&memgen(&[
-        "data",
-        "prepare",
-        "calpha",
-        "--count",
-        "40",
-        "--side",
-        "8",
-        "--out",
-        ds.to_str().unwrap(),
-    ]));
+    common::prepare(&ds, "calpha", 40, 8);
     let tiny = models.join("unet-tiny.toml");
     let base = [
         "train",
@@ -330,17 +320,7 @@ fn blind_models_train_and_sample_with_the_ascent_sampler() {
     let tmp = tempfile::tempdir().unwrap();
     let (ds, run) = (tmp.path().join("ds"), tmp.path().join("run"));
     let blind = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/blind-tiny.toml");
-    ok(&memgen(&[
-        "data",
-        "prepare",
-        "calpha",
-        "--count",
-        "20",
-        "--side",
-        "8",
-        "--out",
-        ds.to_str().unwrap(),
-    ]));
+    common::prepare(&ds, "calpha", 20, 8);
     ok(&memgen(&[
         "train",
         "--data",

@@ -13,17 +13,7 @@ fn train(ds: &Path, run: &Path, side: &str) {
 fn compare_two_runs_and_score_verbatim_training_images() {
     let tmp = tempfile::tempdir().unwrap();
     let (ds, run_a, run_b) = (tmp.path().join("ds"), tmp.path().join("a"), tmp.path().join("b"));
-    ok(&memgen(&[
-        "data",
-        "prepare",
-        "calpha",
-        "--count",
-        "20",
-        "--side",
-        "8",
-        "--out",
-        ds.to_str().unwrap(),
-    ]));
+    common::prepare(&ds, "calpha", 20, 8);
     train(&ds, &run_a, "a");
     train(&ds, &run_b, "b");
     let out = tmp.path().join("cmp");

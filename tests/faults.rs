@@ -6,28 +6,11 @@
 
 mod common;
 
-use common::{fails, fails_with, json, memgen, ok, prepare, FAILED, REFUSED};
+use common::{fails, fails_with, json, memgen, ok, prepare, Rng, FAILED, REFUSED};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// splitmix64: the seeded pseudo-random kill moments.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [lo, hi).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
 
 fn tiny_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml")
@@ -285,37 +268,9 @@ fn train_killed_repeatedly_resumes_to_the_uninterrupted_bits() {
     assert_eq!(steps.len(), 2, "{steps:?}");
 }
 
-/// A tiny experiment (as in tests/run.rs) of `steps` training steps.
+/// A tiny experiment of `steps` training steps.
 fn experiment(dir: &Path, steps: usize) -> PathBuf {
-    let text = format!(
-        r#"name = "tiny"
-description = "unet-tiny on 8x8 C^alpha images"
-n = [1, 4]
-model = "{}"
-[data]
-source = "calpha"
-args = ["--count", "60", "--side", "8"]
-[train]
-steps = {steps}
-batch_size = 8
-lr = 1e-3
-warmup = 5
-ema_decay = 0.9
-checkpoint_every = 10
-[sample]
-noise_seeds = [2]
-count = 6
-args = ["--sampler", "ddim", "--ddim-steps", "10"]
-[baselines]
-linear = true
-linear_args = ["--check-samples", "0", "--sweep-points", "3"]
-oracle = true
-"#,
-        tiny_model().display()
-    );
-    let path = dir.join("tiny.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::tiny_experiment(dir, steps, 60, 10)
 }
 
 /// Wait until no process has `dir` on its command line (the jobs of a killed `memgen run` get

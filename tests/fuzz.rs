@@ -5,6 +5,9 @@
 //! error: no panic, and no single allocation over [`MAX_ALLOC`] (a counting allocator watches).
 //! The number of inputs per parser is printed.
 
+mod common;
+
+use common::Rng;
 use memgen_data::dataset::PreparedDataset;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -41,22 +44,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// One seeded mutation of `seed_input`: 1-4 edits, each a bit flip, a random byte, a 4-byte
 /// little/big-endian length field set to an extreme, a truncation, an insertion or a deletion.
@@ -308,11 +295,7 @@ fn safetensors_checkpoints_and_datasets() {
         memgen_diffusion::checkpoint::load_tensors(&ckpt, &candle::Device::Cpu).is_ok()
     });
     let ds = tmp.path().join("ds");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_memgen"))
-        .args(["data", "prepare", "calpha", "--count", "6", "--side", "4", "--out", ds.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    common::prepare(&ds, "calpha", 6, 4);
     let images = ds.join("images.safetensors");
     let seed = std::fs::read(&images).unwrap();
     fuzz("images.safetensors", &[seed], 60000, false, tmp.path(), |b| {

@@ -66,17 +66,7 @@ fn gaussian_data_follows_the_theory() {
 fn prepared_data_and_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let ds = tmp.path().join("ds");
-    ok(&memgen(&[
-        "data",
-        "prepare",
-        "calpha",
-        "--count",
-        "40",
-        "--side",
-        "4",
-        "--out",
-        ds.to_str().unwrap(),
-    ]));
+    common::prepare(&ds, "calpha", 40, 4);
     let out = tmp.path().join("lin");
     let text = ok(&memgen(&[
         "linear",

@@ -126,30 +126,6 @@ fn run_python(py: &str, args: &[&str]) -> String {
     so.into_owned()
 }
 
-/// `memgen train` of `model` (a models/*.toml) on 8 images of `ds` for `steps` steps.
-fn train(ds: &Path, run: &Path, model: &str, steps: usize, batch: usize) {
-    let (steps, batch) = (steps.to_string(), batch.to_string());
-    let model = repo(model);
-    common::ok(&common::memgen(&[
-        "train",
-        "--data",
-        ds.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--n",
-        "8",
-        "--split",
-        "a",
-        "--steps",
-        &steps,
-        "--batch-size",
-        &batch,
-        "--quiet",
-    ]));
-}
-
 /// Flat indices 0, 1, n/3, n/2, n-1 (those that exist), as the Python dump picks them.
 fn probe_indices(n: usize) -> Vec<usize> {
     let mut idx: Vec<usize> =
@@ -211,7 +187,7 @@ fn safetensors_package_reads_names_shapes_and_values() {
     let tmp = tempfile::tempdir().unwrap();
     let (ds, run) = (tmp.path().join("ds"), tmp.path().join("run"));
     common::prepare(&ds, "calpha", 40, 8);
-    train(&ds, &run, "models/unet-tiny.toml", 5, 4);
+    common::train_model(&ds, &run, "unet-tiny", 8, "a", 5, 4);
     let doc = documented_tensors(&UNetConfig::tiny());
     for file in ["model.safetensors", "ema.safetensors", "checkpoints/step-00000005/model.safetensors"] {
         check_file(&py, &run.join(file), &doc);
@@ -270,11 +246,10 @@ fn torch_forward_matches_memgen() {
     };
     assert!(can_import(&py, "torch, safetensors", true, "MEMGEN_TORCH_PYTHON is set"));
     let tmp = tempfile::tempdir().unwrap();
-    for (model, side, steps, batch) in [("models/unet-tiny.toml", 8, 5, 4), ("models/unet-s.toml", 32, 2, 2)]
-    {
+    for (model, side, steps, batch) in [("unet-tiny", 8, 5, 4), ("unet-s", 32, 2, 2)] {
         let (ds, run) = (tmp.path().join(format!("ds-{side}")), tmp.path().join(format!("run-{side}")));
         common::prepare(&ds, "calpha", 40, side);
-        train(&ds, &run, model, steps, batch);
+        common::train_model(&ds, &run, model, 8, "a", steps, batch);
         let (diff, scale) = compare_forward(&py, &run, side, tmp.path());
         eprintln!("{model}: max |memgen - torch| = {diff:.3e} (max |output| = {scale:.3})");
         assert!(scale > 0.1, "{model}: output too small to compare ({scale})");

@@ -9,36 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn experiment(dir: &Path, steps: usize) -> PathBuf {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml");
-    let text = format!(
-        r#"name = "tiny"
-description = "unet-tiny on 8x8 C^alpha images"
-n = [1, 4]
-model = "{}"
-[data]
-source = "calpha"
-args = ["--count", "80", "--side", "8"]
-[train]
-steps = {steps}
-batch_size = 8
-lr = 1e-3
-warmup = 5
-ema_decay = 0.9
-checkpoint_every = 25
-[sample]
-noise_seeds = [2]
-count = 6
-args = ["--sampler", "ddim", "--ddim-steps", "10"]
-[baselines]
-linear = true
-linear_args = ["--check-samples", "0", "--sweep-points", "3"]
-oracle = true
-"#,
-        model.display()
-    );
-    let path = dir.join("tiny.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::tiny_experiment(dir, steps, 80, 25)
 }
 
 fn in_range(v: &serde_json::Value, lo: f64, hi: f64) -> f64 {

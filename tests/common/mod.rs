@@ -89,14 +89,20 @@ pub fn corr(a: &[f32], b: &[f32]) -> f64 {
 /// Train models/unet-tiny.toml on S_side(n) of the prepared dataset `ds` into `run` for `steps`
 /// steps at `batch` images per step.
 pub fn train_tiny(ds: &Path, run: &Path, n: usize, side: &str, steps: usize, batch: usize) {
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml");
+    train_model(ds, run, "unet-tiny", n, side, steps, batch);
+}
+
+/// Train models/MODEL.toml on S_side(n) of the prepared dataset `ds` into `run` for `steps` steps
+/// at `batch` images per step.
+pub fn train_model(ds: &Path, run: &Path, model: &str, n: usize, side: &str, steps: usize, batch: usize) {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(format!("{model}.toml"));
     let (n, steps, batch) = (n.to_string(), steps.to_string(), batch.to_string());
     ok(&memgen(&[
         "train",
         "--data",
         ds.to_str().unwrap(),
         "--model",
-        tiny.to_str().unwrap(),
+        model.to_str().unwrap(),
         "--out",
         run.to_str().unwrap(),
         "--n",
@@ -125,4 +131,67 @@ pub fn prepare(ds: &Path, source: &str, count: usize, side: usize) {
         "--out",
         ds.to_str().unwrap(),
     ]));
+}
+
+/// The experiment file DIR/tiny.toml: unet-tiny on `count` 8x8 C^alpha images, N = 1 and 4,
+/// `steps` training steps with a checkpoint every `checkpoint_every`, DDIM samples, both baselines.
+pub fn tiny_experiment(
+    dir: &Path,
+    steps: usize,
+    count: usize,
+    checkpoint_every: usize,
+) -> std::path::PathBuf {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml");
+    let text = format!(
+        r#"name = "tiny"
+description = "unet-tiny on 8x8 C^alpha images"
+n = [1, 4]
+model = "{}"
+[data]
+source = "calpha"
+args = ["--count", "{count}", "--side", "8"]
+[train]
+steps = {steps}
+batch_size = 8
+lr = 1e-3
+warmup = 5
+ema_decay = 0.9
+checkpoint_every = {checkpoint_every}
+[sample]
+noise_seeds = [2]
+count = 6
+args = ["--sampler", "ddim", "--ddim-steps", "10"]
+[baselines]
+linear = true
+linear_args = ["--check-samples", "0", "--sweep-points", "3"]
+oracle = true
+"#,
+        model.display()
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// splitmix64: seeded pseudo-random choices of the tests (kill moments, fuzz mutations).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+
+    /// Uniform in [0, n) (0 when n is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
 }
