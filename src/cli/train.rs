@@ -65,9 +65,14 @@ pub struct TrainArgs {
     /// AdamW decoupled weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
-    /// Decay of the weights' exponential moving average.
+    /// Decay of the weights' exponential moving average; with warm-up the decay of step s is
+    /// min(EMA_DECAY, (1 + s)/(10 + s)).
     #[arg(long, default_value_t = 0.999)]
     pub ema_decay: f64,
+    /// Keep the EMA decay at --ema-decay from the first step: the average then still holds a share
+    /// EMA_DECAY^s of the random initial weights after s steps (13.5% after 2,000 steps at 0.999).
+    #[arg(long)]
+    pub no_ema_warmup: bool,
     /// Beta schedule of the DDPM.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Linear)]
     pub schedule: ScheduleArg,
@@ -150,6 +155,7 @@ fn start(a: TrainArgs) -> Result<()> {
         lr_decay: a.lr_halving.map_or(LrDecay::Constant, |fraction| LrDecay::Halving { fraction }),
         optimizer: AdamWConfig { weight_decay: a.weight_decay, ..Default::default() },
         ema_decay: a.ema_decay,
+        ema_warmup: !a.no_ema_warmup,
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
         log_every: a.log_every,

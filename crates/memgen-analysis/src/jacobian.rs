@@ -310,6 +310,7 @@ mod tests {
             lr_decay: LrDecay::Constant,
             optimizer: AdamWConfig::default(),
             ema_decay: 0.9,
+            ema_warmup: true,
             seed: 3,
             checkpoint_every: 1,
             log_every: 1,

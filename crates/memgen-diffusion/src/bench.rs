@@ -110,6 +110,7 @@ pub fn bench(
         lr_decay: LrDecay::Constant,
         optimizer: AdamWConfig::default(),
         ema_decay: 0.999,
+        ema_warmup: true,
         seed: 0,
         checkpoint_every: usize::MAX,
         log_every: usize::MAX,

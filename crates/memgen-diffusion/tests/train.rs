@@ -26,6 +26,7 @@ fn config(model: &str, steps: usize) -> TrainConfig {
         lr_decay: LrDecay::Halving { fraction: 0.5 },
         optimizer: AdamWConfig { weight_decay: 0.01, ..Default::default() },
         ema_decay: 0.9,
+        ema_warmup: true,
         seed: 5,
         checkpoint_every: 3,
         log_every: 1,
@@ -148,4 +149,99 @@ fn bad_training_inputs_are_refused() {
     assert!(err(config("unet-tiny.toml", 3), data(1, 2, 7)).contains("7"), "odd side for a 2-level UNet");
     let rgb = Tensor::zeros((2, 3, 8, 8), candle::DType::F32, &Device::Cpu).unwrap();
     assert!(err(config("unet-tiny.toml", 3), rgb).contains("channel"));
+}
+
+/// The loss of each train.jsonl line, as the bits of its f64.
+fn logged_losses(run: &Path) -> Vec<(usize, u64)> {
+    std::fs::read_to_string(run.join("train.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let line: memgen_diffusion::train::LogLine = serde_json::from_str(l).unwrap();
+            (line.step, line.loss.to_bits())
+        })
+        .collect()
+}
+
+/// A run stopped between two log lines checkpoints the open loss window (its sum and count); the
+/// resumed run's log lines equal the uninterrupted run's bit for bit.
+#[test]
+fn a_run_resumed_mid_log_window_logs_the_uninterrupted_losses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (full, part) = (tmp.path().join("full"), tmp.path().join("part"));
+    let quiet = RunOptions { quiet: true, stop_at: None };
+    let cfg = || TrainConfig { log_every: 4, ..config("unet-tiny.toml", 8) };
+    run(&mut Trainer::new(cfg(), data(1, 6, 8)).unwrap(), &full, quiet).unwrap();
+    let mut t = Trainer::new(cfg(), data(1, 6, 8)).unwrap();
+    run(&mut t, &part, RunOptions { stop_at: Some(6), ..quiet }).unwrap();
+    assert_eq!(t.log_window.1, 2, "the checkpoint at step 6 holds two unlogged losses");
+    let mut t = Trainer::resume(cfg(), data(1, 6, 8), &part).unwrap();
+    run(&mut t, &part, quiet).unwrap();
+    assert_eq!(logged_losses(&full), logged_losses(&part));
+    assert_eq!(logged_losses(&full).len(), 2);
+}
+
+/// state.json keeps the loss window's sum exactly, also a sum that serde_json's default
+/// (approximate) float parser reads back one ulp off: 0.24029392004013062 (0x3fcec1f380000000).
+#[test]
+fn the_checkpointed_loss_sum_reads_back_to_the_same_bits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().join("run");
+    let mut t = Trainer::new(config("unet-tiny.toml", 3), data(4, 4, 8)).unwrap();
+    t.train_step().unwrap();
+    for bits in [0x3fcec1f380000000u64, 0x3ffc0dd710000000, 0x3ff8fc9190000000] {
+        t.log_window = (f64::from_bits(bits), 3);
+        t.save_checkpoint(&run_dir).unwrap();
+        let back = Trainer::resume(config("unet-tiny.toml", 3), data(4, 4, 8), &run_dir).unwrap();
+        assert_eq!(
+            back.log_window.0.to_bits(),
+            bits,
+            "{} read back as {}",
+            f64::from_bits(bits),
+            back.log_window.0
+        );
+        assert_eq!(back.log_window.1, 3);
+    }
+    // A resumed run re-reads its TrainConfig from config.json: learning rate and EMA decay too.
+    let cfg = TrainConfig {
+        lr: f64::from_bits(0x3fcec1f380000000),
+        ema_decay: f64::from_bits(0x3fef4e41c0000000),
+        ..config("unet-tiny.toml", 3)
+    };
+    let back: TrainConfig = serde_json::from_str(&serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    assert_eq!((back.lr.to_bits(), back.ema_decay.to_bits()), (cfg.lr.to_bits(), cfg.ema_decay.to_bits()));
+}
+
+/// With warm-up the decay of step s is min(d, (1+s)/(10+s)): the first update keeps a tenth of the
+/// initial weights, and the decay reaches d = 0.9 at s = 80. Without warm-up it is d throughout.
+#[test]
+fn the_ema_warms_up_from_the_first_step() {
+    let cfg = config("unet-tiny.toml", 3);
+    assert_eq!(cfg.ema_decay_at(0), 0.1);
+    assert_eq!(cfg.ema_decay_at(8), 9.0 / 18.0);
+    assert_eq!(cfg.ema_decay_at(80), 0.9);
+    assert_eq!(cfg.ema_decay_at(5000), 0.9);
+    let cold = TrainConfig { ema_warmup: false, ..cfg.clone() };
+    assert_eq!(cold.ema_decay_at(0), 0.9);
+    // The first update: ema = 0.1·θ0 + 0.9·θ1 for every variable.
+    let values = |t: &Trainer| -> HashMap<String, Vec<f32>> {
+        named_vars(t.varmap())
+            .into_iter()
+            .map(|(k, v)| (k, v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()))
+            .collect()
+    };
+    let mut t = Trainer::new(cfg, data(2, 4, 8)).unwrap();
+    let theta0 = values(&t);
+    t.train_step().unwrap();
+    let theta1 = values(&t);
+    let mut moved = 0;
+    for (name, e) in t.ema() {
+        let e = e.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for ((&a, &b), &got) in theta0[name].iter().zip(&theta1[name]).zip(&e) {
+            let want = 0.1 * a as f64 + 0.9 * b as f64;
+            assert!((got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()), "{name}: {got} vs {want}");
+            moved += usize::from(a != b);
+        }
+    }
+    assert!(moved > 0, "the step changed no weight");
 }
