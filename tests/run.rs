@@ -59,6 +59,20 @@ fn tiny_experiment_end_to_end() {
     assert!(
         (o1["corr_ab"]["median"].as_f64().unwrap() - o1["sets"]["median"].as_f64().unwrap()).abs() < 1e-3
     );
+    // So are the linear pair's (Σ0 = 0 for one image), on by default.
+    let l1 = &rows[0]["linear_pair"];
+    assert!(
+        (l1["corr_ab"]["median"].as_f64().unwrap() - o1["sets"]["median"].as_f64().unwrap()).abs() < 1e-3,
+        "{l1}"
+    );
+    assert_eq!(l1["memorized_by_corr"], 1.0);
+    for r in rows {
+        let m = &r["models"];
+        assert!((0.0..=1.0).contains(&m["in_range"].as_f64().unwrap()), "{m}");
+        // The novelty reference: held-out images against S_A, a correlation in [-1, 1].
+        assert!(m["novelty"]["count"].as_u64().unwrap() > 0, "{m}");
+        assert!(m["novelty"]["median"].as_f64().unwrap().abs() <= 1.0);
+    }
     let csv = std::fs::read_to_string(report.join("results.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3);
@@ -81,7 +95,7 @@ fn tiny_experiment_end_to_end() {
     let again =
         memgen(&["--threads", "2", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("0 jobs run, 10 already finished"), "{err}");
+    assert!(err.contains("0 jobs run, 12 already finished"), "{err}");
     // --report --json: the report's results as the JSON result, and its files.
     let again = memgen(&["--json", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--report"]);
     let v: serde_json::Value = serde_json::from_str(ok(&again).trim()).unwrap();
@@ -129,7 +143,7 @@ fn killed_sweep_resumes_without_redoing_finished_jobs() {
     std::thread::sleep(Duration::from_millis(300));
     let again = memgen(&args);
     let err = ok(&again);
-    assert!(String::from_utf8_lossy(&again.stderr).contains("7 jobs run, 3 already finished"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("9 jobs run, 3 already finished"));
     assert!(err.contains("| 4 |"));
     for (id, before) in ["prepare", "train-n1-a", "train-n1-b"].iter().zip(&stamps) {
         let after = std::fs::read_to_string(out.join(format!("jobs/{id}.json"))).unwrap();
@@ -147,10 +161,10 @@ fn plan_writes_manifest_and_slurm_arrays() {
     let exp = experiment(tmp.path(), 40);
     let out = tmp.path().join("out");
     let text = ok(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--plan"]));
-    assert!(text.contains("10 jobs in 3 stages"), "{text}");
+    assert!(text.contains("12 jobs in 3 stages"), "{text}");
     let plan = out.join("plan");
     let manifest = json(&plan.join("manifest.json"));
-    assert_eq!(manifest["jobs"].as_array().unwrap().len(), 10);
+    assert_eq!(manifest["jobs"].as_array().unwrap().len(), 12);
     assert_eq!(std::fs::read_to_string(plan.join("train.txt")).unwrap().lines().count(), 4);
     let submit = std::fs::read_to_string(plan.join("submit.sh")).unwrap();
     assert!(

@@ -1,7 +1,9 @@
 //! `memgen compare` (two models driven by the same noise, or with `--oracle` the empirical optimal
 //! denoisers of the two sides of a split) and `memgen memorization` (one model).
 
-use super::sample::{default_dir, reusable, sample_into, sample_oracle_into, OracleOpts, SamplerOpts};
+use super::sample::{
+    default_dir, reusable, sample_into, sample_linear_into, sample_oracle_into, OracleOpts, SamplerOpts,
+};
 use super::train::{ScheduleArg, SideArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -22,14 +24,15 @@ use std::rc::Rc;
     after_help = "Examples:\n  memgen compare runs/demo/runs/n1000-a runs/demo/runs/n1000-b --noise-seed 1 --count 64\n  \
 memgen compare runs/demo/runs/n10-a runs/demo/runs/n10-b --sampler ddim --ddim-steps 50 --out runs/cmp-n10\n  \
 memgen compare --oracle --data runs/demo/data --n 10 --count 16   # the empirical optimal denoisers of S_A(10), S_B(10)\n  \
+memgen compare --linear --data runs/demo/data --n 100 --sampler ddim --ddim-steps 50   # the Gaussian denoisers of S_A(100), S_B(100)\n  \
 memgen --json compare runs/demo/runs/n100-a runs/demo/runs/n100-b --count 16 --device cpu"
 )]
 pub struct CompareArgs {
-    /// Run of model A (from `memgen train`); not with --oracle.
-    #[arg(required_unless_present = "oracle", conflicts_with = "oracle")]
+    /// Run of model A (from `memgen train`); not with --oracle or --linear.
+    #[arg(required_unless_present_any = ["oracle", "linear"], conflicts_with_all = ["oracle", "linear"])]
     pub run_a: Option<PathBuf>,
-    /// Run of model B, trained on a set disjoint from A's; not with --oracle.
-    #[arg(required_unless_present = "oracle", conflicts_with = "oracle")]
+    /// Run of model B, trained on a set disjoint from A's; not with --oracle or --linear.
+    #[arg(required_unless_present_any = ["oracle", "linear"], conflicts_with_all = ["oracle", "linear"])]
     pub run_b: Option<PathBuf>,
     /// Noise seed shared by both models: draw k drives sample k of A and sample k of B.
     #[arg(long, default_value_t = 0)]
@@ -44,40 +47,60 @@ pub struct CompareArgs {
     /// Noise draws shown in compare.png (the first R).
     #[arg(long, default_value_t = 8)]
     pub figure_rows: usize,
+    /// Held-out images for the novelty reference (each one's best correlation to S_A, what a fresh
+    /// image scores): up to this many dataset images in neither training set, evenly spaced over
+    /// them; 0: none.
+    #[arg(long, default_value_t = 256)]
+    pub held_out: usize,
     /// Output directory (default RUN_A/compare/<name of RUN_B>-seed-S; with --oracle
-    /// DIR/oracle/compare-n<N>-seed-S).
+    /// DIR/oracle/compare-n<N>-seed-S, with --linear DIR/linear/compare-n<N>-seed-S).
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub oracle: CompareOracleOpts,
 }
 
-/// `memgen compare --oracle`: the empirical optimal denoisers of S_A(N) and S_B(N) instead of two runs
-/// (the flags of `memgen sample --oracle`, less --split: both sides are used).
+/// `memgen compare --oracle` or `--linear`: two baseline denoisers of S_A(N) and S_B(N) instead of
+/// two runs (the flags of `memgen sample --oracle`, less --split: both sides are used).
 #[derive(Debug, Args)]
 pub struct CompareOracleOpts {
     /// Compare the empirical optimal denoisers (the ideal memorizers) of the two sides S_A(N), S_B(N)
     /// of the nested split of a prepared dataset instead of two trained runs. CPU only.
     #[arg(long, requires = "data", requires = "n")]
     pub oracle: bool,
-    /// --oracle: prepared dataset directory.
-    #[arg(long, requires = "oracle")]
+    /// Compare the Gaussian (linear) denoisers of S_A(N) and S_B(N), each built from its set's mean
+    /// and covariance (the closed form of `memgen linear`), sampled with the networks' sampler and
+    /// noise: what agreement two models reach that learned only the data's first two moments.
+    /// DDPM and DDIM; CPU only.
+    #[arg(long, requires = "data", requires = "n", conflicts_with = "oracle")]
+    pub linear: bool,
+    /// --oracle/--linear: prepared dataset directory.
+    #[arg(long)]
     pub data: Option<PathBuf>,
-    /// --oracle: training-set size N of each side.
-    #[arg(long, requires = "oracle")]
+    /// --oracle/--linear: training-set size N of each side.
+    #[arg(long)]
     pub n: Option<usize>,
-    /// --oracle: seed of the nested split.
-    #[arg(long, default_value_t = 0, requires = "oracle")]
+    /// --oracle/--linear: seed of the nested split.
+    #[arg(long, default_value_t = 0)]
     pub split_seed: u64,
-    /// --oracle: beta schedule (betas 1e-4 .. 0.02 for linear).
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Linear, requires = "oracle")]
+    /// --oracle/--linear: beta schedule (betas 1e-4 .. 0.02 for linear).
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Linear)]
     pub schedule: ScheduleArg,
-    /// --oracle: diffusion steps T.
-    #[arg(long, default_value_t = 1000, requires = "oracle")]
+    /// --oracle/--linear: diffusion steps T.
+    #[arg(long, default_value_t = 1000)]
     pub diffusion_steps: usize,
 }
 
 impl CompareOracleOpts {
+    /// Which baseline, if any: "oracle" or "linear".
+    fn baseline(&self) -> Option<&'static str> {
+        match (self.oracle, self.linear) {
+            (true, _) => Some("oracle"),
+            (_, true) => Some("linear"),
+            _ => None,
+        }
+    }
+
     /// The `memgen sample --oracle` options of one side, for N = `n`.
     fn side(&self, data: &Path, split: SideArg, n: usize) -> OracleOpts {
         OracleOpts {
@@ -272,6 +295,20 @@ struct Experiment {
     cfg: GenerateConfig,
     /// Images both training sets hold ([`check_training_sets`]).
     overlap: usize,
+    /// Most held-out images of the novelty reference ([`held_out`]).
+    held_out: usize,
+}
+
+/// Up to `max` dataset indices in neither training set (none when the two sets come from different
+/// datasets), evenly spaced over all such images so that no part of the dataset's order dominates.
+fn held_out(a: &TrainingSet, b: &TrainingSet, max: usize) -> Vec<usize> {
+    if a.data.manifest.content_hash != b.data.manifest.content_hash {
+        return Vec::new();
+    }
+    let used: std::collections::HashSet<usize> = a.indices.iter().chain(&b.indices).copied().collect();
+    let free: Vec<usize> = (0..a.data.manifest.count).filter(|i| !used.contains(i)).collect();
+    let take = max.min(free.len());
+    (0..take).map(|k| free[k * free.len() / take]).collect()
 }
 
 pub fn run_compare(a: CompareArgs) -> Result<()> {
@@ -279,12 +316,15 @@ pub fn run_compare(a: CompareArgs) -> Result<()> {
     if a.count == 0 {
         return Err(super::output::usage("--count 0: expected at least 1 noise draw"));
     }
-    let dev = a.sampler.device(a.oracle.oracle)?;
-    if a.oracle.oracle {
-        return run_compare_oracle(&a, &thresholds);
+    let dev = a.sampler.device(a.oracle.baseline().is_some())?;
+    if let Some(kind) = a.oracle.baseline() {
+        return run_compare_baseline(&a, &thresholds, kind);
+    }
+    if a.oracle.data.is_some() || a.oracle.n.is_some() {
+        return Err(super::output::usage("--data and --n choose the training sets of --oracle or --linear"));
     }
     let (Some(run_a), Some(run_b)) = (&a.run_a, &a.run_b) else {
-        return Err(super::output::usage("compare needs RUN_A and RUN_B (or --oracle)"));
+        return Err(super::output::usage("compare needs RUN_A and RUN_B (or --oracle or --linear)"));
     };
     super::output::input("RUN_A", run_a, "a run directory from `memgen train`")?;
     super::output::input("RUN_B", run_b, "a run directory from `memgen train`")?;
@@ -299,16 +339,17 @@ pub fn run_compare(a: CompareArgs) -> Result<()> {
     let samples_a = samples_for(run_a, &cfg, &dev, &out.join("samples-a"))?;
     let samples_b = samples_for(run_b, &cfg, &dev, &out.join("samples-b"))?;
     let settings = serde_json::json!({ "run_a": run_a, "run_b": run_b });
-    let e = Experiment { train_a, train_b, samples_a, samples_b, cfg, overlap };
+    let e = Experiment { train_a, train_b, samples_a, samples_b, cfg, overlap, held_out: a.held_out };
     score_and_write(&e, settings, &thresholds, a.figure_rows, &out)
 }
 
-/// `memgen compare --oracle`: the empirical optimal denoisers of S_A(N) and S_B(N), selected exactly
-/// as `memgen sample --oracle --split a|b` (and `memgen train`) select them.
-fn run_compare_oracle(a: &CompareArgs, thresholds: &CompareConfig) -> Result<()> {
+/// `memgen compare --oracle` (`kind` "oracle"): the empirical optimal denoisers of S_A(N) and
+/// S_B(N), or `--linear` ("linear"): their Gaussian denoisers; the sets selected exactly as
+/// `memgen sample --oracle --split a|b` (and `memgen train`) select them.
+fn run_compare_baseline(a: &CompareArgs, thresholds: &CompareConfig, kind: &str) -> Result<()> {
     let o = &a.oracle;
-    let data = o.data.clone().context("--oracle needs --data DIR (the prepared dataset)")?;
-    let n = o.n.context("--oracle needs --n N (the training-set size of each side)")?;
+    let data = o.data.clone().with_context(|| format!("--{kind} needs --data DIR (the prepared dataset)"))?;
+    let n = o.n.with_context(|| format!("--{kind} needs --n N (the training-set size of each side)"))?;
     super::output::input("--data", &data, "a prepared dataset directory from `memgen data prepare`")?;
     let (opts_a, opts_b) = (o.side(&data, SideArg::A, n), o.side(&data, SideArg::B, n));
     let ds = Rc::new(PreparedDataset::read(&data).with_context(|| format!("reading {}", data.display()))?);
@@ -320,14 +361,24 @@ fn run_compare_oracle(a: &CompareArgs, thresholds: &CompareConfig) -> Result<()>
     let out = a
         .out
         .clone()
-        .unwrap_or_else(|| data.join("oracle").join(format!("compare-n{n}{split}-seed-{}", a.noise_seed)));
+        .unwrap_or_else(|| data.join(kind).join(format!("compare-n{n}{split}-seed-{}", a.noise_seed)));
     let cfg = a.sampler.config(a.noise_seed, a.count);
-    let samples_a = oracle_samples_for(&data, &opts_a, &train_a, &cfg, &out.join("samples-a"))?;
-    let samples_b = oracle_samples_for(&data, &opts_b, &train_b, &cfg, &out.join("samples-b"))?;
+    let (samples_a, samples_b) = if kind == "oracle" {
+        (
+            oracle_samples_for(&data, &opts_a, &train_a, &cfg, &out.join("samples-a"))?,
+            oracle_samples_for(&data, &opts_b, &train_b, &cfg, &out.join("samples-b"))?,
+        )
+    } else {
+        let draw = |opts: &OracleOpts, dir: &str| -> Result<Samples> {
+            let g = sample_linear_into(&data, opts, &cfg, &out.join(dir), false)?;
+            Ok((g.dims, g.pixels))
+        };
+        (draw(&opts_a, "samples-a")?, draw(&opts_b, "samples-b")?)
+    };
     let settings = serde_json::json!({
-        "oracle": true, "data": data, "n": n, "split_seed": o.split_seed, "schedule": opts_a.schedule(),
+        kind: true, "data": data, "n": n, "split_seed": o.split_seed, "schedule": opts_a.schedule(),
     });
-    let e = Experiment { train_a, train_b, samples_a, samples_b, cfg, overlap };
+    let e = Experiment { train_a, train_b, samples_a, samples_b, cfg, overlap, held_out: a.held_out };
     score_and_write(&e, settings, thresholds, a.figure_rows, &out)
 }
 
@@ -343,7 +394,12 @@ fn score_and_write(
     let (train_a, train_b) = (&e.train_a, &e.train_b);
     let d = train_a.data.image_len();
     let (sa, sb) = (Images::new(&e.samples_a.1, d)?, Images::new(&e.samples_b.1, d)?);
-    let cmp = memgen_metrics::compare(&sa, &sb, &train_a.images()?, &train_b.images()?, thresholds)?;
+    let mut cmp = memgen_metrics::compare(&sa, &sb, &train_a.images()?, &train_b.images()?, thresholds)?;
+    let fresh = held_out(train_a, train_b, e.held_out);
+    if !fresh.is_empty() {
+        let fresh = Images::subset(&train_a.data.pixels, d, &fresh)?;
+        cmp.novelty = Some(memgen_metrics::scores::reference(&fresh, &train_a.images()?)?);
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let shared = serde_json::json!({
         "noise_seed": e.cfg.noise_seed, "count": e.cfg.count,
@@ -360,12 +416,15 @@ fn score_and_write(
     let table = compare_table(&cmp, &sa, &sb, train_a, train_b, figure_rows, h, w);
     memgen_report::save_png(&table.render(&table_config(&table))?, &out.join("compare.png"))?;
     let reference = cmp.reference.corr.clone();
-    let series = [
+    let mut series = vec![
         ("A vs own set", cmp.pairs.iter().map(|p| p.a_own.corr).collect::<Vec<_>>()),
         ("A vs other set", cmp.pairs.iter().map(|p| p.a_other.corr).collect()),
         ("A vs B", cmp.pairs.iter().map(|p| p.corr_ab).collect()),
         ("S_A vs S_B (no model)", reference),
     ];
+    if let Some(novelty) = &cmp.novelty {
+        series.push(("held-out vs S_A (no model)", novelty.corr.clone()));
+    }
     write_histogram(out, "compare-hist", "Correlations", &series)?;
     say_text!("{}", compare_text(&cmp, train_a.indices.len(), train_b.indices.len()));
     say!("-> {}", out.display());
@@ -378,6 +437,8 @@ fn score_and_write(
         "n_a": train_a.indices.len(),
         "n_b": train_b.indices.len(),
         "agree": cmp.agree,
+        "in_range_a": cmp.a.in_range,
+        "in_range_b": cmp.b.in_range,
         "corr_ab_median": cmp.corr_ab.median,
         "a_memorized_by_corr": cmp.a.own.memorized_by_corr,
         "b_memorized_by_corr": cmp.b.own.memorized_by_corr,
@@ -491,6 +552,13 @@ fn compare_text(cmp: &Comparison, n_a: usize, n_b: usize) -> String {
         memorization_lines(&mut s, side, &sum.other, "other set", c);
     }
     line(&mut s, "S_A vs S_B best corr", &cmp.reference.summary, f64::NAN);
+    if let Some(novelty) = &cmp.novelty {
+        line(&mut s, "held-out vs S_A best corr", &novelty.summary, f64::NAN);
+    }
+    let none = memgen_metrics::Summary::of(&[]);
+    for (side, sum) in [("A", &cmp.a), ("B", &cmp.b)] {
+        line(&mut s, &format!("{side} in [-0.25, 1.25]"), &none, sum.in_range.unwrap_or(f64::NAN));
+    }
     s
 }
 

@@ -178,6 +178,9 @@ fn write_report(exp: &Experiment, plan: &Plan, text: &str) -> Result<()> {
     let res = results::gather(exp, plan)?;
     let w = report::write(plan, &res, text)?;
     say_text!("{}", res.headline());
+    for note in res.linear_pair_notes() {
+        say!("{note}");
+    }
     say!("report: {}", w.index.display());
     super::output::result(serde_json::json!({
         "root": plan.root,

@@ -319,6 +319,39 @@ pub fn sample_oracle_into(
     Ok(g)
 }
 
+/// Sample the Gaussian (linear) denoiser of the training subset of `data` that `sides` selects (its
+/// mean and covariance, unregularised: [`memgen_linear::baseline::generate_linear`]) and write the
+/// same files as [`sample_into`]; samples.json records the dataset, content hash, selection,
+/// training indices and schedule under "linear".
+pub fn sample_linear_into(
+    data: &Path,
+    sides: &OracleOpts,
+    cfg: &GenerateConfig,
+    out: &Path,
+    png_each: bool,
+) -> Result<Generated> {
+    let schedule = sides.schedule();
+    let data_ref =
+        DataRef { dir: data.to_path_buf(), content_hash: String::new(), selection: sides.selection() };
+    let bar = progress_bar(cfg.count, data);
+    let reg = memgen_linear::theory::Regularization::default();
+    let (g, split) =
+        memgen_linear::baseline::generate_linear(&data_ref, &schedule, reg, cfg, &|n| bar.inc(n as u64))
+            .with_context(|| format!("sampling the Gaussian denoiser of {}", data.display()))?;
+    bar.finish_and_clear();
+    let linear = serde_json::json!({
+        "dataset": split.dataset,
+        "content_hash": split.content_hash,
+        "selection": split.selection,
+        "n_train": split.indices.len(),
+        "indices": split.indices,
+        "schedule": schedule,
+        "regularization": reg,
+    });
+    write_with_record(&g, cfg, ("linear", linear), out, png_each)?;
+    Ok(g)
+}
+
 /// Write the samples with their samples.json: `source` (what was sampled: "run" or "oracle"), the
 /// sampler config, the result, threads and images/s.
 fn write_with_record(

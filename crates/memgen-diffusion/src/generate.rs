@@ -12,6 +12,7 @@ use crate::sampler::{denoise, sample_batched, SamplerConfig};
 use crate::schedule::DdpmSchedule;
 use crate::train::load_model;
 use candle::Tensor;
+pub use memgen_metrics::stats::in_range_fraction;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -139,14 +140,13 @@ pub fn generate_on(
     };
     let seconds = start.elapsed().as_secs_f64();
     let pixels: Vec<f32> = images.flatten_all()?.to_vec1()?;
-    let per = dims.iter().product::<usize>();
-    let in_range = pixels.chunks(per).filter(|im| im.iter().all(|v| (-0.25..=1.25).contains(v))).count();
+    let in_range_fraction = in_range_fraction(&pixels, cfg.count);
     Ok(Generated {
         dims: [cfg.count, dims[0], dims[1], dims[2]],
         pixels,
         steps,
         converged,
-        in_range_fraction: in_range as f64 / cfg.count as f64,
+        in_range_fraction,
         seconds,
     })
 }

@@ -116,7 +116,7 @@ pub struct SampleSpec {
 }
 
 /// Baselines run on the same training sets.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Baselines {
     /// The linear denoiser (`memgen linear`) at every N.
@@ -131,6 +131,30 @@ pub struct Baselines {
     pub oracle: bool,
     /// Sampler flags for the oracle (default: `sample.args`).
     pub oracle_args: Option<Vec<String>>,
+    /// The Gaussian (linear) denoisers of S_A(N) and S_B(N) (`memgen compare --linear`), sampled
+    /// with the networks' sampler and noise: the agreement that the sets' mean and covariance alone
+    /// explain. On unless `false`.
+    #[serde(default = "default_true")]
+    pub linear_pair: bool,
+    /// Sampler flags for the linear pair (default: `sample.args`).
+    pub linear_pair_args: Option<Vec<String>>,
+}
+
+impl Default for Baselines {
+    fn default() -> Self {
+        Baselines {
+            linear: false,
+            linear_args: Vec::new(),
+            oracle: false,
+            oracle_args: None,
+            linear_pair: true,
+            linear_pair_args: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Settings of the Slurm scripts written by `memgen run --plan`.

@@ -6,6 +6,7 @@
 //! ROOT/runs/nN-a, nN-b          train-nN-a   memgen train --data .. --n N --split a|b ..  (per N)
 //! ROOT/compare/nN-seed-S        compare-nN-seed-S   memgen compare ROOT/runs/nN-a ROOT/runs/nN-b ..
 //! ROOT/oracle/nN-seed-S         oracle-nN-seed-S    memgen compare --oracle --data .. --n N ..
+//! ROOT/linear-pair/nN-seed-S    linear-pair-nN-seed-S  memgen compare --linear --data .. --n N ..
 //! ROOT/linear                   linear       memgen linear --data .. --n N1,N2,.. ..
 //! ROOT/report                   (the report, gathered from all of the above)
 //! ```
@@ -43,6 +44,7 @@ pub enum JobKind {
     Train { n: usize, side: char, steps: usize },
     Compare { n: usize, noise_seed: u64 },
     Oracle { n: usize, noise_seed: u64 },
+    LinearPair { n: usize, noise_seed: u64 },
     Linear,
 }
 
@@ -86,6 +88,11 @@ pub fn compare_dir(root: &Path, n: usize, seed: u64) -> PathBuf {
 /// `ROOT/oracle/nN-seed-S`.
 pub fn oracle_dir(root: &Path, n: usize, seed: u64) -> PathBuf {
     root.join("oracle").join(format!("n{n}-seed-{seed}"))
+}
+
+/// `ROOT/linear-pair/nN-seed-S`.
+pub fn linear_pair_dir(root: &Path, n: usize, seed: u64) -> PathBuf {
+    root.join("linear-pair").join(format!("n{n}-seed-{seed}"))
 }
 
 /// `ROOT/linear`.
@@ -139,6 +146,9 @@ impl Plan {
                 if exp.baselines.oracle {
                     jobs.push(plan.oracle_job(exp, n, seed, &data_deps));
                 }
+                if exp.baselines.linear_pair {
+                    jobs.push(plan.linear_pair_job(exp, n, seed, &data_deps));
+                }
             }
         }
         if exp.baselines.linear {
@@ -186,20 +196,46 @@ impl Plan {
     }
 
     fn oracle_job(&self, exp: &Experiment, n: usize, seed: u64, deps: &[String]) -> Job {
-        let out = oracle_dir(&self.root, n, seed);
-        let mut args = vec![s("compare"), s("--oracle"), s("--data"), p(&self.data_dir), s("--n"), s(n)];
-        args.extend([s("--split-seed"), s(exp.split_seed)]);
         let sampler = exp.baselines.oracle_args.as_ref().unwrap_or(&exp.sample.args);
-        args.extend(sample_args(exp, seed, sampler));
-        args.extend([s("--out"), p(&out)]);
+        let out = oracle_dir(&self.root, n, seed);
         Job {
             id: format!("oracle-n{n}-seed{seed}"),
             stage: Stage::Evaluate,
             kind: JobKind::Oracle { n, noise_seed: seed },
-            args,
+            args: self.baseline_args(exp, "--oracle", sampler, n, seed, &out),
             deps: deps.to_vec(),
             output: out,
         }
+    }
+
+    fn linear_pair_job(&self, exp: &Experiment, n: usize, seed: u64, deps: &[String]) -> Job {
+        let sampler = exp.baselines.linear_pair_args.as_ref().unwrap_or(&exp.sample.args);
+        let out = linear_pair_dir(&self.root, n, seed);
+        Job {
+            id: format!("linear-pair-n{n}-seed{seed}"),
+            stage: Stage::Evaluate,
+            kind: JobKind::LinearPair { n, noise_seed: seed },
+            args: self.baseline_args(exp, "--linear", sampler, n, seed, &out),
+            deps: deps.to_vec(),
+            output: out,
+        }
+    }
+
+    /// `compare FLAG --data .. --n N ..` of a baseline pair (`--oracle` or `--linear`) writing `out`.
+    fn baseline_args(
+        &self,
+        exp: &Experiment,
+        flag: &str,
+        sampler: &[String],
+        n: usize,
+        seed: u64,
+        out: &Path,
+    ) -> Vec<String> {
+        let mut args = vec![s("compare"), s(flag), s("--data"), p(&self.data_dir), s("--n"), s(n)];
+        args.extend([s("--split-seed"), s(exp.split_seed)]);
+        args.extend(sample_args(exp, seed, sampler));
+        args.extend([s("--out"), p(out)]);
+        args
     }
 
     fn linear_job(&self, exp: &Experiment, deps: &[String]) -> Job {
@@ -263,12 +299,16 @@ mod tests {
                 "train-n10-b",
                 "compare-n1-seed3",
                 "oracle-n1-seed3",
+                "linear-pair-n1-seed3",
                 "compare-n1-seed4",
                 "oracle-n1-seed4",
+                "linear-pair-n1-seed4",
                 "compare-n10-seed3",
                 "oracle-n10-seed3",
+                "linear-pair-n10-seed3",
                 "compare-n10-seed4",
                 "oracle-n10-seed4",
+                "linear-pair-n10-seed4",
                 "linear"
             ]
         );
@@ -294,6 +334,10 @@ mod tests {
         assert_eq!(c.args[..3], ["compare", "/root/x/runs/n10-a", "/root/x/runs/n10-b"]);
         assert_eq!(c.deps, ["train-n10-a", "train-n10-b"]);
         assert!(plan.job("linear").unwrap().args.contains(&"1,10".to_string()));
+        let lp = plan.job("linear-pair-n10-seed4").unwrap();
+        assert_eq!(lp.args[..6], ["compare", "--linear", "--data", "/root/x/data", "--n", "10"]);
+        assert_eq!(lp.output, Path::new("/root/x/linear-pair/n10-seed-4"));
+        assert_eq!(lp.deps, ["prepare"]);
     }
 
     #[test]
@@ -305,5 +349,9 @@ mod tests {
         assert_eq!(plan.data_dir, Path::new("/exp/d"));
         assert!(plan.job("train-n1-a").unwrap().deps.is_empty());
         assert!(plan.job("linear").is_none() && plan.job("oracle-n1-seed3").is_none());
+        // The linear pair is on by default, and off with `linear_pair = false`.
+        assert!(plan.job("linear-pair-n1-seed3").is_some());
+        let off = experiment("[baselines]\nlinear_pair = false\n");
+        assert!(Plan::new(&off, Path::new("/exp"), Path::new("/root")).job("linear-pair-n1-seed3").is_none());
     }
 }

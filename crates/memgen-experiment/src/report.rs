@@ -32,6 +32,7 @@ pub fn write(plan: &Plan, results: &Results, experiment_text: &str) -> Result<Wr
     crate::write_atomic(&csv, results.csv().as_bytes())?;
     files.extend([json, csv]);
     let mut blocks = vec![Block::Heading("Results".into()), headline_block(results)];
+    blocks.extend(results.linear_pair_notes().into_iter().map(Block::Paragraph));
     let (transition, fractions) = (transition_series(results), fraction_series(results));
     let figures = [
         ("transition", plot_of(results, TRANSITION_TITLE, "median correlation", &transition), "Median correlations against N. Memorization: samples correlate ~1 with their own training set and not with each other; generalization: the two models, trained on disjoint sets, produce the same image from the same noise (corr(x_A, x_B) → 1) that is in neither training set."),
@@ -85,7 +86,7 @@ fn headline_block(r: &Results) -> Block {
     let (header, rows) = r.table();
     Block::Table {
         caption: Some(format!(
-            "Medians over {} noise draws per N; memorized / agree: fraction above corr {}.",
+            "Medians over {} noise draws per N; memorized / agree: fraction above corr {}. Linear pair: the Gaussian denoisers of S_A(N) and S_B(N) (their sets' mean and covariance), sampled with the same sampler and noise. In range: fraction of the networks' samples with every pixel in [-0.25, 1.25].",
             r.rows.iter().find_map(|x| x.models.as_ref().map(|m| m.draws)).unwrap_or(0),
             r.corr_threshold.map_or("-".into(), |t| t.to_string())
         )),
@@ -129,6 +130,11 @@ pub fn transition_series(r: &Results) -> Vec<NamedSeries> {
             LineStyle::Dashed,
         ),
         ("oracle corr(x_A, x_B)", points(r, |x| x.oracle.as_ref()?.corr_ab.median), LineStyle::Dashed),
+        (
+            "linear pair corr(x_A, x_B)",
+            points(r, |x| x.linear_pair.as_ref()?.corr_ab.median),
+            LineStyle::Dashed,
+        ),
         (
             "S_A vs nearest in S_B (no model)",
             points(r, |x| x.models.as_ref()?.sets.median),

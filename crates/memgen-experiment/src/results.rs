@@ -1,8 +1,9 @@
 //! The results table: one row per training-set size N, gathered from the jobs' output files
-//! (`runs/*/train.jsonl`, `compare/*/compare.json`, `oracle/*/compare.json`, `linear/linear.json`).
+//! (`runs/*/train.jsonl`, `compare/*/compare.json`, `oracle/*/compare.json`,
+//! `linear-pair/*/compare.json`, `linear/linear.json`).
 //! The draws of all noise seeds of one N are pooled before summarising.
 
-use crate::plan::{compare_dir, linear_dir, oracle_dir, run_dir, Plan};
+use crate::plan::{compare_dir, linear_dir, linear_pair_dir, oracle_dir, run_dir, Plan};
 use crate::{read_json, Error, Experiment, Result};
 use memgen_metrics::{Comparison, Summary};
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,14 @@ pub struct PairResult {
     pub agree: f64,
     /// Each image of S_A against its best-correlated image of S_B: how close the two sets are.
     pub sets: Summary,
+    /// Fraction of the samples (A and B together) whose every pixel lies in [−0.25, 1.25]; `None`
+    /// when a compare.json predates the record.
+    #[serde(default)]
+    pub in_range: Option<f64>,
+    /// Held-out images (in neither training set) against their best-correlated image of S_A: what a
+    /// fresh image scores (the first comparison's; `None` when it has none).
+    #[serde(default)]
+    pub novelty: Option<Summary>,
 }
 
 /// The linear baseline at this N (`memgen linear`).
@@ -60,6 +69,9 @@ pub struct Row {
     pub train_b: Option<TrainResult>,
     pub models: Option<PairResult>,
     pub oracle: Option<PairResult>,
+    /// The Gaussian denoisers of S_A(N) and S_B(N) sampled with the same noise (`compare --linear`).
+    #[serde(default)]
+    pub linear_pair: Option<PairResult>,
     pub linear: Option<LinearResult>,
 }
 
@@ -88,12 +100,17 @@ pub fn gather(exp: &Experiment, plan: &Plan) -> Result<Results> {
         )?;
         let oracle =
             pooled(exp.sample.noise_seeds.iter().map(|&s| oracle_dir(root, n, s)).collect(), &mut threshold)?;
+        let linear_pair = pooled(
+            exp.sample.noise_seeds.iter().map(|&s| linear_pair_dir(root, n, s)).collect(),
+            &mut threshold,
+        )?;
         rows.push(Row {
             n,
             train_a: read_train(&run_dir(root, n, 'a').join("train.jsonl"))?,
             train_b: read_train(&run_dir(root, n, 'b').join("train.jsonl"))?,
             models,
             oracle,
+            linear_pair,
             linear: linear.iter().find(|(m, _)| *m == n).map(|(_, l)| l.clone()),
         });
     }
@@ -163,7 +180,20 @@ fn pooled(dirs: Vec<std::path::PathBuf>, threshold: &mut Option<f64>) -> Result<
         agree: fraction(&ab, |c| c > cfg.corr_threshold),
         corr_ab: Summary::of(&ab),
         sets: first.reference.summary.clone(),
+        in_range: pooled_in_range(&cmps),
+        novelty: first.novelty.as_ref().map(|r| r.summary.clone()),
     }))
+}
+
+/// The in-range fraction of all samples of `cmps` (A and B of every comparison, each weighted by
+/// its number of draws); `None` when one of them lacks it.
+fn pooled_in_range(cmps: &[Comparison]) -> Option<f64> {
+    let (mut inside, mut total) = (0.0, 0usize);
+    for c in cmps {
+        inside += (c.a.in_range? + c.b.in_range?) * c.pairs.len() as f64;
+        total += 2 * c.pairs.len();
+    }
+    (total > 0).then(|| inside / total as f64)
 }
 
 fn fraction(v: &[f64], pred: impl Fn(f64) -> bool) -> f64 {
@@ -221,8 +251,14 @@ pub const CSV_COLUMNS: &[&str] = &[
     "corr_ab_mean",
     "agree",
     "sets_median",
+    "novelty_median",
     "oracle_corr_own_median",
     "oracle_corr_ab_median",
+    "in_range",
+    "linear_pair_corr_own_median",
+    "linear_pair_corr_ab_median",
+    "linear_pair_corr_ab_mean",
+    "linear_pair_agree",
     "linear_kl",
     "linear_kl_samples",
     "linear_train_loss",
@@ -237,6 +273,7 @@ impl Results {
         for r in &self.rows {
             let m = r.models.as_ref();
             let o = r.oracle.as_ref();
+            let lp = r.linear_pair.as_ref();
             let l = r.linear.as_ref();
             let ta = r.train_a.as_ref();
             let tb = r.train_b.as_ref();
@@ -258,8 +295,14 @@ impl Results {
                 m.and_then(|m| m.corr_ab.mean),
                 m.map(|m| m.agree),
                 m.and_then(|m| m.sets.median),
+                m.and_then(|m| m.novelty.as_ref()?.median),
                 o.and_then(|o| Summary::of(&[o.a_own.median?, o.b_own.median?]).mean),
                 o.and_then(|o| o.corr_ab.median),
+                m.and_then(|m| m.in_range),
+                lp.and_then(|p| Summary::of(&[p.a_own.median?, p.b_own.median?]).mean),
+                lp.and_then(|p| p.corr_ab.median),
+                lp.and_then(|p| p.corr_ab.mean),
+                lp.map(|p| p.agree),
                 l.and_then(|l| l.kl),
                 l.and_then(|l| l.kl_samples),
                 l.and_then(|l| l.train_loss),
@@ -275,7 +318,8 @@ impl Results {
     /// The headline table, one row per N: training steps, the median correlation of the samples with
     /// their own training set (A, B), the memorized fraction, the two models' agreement (median
     /// corr(x_A, x_B), fraction above the threshold), A against the other set, the training sets
-    /// against each other, the oracles' agreement, the linear KL and test loss, training seconds.
+    /// against each other, held-out images against S_A (the novelty reference), the oracles' agreement, the linear pair's agreement (both medians), the
+    /// fraction of the networks' samples in range, the linear KL and test loss, training seconds.
     pub fn table(&self) -> (Vec<String>, Vec<Vec<String>>) {
         let header = [
             "N",
@@ -287,7 +331,10 @@ impl Results {
             "agree",
             "corr A to S_B",
             "S_A vs S_B",
+            "held-out vs S_A",
             "oracle corr(x_A, x_B)",
+            "linear pair corr(x_A, x_B)",
+            "in range",
             "linear KL",
             "linear test loss",
             "train s (A, B)",
@@ -311,7 +358,10 @@ impl Results {
                     f(m.map(|m| m.agree), 2),
                     f(m.and_then(|m| m.a_other.median), 3),
                     f(m.and_then(|m| m.sets.median), 3),
+                    f(m.and_then(|m| m.novelty.as_ref()?.median), 3),
                     f(row.oracle.as_ref().and_then(|o| o.corr_ab.median), 3),
+                    f(row.linear_pair.as_ref().and_then(|p| p.corr_ab.median), 3),
+                    f(m.and_then(|m| m.in_range), 2),
                     e(l.and_then(|l| l.kl)),
                     e(l.and_then(|l| l.test_loss)),
                     format!("{}, {}", f(ta.map(|t| t.seconds), 0), f(tb.map(|t| t.seconds), 0)),
@@ -319,6 +369,27 @@ impl Results {
             })
             .collect();
         (header.iter().map(|h| h.to_string()).collect(), rows)
+    }
+
+    /// For every N where the linear pair agrees at least as well as the networks (median
+    /// corr(x_A, x_B)), a sentence saying that agreement alone does not show that the networks
+    /// learned more than their sets' mean and covariance.
+    pub fn linear_pair_notes(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter_map(|row| {
+                let net = row.models.as_ref()?.corr_ab.median?;
+                let lin = row.linear_pair.as_ref()?.corr_ab.median?;
+                (lin >= net).then(|| {
+                    format!(
+                        "N = {}: the Gaussian denoisers of the same two sets agree as much as the networks \
+                         (median corr(x_A, x_B) {lin:.3} against {net:.3}), so this agreement alone does not \
+                         show that the networks learned more than their sets' mean and covariance.",
+                        row.n
+                    )
+                })
+            })
+            .collect()
     }
 
     /// [`Results::table`] as Markdown.

@@ -9,6 +9,9 @@
 //! - [`sampling`]: the linear denoiser as a [`memgen_diffusion::Denoiser`], and the exact Gaussian
 //!   that a DDPM/DDIM sampler produces with it (the effective c of ρ_N = N(μ0, Σ0 + c I)).
 //!
+//! - [`baseline`]: the oracle and the Gaussian (linear) denoiser of a training subset sampled through
+//!   the project's samplers with the networks' shared noise (`memgen compare --oracle / --linear`).
+//!
 //! - [`oracle`]: the empirical optimal denoiser (exact score of the training set), the ideal memorizer.
 //!
 //! - [`loss`]: training and test denoising losses per time and summed over a schedule, in closed form.
@@ -23,6 +26,7 @@
 //!
 //! All linear algebra is f64 (faer). Formulas: DESIGN.md, "Linear diffusion".
 
+pub mod baseline;
 pub mod experiment;
 pub mod kl;
 pub mod loss;

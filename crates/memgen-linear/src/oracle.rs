@@ -10,11 +10,10 @@
 //! returns training images.
 
 use crate::{Error, Result};
-use candle::{DType, Device, Tensor};
-use memgen_diffusion::generate::{load_samples, GenerateConfig, Generated};
-use memgen_diffusion::run::{load_training_data, DataRef, SplitRecord};
-use memgen_diffusion::sampler::{denoise, sample};
-use memgen_diffusion::{DdpmSchedule, Denoiser, NoiseSource, Prediction, ScheduleConfig};
+use candle::{DType, Tensor};
+use memgen_diffusion::generate::{GenerateConfig, Generated};
+use memgen_diffusion::run::{DataRef, SplitRecord};
+use memgen_diffusion::{DdpmSchedule, Denoiser, ScheduleConfig};
 use rayon::prelude::*;
 
 /// Cache budget of one block of training images (f32), in bytes.
@@ -243,85 +242,20 @@ pub fn generate(
     cfg: &GenerateConfig,
     progress: &dyn Fn(usize),
 ) -> Result<(Generated, SplitRecord)> {
-    if cfg.count == 0 || cfg.batch_size == 0 {
-        return Err(Error::Invalid("count and batch size must be at least 1".into()));
-    }
-    let dev = Device::Cpu;
+    let (images, record) = crate::baseline::training_images(data, cfg)?;
     let schedule = DdpmSchedule::new(schedule)?;
-    let sampler = cfg.sampler.build(&schedule)?;
-    let (images, record) = load_training_data(data, &dev).map_err(|e| Error::Invalid(format!("{e}")))?;
-    let dims = images.dims()[1..].to_vec();
-    if dims.len() != 3 {
-        return Err(Error::Invalid(format!(
-            "training images of shape {:?}, expected (N, C, H, W)",
-            images.dims()
-        )));
-    }
     let den = EmpiricalDenoiser::new(&images, &schedule)?;
+    let dims = images.dims()[1..].to_vec();
     drop(images);
-    let initial = match &cfg.initial_noise {
-        None => None,
-        Some(path) => {
-            let (shape, pixels) = load_samples(path).map_err(|e| Error::Invalid(format!("{e}")))?;
-            let want = [cfg.count, dims[0], dims[1], dims[2]];
-            if shape != want {
-                return Err(Error::Invalid(format!(
-                    "{}: noise has shape {shape:?}, expected {want:?} (count, C, H, W)",
-                    path.display()
-                )));
-            }
-            Some(Tensor::from_vec(pixels, shape.to_vec(), &dev)?)
-        }
-    };
-    let noise = NoiseSource::new(cfg.noise_seed);
-    let start = std::time::Instant::now();
-    let mut parts = Vec::with_capacity(cfg.count.div_ceil(cfg.batch_size));
-    for first in (0..cfg.count).step_by(cfg.batch_size) {
-        let n = cfg.batch_size.min(cfg.count - first);
-        let x = match &initial {
-            None => sample(
-                &den,
-                Prediction::Epsilon,
-                &schedule,
-                sampler.as_ref(),
-                &noise,
-                first as u64,
-                n,
-                &dims,
-                &dev,
-            )?,
-            Some(x_big_t) => denoise(
-                &den,
-                Prediction::Epsilon,
-                &schedule,
-                sampler.as_ref(),
-                &noise,
-                first as u64,
-                x_big_t.narrow(0, first, n)?,
-            )?,
-        };
-        parts.push(x);
-        progress(n);
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    let pixels: Vec<f32> = Tensor::cat(&parts, 0)?.flatten_all()?.to_vec1()?;
-    let per: usize = dims.iter().product();
-    let in_range = pixels.chunks(per).filter(|im| im.iter().all(|v| (-0.25..=1.25).contains(v))).count();
-    let generated = Generated {
-        dims: [cfg.count, dims[0], dims[1], dims[2]],
-        pixels,
-        steps: None,
-        converged: None,
-        in_range_fraction: in_range as f64 / cfg.count as f64,
-        seconds,
-    };
-    Ok((generated, record))
+    Ok((crate::baseline::generate_with(&den, &schedule, &dims, cfg, progress)?, record))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle::Device;
     use memgen_diffusion::sampler::{epsilon_to_x0, sample_batched, SamplerConfig, VarianceType};
+    use memgen_diffusion::{NoiseSource, Prediction};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 

@@ -10,7 +10,7 @@
 //!   what "as close as a novel image of this distribution gets" looks like for the data.
 
 use crate::nn::{correlation, search, Images, Metric, SearchConfig};
-use crate::stats::{fraction, Summary};
+use crate::stats::{fraction, in_range, Summary};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +112,10 @@ pub struct PairScores {
 pub struct SideSummary {
     pub own: MemorizationSummary,
     pub other: MemorizationSummary,
+    /// Fraction of this side's samples whose every pixel lies in [−0.25, 1.25]
+    /// ([`crate::stats::IN_RANGE`]; `None` in files written before it was recorded).
+    #[serde(default)]
+    pub in_range: Option<f64>,
 }
 
 /// Training images of S_A against their nearest neighbour (by correlation) in S_B.
@@ -137,6 +141,12 @@ pub struct Comparison {
     /// Fraction of draws with corr(x_A, x_B) > `corr_threshold`.
     pub agree: f64,
     pub reference: Reference,
+    /// The novelty reference: fresh images of the same data, held out from both training sets,
+    /// against their best-correlated image in S_A ([`reference`]`(held_out, S_A)`): what a novel
+    /// image scores, next to which the samples' correlation to their own set is read. `None` when no
+    /// held-out image was given.
+    #[serde(default)]
+    pub novelty: Option<Reference>,
 }
 
 /// corr(a_k, b_k) for every k.
@@ -153,7 +163,9 @@ pub fn pair_correlations(a: &Images, b: &Images) -> Result<Vec<f64>> {
     Ok((0..a.len()).map(|k| correlation(a.get(k), b.get(k))).collect())
 }
 
-/// The reference: every image of `train_a` against its best-correlated image in `train_b`.
+/// Every image of `train_a` against its best-correlated image in `train_b`: the reference S_A vs
+/// S_B of [`Comparison::reference`], and with held-out images as `train_a` and S_A as `train_b` the
+/// novelty reference of [`Comparison::novelty`].
 pub fn reference(train_a: &Images, train_b: &Images) -> Result<Reference> {
     let nn = search(train_a, train_b, &SearchConfig { k: 1, metric: Metric::Pearson, ..Default::default() })?;
     let summary = Summary::of(&nn.value);
@@ -173,11 +185,12 @@ pub fn compare(
     let corr_ab = pair_correlations(samples_a, samples_b)?;
     let (a_own, a_other) = (memorization(samples_a, train_a)?, memorization(samples_a, train_b)?);
     let (b_own, b_other) = (memorization(samples_b, train_b)?, memorization(samples_b, train_a)?);
-    let side = |own: &[MemorizationScore], other: &[MemorizationScore]| SideSummary {
+    let side = |own: &[MemorizationScore], other: &[MemorizationScore], samples: &Images| SideSummary {
         own: MemorizationSummary::of(own, cfg),
         other: MemorizationSummary::of(other, cfg),
+        in_range: Some(fraction((0..samples.len()).map(|k| samples.get(k)), in_range)),
     };
-    let (a, b) = (side(&a_own, &a_other), side(&b_own, &b_other));
+    let (a, b) = (side(&a_own, &a_other, samples_a), side(&b_own, &b_other, samples_b));
     let pairs = (0..corr_ab.len())
         .map(|k| PairScores {
             a_own: a_own[k].clone(),
@@ -195,6 +208,7 @@ pub fn compare(
         corr_ab: Summary::of(&corr_ab),
         agree: fraction(corr_ab.iter().copied(), |c| c > cfg.corr_threshold),
         reference: reference(train_a, train_b)?,
+        novelty: None,
     })
 }
 

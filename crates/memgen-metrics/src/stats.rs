@@ -35,6 +35,25 @@ impl Summary {
     }
 }
 
+/// The pixel range of a data-like sample: images are stored in [0, 1], and a sample is in range
+/// when every pixel lies in [−0.25, 1.25] (a sampler whose scale drifts leaves it).
+pub const IN_RANGE: std::ops::RangeInclusive<f32> = -0.25..=1.25;
+
+/// Fraction of the `count` images of `pixels` (equal lengths, in order) whose every pixel lies in
+/// [`IN_RANGE`]; 0 when `count` is 0.
+pub fn in_range_fraction(pixels: &[f32], count: usize) -> f64 {
+    if count == 0 || pixels.is_empty() {
+        return 0.0;
+    }
+    let per = pixels.len() / count;
+    pixels.chunks(per).filter(|im| in_range(im)).count() as f64 / count as f64
+}
+
+/// Whether every pixel of `image` lies in [`IN_RANGE`].
+pub fn in_range(image: &[f32]) -> bool {
+    image.iter().all(|v| IN_RANGE.contains(v))
+}
+
 /// Quantile `p` in [0, 1] of ascending `v` by linear interpolation; `None` when empty.
 pub fn quantile_sorted(v: &[f64], p: f64) -> Option<f64> {
     let last = v.len().checked_sub(1)?;
@@ -45,7 +64,7 @@ pub fn quantile_sorted(v: &[f64], p: f64) -> Option<f64> {
 }
 
 /// Fraction of `values` for which `pred` holds (0 for an empty set).
-pub fn fraction(values: impl IntoIterator<Item = f64>, pred: impl Fn(f64) -> bool) -> f64 {
+pub fn fraction<T>(values: impl IntoIterator<Item = T>, pred: impl Fn(T) -> bool) -> f64 {
     let (mut hit, mut n) = (0usize, 0usize);
     for v in values {
         n += 1;
@@ -78,6 +97,6 @@ mod tests {
     #[test]
     fn fraction_counts_hits() {
         assert_eq!(fraction([0.1, 0.5, 0.9, 0.99], |v| v > 0.8), 0.5);
-        assert_eq!(fraction(std::iter::empty(), |_| true), 0.0);
+        assert_eq!(fraction(std::iter::empty::<f64>(), |_| true), 0.0);
     }
 }

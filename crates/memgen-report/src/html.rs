@@ -82,18 +82,20 @@ pub struct Page {
     pub blocks: Vec<Block>,
 }
 
-/// The embedded style sheet: system fonts only, a centred column of limited width, bordered tables,
-/// figures that shrink to the column width.
+/// The embedded style sheet: system fonts only, a centred column of limited width (1140 px: a
+/// 1200-px window shows all of it), bordered tables in a smaller font whose headers wrap, figures that
+/// shrink to the column width.
 const STYLE: &str = "\
-body { font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; padding: 0 1em;
+body { font-family: system-ui, sans-serif; max-width: 1140px; margin: 2em auto; padding: 0 1em;
   line-height: 1.45; color: #222; background: #fff; }
 h1 { font-size: 1.7em; margin-bottom: 0.2em; }
 p.subtitle { color: #555; margin-top: 0; }
 h2 { font-size: 1.3em; margin-top: 1.8em; padding-bottom: 0.2em; border-bottom: 1px solid #ddd; }
 div.table { overflow-x: auto; margin: 1em 0; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 0.85em; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em; }
-th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #bbb; padding: 0.2em 0.4em; text-align: left; vertical-align: top; }
+td.num { white-space: nowrap; }
 th { background: #f2f2f2; }
 th.num, td.num { text-align: right; }
 figure { margin: 1.2em 0; }
