@@ -65,6 +65,29 @@ fn linear_pair_of_one_image_each_reproduces_it_and_is_scored_like_the_networks()
     }
 }
 
+/// `--blind`: the blind sampler with the Gaussian denoiser reading σ off its input; one image per
+/// side is again reproduced (the residual of Σ0 = 0 is y − μ0), and the samples record their steps.
+#[test]
+fn blind_linear_pair_of_one_image_each_reproduces_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds_dir = tmp.path().join("ds");
+    let ds_s = ds_dir.to_str().unwrap();
+    ok(&memgen(&["data", "prepare", "calpha", "--count", "40", "--side", "8", "--out", ds_s]));
+    let args =
+        ["compare", "--linear", "--blind", "--data", ds_s, "--n", "1", "--count", "3", "--beta", "0.5"];
+    ok(&memgen(&args));
+    let out = ds_dir.join("linear/compare-n1-blind-seed-0");
+    let report = json(&out.join("compare.json"));
+    assert_eq!((report["linear"].clone(), report["blind"].clone()), (true.into(), true.into()));
+    assert_eq!(report["comparison"]["a"]["own"]["memorized_by_corr"], 1.0);
+    let rec = json(&out.join("samples-a/samples.json"));
+    assert_eq!(rec["linear"]["blind"], true);
+    assert_eq!(rec["result"]["steps"].as_array().unwrap().len(), 3);
+    assert!(rec["result"]["converged"].as_array().unwrap().iter().all(|c| c == true));
+    let err = fails(&memgen(&["compare", "--blind", "--data", ds_s, "--n", "1"]));
+    assert!(err.contains("--linear"), "{err}");
+}
+
 #[test]
 fn linear_pair_flags_are_checked() {
     let tmp = tempfile::tempdir().unwrap();

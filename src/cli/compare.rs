@@ -71,9 +71,14 @@ pub struct CompareOracleOpts {
     /// Compare the Gaussian (linear) denoisers of S_A(N) and S_B(N), each built from its set's mean
     /// and covariance (the closed form of `memgen linear`), sampled with the networks' sampler and
     /// noise: what agreement two models reach that learned only the data's first two moments.
-    /// DDPM and DDIM; CPU only.
+    /// DDPM and DDIM, or with --blind the blind sampler; CPU only.
     #[arg(long, requires = "data", requires = "n", conflicts_with = "oracle")]
     pub linear: bool,
+    /// --linear: sample the blind stochastic sampler (--h0, --beta, --sigma-l, --max-steps), the
+    /// Gaussian denoiser reading its noise level off each input by maximum likelihood, as a blind
+    /// network must (for comparisons with blind models).
+    #[arg(long, requires = "linear")]
+    pub blind: bool,
     /// --oracle/--linear: prepared dataset directory.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -358,10 +363,10 @@ fn run_compare_baseline(a: &CompareArgs, thresholds: &CompareConfig, kind: &str)
     let (train_a, train_b) = (TrainingSet::new(ds.clone(), indices_a)?, TrainingSet::new(ds, indices_b)?);
     let overlap = check_training_sets(&train_a, &train_b, "the two sides")?;
     let split = if o.split_seed == 0 { String::new() } else { format!("-split{}", o.split_seed) };
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| data.join(kind).join(format!("compare-n{n}{split}-seed-{}", a.noise_seed)));
+    let out = a.out.clone().unwrap_or_else(|| {
+        let blind = if o.blind { "-blind" } else { "" };
+        data.join(kind).join(format!("compare-n{n}{split}{blind}-seed-{}", a.noise_seed))
+    });
     let cfg = a.sampler.config(a.noise_seed, a.count);
     let (samples_a, samples_b) = if kind == "oracle" {
         (
@@ -370,14 +375,17 @@ fn run_compare_baseline(a: &CompareArgs, thresholds: &CompareConfig, kind: &str)
         )
     } else {
         let draw = |opts: &OracleOpts, dir: &str| -> Result<Samples> {
-            let g = sample_linear_into(&data, opts, &cfg, &out.join(dir), false)?;
+            let g = sample_linear_into(&data, opts, o.blind, &cfg, &out.join(dir), false)?;
             Ok((g.dims, g.pixels))
         };
         (draw(&opts_a, "samples-a")?, draw(&opts_b, "samples-b")?)
     };
-    let settings = serde_json::json!({
+    let mut settings = serde_json::json!({
         kind: true, "data": data, "n": n, "split_seed": o.split_seed, "schedule": opts_a.schedule(),
     });
+    if o.linear {
+        settings["blind"] = o.blind.into();
+    }
     let e = Experiment { train_a, train_b, samples_a, samples_b, cfg, overlap, held_out: a.held_out };
     score_and_write(&e, settings, thresholds, a.figure_rows, &out)
 }

@@ -320,12 +320,14 @@ pub fn sample_oracle_into(
 }
 
 /// Sample the Gaussian (linear) denoiser of the training subset of `data` that `sides` selects (its
-/// mean and covariance, unregularised: [`memgen_linear::baseline::generate_linear`]) and write the
-/// same files as [`sample_into`]; samples.json records the dataset, content hash, selection,
-/// training indices and schedule under "linear".
+/// mean and covariance, unregularised: [`memgen_linear::baseline::generate_linear`]; with `blind`
+/// its blind form under the blind sampler) and write the same files as [`sample_into`];
+/// samples.json records the dataset, content hash, selection, training indices, schedule and
+/// `blind` under "linear".
 pub fn sample_linear_into(
     data: &Path,
     sides: &OracleOpts,
+    blind: bool,
     cfg: &GenerateConfig,
     out: &Path,
     png_each: bool,
@@ -335,9 +337,10 @@ pub fn sample_linear_into(
         DataRef { dir: data.to_path_buf(), content_hash: String::new(), selection: sides.selection() };
     let bar = progress_bar(cfg.count, data);
     let reg = memgen_linear::theory::Regularization::default();
-    let (g, split) =
-        memgen_linear::baseline::generate_linear(&data_ref, &schedule, reg, cfg, &|n| bar.inc(n as u64))
-            .with_context(|| format!("sampling the Gaussian denoiser of {}", data.display()))?;
+    let (g, split) = memgen_linear::baseline::generate_linear(&data_ref, &schedule, reg, blind, cfg, &|n| {
+        bar.inc(n as u64)
+    })
+    .with_context(|| format!("sampling the Gaussian denoiser of {}", data.display()))?;
     bar.finish_and_clear();
     let linear = serde_json::json!({
         "dataset": split.dataset,
@@ -347,6 +350,7 @@ pub fn sample_linear_into(
         "indices": split.indices,
         "schedule": schedule,
         "regularization": reg,
+        "blind": blind,
     });
     write_with_record(&g, cfg, ("linear", linear), out, png_each)?;
     Ok(g)

@@ -135,6 +135,7 @@ impl Plan {
             data_deps.push("prepare".to_string());
         }
         let plan = Plan { root: root.to_path_buf(), data_dir, model_file, jobs: Vec::new() };
+        let blind = is_blind(&exp_dir.join(&exp.model));
         for n in exp.sizes() {
             for side in ['a', 'b'] {
                 jobs.push(plan.train_job(exp, n, side, &data_deps));
@@ -147,7 +148,7 @@ impl Plan {
                     jobs.push(plan.oracle_job(exp, n, seed, &data_deps));
                 }
                 if exp.baselines.linear_pair {
-                    jobs.push(plan.linear_pair_job(exp, n, seed, &data_deps));
+                    jobs.push(plan.linear_pair_job(exp, n, seed, blind, &data_deps));
                 }
             }
         }
@@ -208,14 +209,19 @@ impl Plan {
         }
     }
 
-    fn linear_pair_job(&self, exp: &Experiment, n: usize, seed: u64, deps: &[String]) -> Job {
-        let sampler = exp.baselines.linear_pair_args.as_ref().unwrap_or(&exp.sample.args);
+    /// The linear pair of N and a noise seed; `blind` (the experiment's network is blind): its blind
+    /// form under the blind sampler, as the networks are sampled.
+    fn linear_pair_job(&self, exp: &Experiment, n: usize, seed: u64, blind: bool, deps: &[String]) -> Job {
+        let mut sampler = exp.baselines.linear_pair_args.clone().unwrap_or_else(|| exp.sample.args.clone());
+        if blind && !sampler.iter().any(|a| a == "--blind") {
+            sampler.push(s("--blind"));
+        }
         let out = linear_pair_dir(&self.root, n, seed);
         Job {
             id: format!("linear-pair-n{n}-seed{seed}"),
             stage: Stage::Evaluate,
             kind: JobKind::LinearPair { n, noise_seed: seed },
-            args: self.baseline_args(exp, "--linear", sampler, n, seed, &out),
+            args: self.baseline_args(exp, "--linear", &sampler, n, seed, &out),
             deps: deps.to_vec(),
             output: out,
         }
@@ -264,6 +270,17 @@ impl Plan {
     pub fn stage(&self, stage: Stage) -> impl Iterator<Item = &Job> {
         self.jobs.iter().filter(move |j| j.stage == stage)
     }
+}
+
+/// Whether the network config at `path` is a blind model (`arch = "blind"`); false when it cannot
+/// be read (the training job then reports the error).
+fn is_blind(path: &Path) -> bool {
+    #[derive(Deserialize)]
+    struct Arch {
+        arch: String,
+    }
+    let text = std::fs::read_to_string(path).ok();
+    text.and_then(|t| toml::from_str::<Arch>(&t).ok()).is_some_and(|a| a.arch == "blind")
 }
 
 fn sample_args(exp: &Experiment, seed: u64, sampler: &[String]) -> Vec<String> {
@@ -349,6 +366,12 @@ mod tests {
         assert_eq!(plan.data_dir, Path::new("/exp/d"));
         assert!(plan.job("train-n1-a").unwrap().deps.is_empty());
         assert!(plan.job("linear").is_none() && plan.job("oracle-n1-seed3").is_none());
+        // A blind network's linear pair is sampled blind.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.toml"), "arch = \"blind\"\nin_channels = 1\n").unwrap();
+        let blind = Plan::new(&exp, dir.path(), Path::new("/root"));
+        assert!(blind.job("linear-pair-n1-seed3").unwrap().args.contains(&"--blind".to_string()));
+        assert!(!plan.job("linear-pair-n1-seed3").unwrap().args.contains(&"--blind".to_string()));
         // The linear pair is on by default, and off with `linear_pair = false`.
         assert!(plan.job("linear-pair-n1-seed3").is_some());
         let off = experiment("[baselines]\nlinear_pair = false\n");
