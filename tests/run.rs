@@ -66,6 +66,15 @@ fn tiny_experiment_end_to_end() {
         "{l1}"
     );
     assert_eq!(l1["memorized_by_corr"], 1.0);
+    // With one image per side the oracle returns its image: zero error on it, large on held-out
+    // images (the networks, trained 40 steps, have learned little either way); every row has a verdict.
+    let e = &rows[0]["denoise_a"];
+    let (train, test) =
+        (e["network"]["train"][1]["mse"].as_f64().unwrap(), e["network"]["test"][1]["mse"].as_f64().unwrap());
+    assert!(train.is_finite() && test.is_finite() && train > 0.0);
+    assert!(e["oracle"]["test"][1]["mse"].as_f64().unwrap() > 1e-3);
+    assert!(e["oracle"]["train"][1]["mse"].as_f64().unwrap() < 1e-6);
+    assert!(rows.iter().all(|r| r["verdict"]["verdict"].is_string() && r["denoise_b"]["sigmas"].is_array()));
     for r in rows {
         let m = &r["models"];
         assert!((0.0..=1.0).contains(&m["in_range"].as_f64().unwrap()), "{m}");
@@ -95,7 +104,7 @@ fn tiny_experiment_end_to_end() {
     let again =
         memgen(&["--threads", "2", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("0 jobs run, 12 already finished"), "{err}");
+    assert!(err.contains("0 jobs run, 16 already finished"), "{err}");
     // --report --json: the report's results as the JSON result, and its files.
     let again = memgen(&["--json", "run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--report"]);
     let v: serde_json::Value = serde_json::from_str(ok(&again).trim()).unwrap();
@@ -143,7 +152,7 @@ fn killed_sweep_resumes_without_redoing_finished_jobs() {
     std::thread::sleep(Duration::from_millis(300));
     let again = memgen(&args);
     let err = ok(&again);
-    assert!(String::from_utf8_lossy(&again.stderr).contains("9 jobs run, 3 already finished"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("13 jobs run, 3 already finished"));
     assert!(err.contains("| 4 |"));
     for (id, before) in ["prepare", "train-n1-a", "train-n1-b"].iter().zip(&stamps) {
         let after = std::fs::read_to_string(out.join(format!("jobs/{id}.json"))).unwrap();
@@ -161,10 +170,10 @@ fn plan_writes_manifest_and_slurm_arrays() {
     let exp = experiment(tmp.path(), 40);
     let out = tmp.path().join("out");
     let text = ok(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--plan"]));
-    assert!(text.contains("12 jobs in 3 stages"), "{text}");
+    assert!(text.contains("16 jobs in 3 stages"), "{text}");
     let plan = out.join("plan");
     let manifest = json(&plan.join("manifest.json"));
-    assert_eq!(manifest["jobs"].as_array().unwrap().len(), 12);
+    assert_eq!(manifest["jobs"].as_array().unwrap().len(), 16);
     assert_eq!(std::fs::read_to_string(plan.join("train.txt")).unwrap().lines().count(), 4);
     let submit = std::fs::read_to_string(plan.join("submit.sh")).unwrap();
     assert!(

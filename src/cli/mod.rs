@@ -7,6 +7,7 @@ mod bench;
 mod compare;
 mod data;
 mod denoise_curve;
+mod denoise_error;
 mod jacobian;
 mod kl_bound;
 mod linear;
@@ -58,6 +59,10 @@ pub enum Command {
     /// A trained denoiser's MSE and PSNR on held-out images over noise levels σ, the slope of log MSE
     /// vs log σ at small σ and, for C^alpha data, the optimal slope 2α/(α+1): JSON, CSV, plot.
     DenoiseCurve(Box<denoise_curve::DenoiseCurveArgs>),
+    /// A trained network's MSE and PSNR on its training images against held-out images at a few noise
+    /// levels, beside the linear (Gaussian) and the empirical optimal denoiser of the same training
+    /// set: the train/test gap that tells memorization from generalization. JSON, CSV.
+    DenoiseError(Box<denoise_error::DenoiseErrorArgs>),
     /// The Jacobian of a trained denoiser at one noisy image: its eigenvalues and eigenvectors (the
     /// adaptive basis), asymmetry and trace (effective dimensionality), and with --compare the overlap
     /// of two models' top-k eigenspaces: JSON, safetensors, spectrum plot, eigenvector grid.
@@ -126,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(a) => compare::run_compare(*a),
         Command::Memorization(a) => compare::run_memorization(*a),
         Command::DenoiseCurve(a) => denoise_curve::run_denoise_curve(*a),
+        Command::DenoiseError(a) => denoise_error::run_denoise_error(*a),
         Command::Jacobian(a) => jacobian::run_jacobian(*a),
         Command::KlBound(a) => kl_bound::run_kl_bound(*a),
         Command::Linear(a) => linear::run_linear(*a),

@@ -178,6 +178,9 @@ fn write_report(exp: &Experiment, plan: &Plan, text: &str) -> Result<()> {
     let res = results::gather(exp, plan)?;
     let w = report::write(plan, &res, text)?;
     say_text!("{}", res.headline());
+    if let Some(v) = res.verdicts() {
+        say!("{v}");
+    }
     for note in res.linear_pair_notes() {
         say!("{note}");
     }

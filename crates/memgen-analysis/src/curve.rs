@@ -34,12 +34,24 @@ pub struct CurvePoint {
     pub effective_sigma: f64,
     /// MSE = (1/n) Σ_k ‖x̂_k − x_k‖² / d (per pixel).
     pub mse: f64,
-    /// Standard error of `mse` over the images, s / √n (NaN for a single image).
+    /// Standard error of `mse` over the images, s / √n (NaN for a single image; JSON null).
+    #[serde(deserialize_with = "null_as_nan")]
     pub mse_se: f64,
-    /// 10 log₁₀(1 / MSE) in dB.
+    /// 10 log₁₀(1 / MSE) in dB (+∞ for MSE 0, e.g. the oracle on its own images; JSON null).
+    #[serde(deserialize_with = "null_as_infinity")]
     pub psnr: f64,
     /// (1/n) Σ_k ‖y_k − x_k‖² / d as measured (σ² in expectation): the MSE of returning y.
     pub input_mse: f64,
+}
+
+/// A JSON number, or null (serde_json's NaN) as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// A JSON number, or null (serde_json's +∞ of a PSNR at MSE 0) as +∞.
+fn null_as_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 /// The standard normals of the noise of image `k` at noise level number `level` (`len` values).

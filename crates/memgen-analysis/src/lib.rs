@@ -8,6 +8,7 @@
 
 pub mod curve;
 pub mod denoiser;
+pub mod generalization;
 pub mod jacobian;
 pub mod klbound;
 

@@ -138,6 +138,14 @@ pub struct Baselines {
     pub linear_pair: bool,
     /// Sampler flags for the linear pair (default: `sample.args`).
     pub linear_pair_args: Option<Vec<String>>,
+    /// Each network's denoising error on its training images and on held-out images (outside the
+    /// largest pair's sets), beside the linear and the oracle denoiser (`memgen denoise-error`). On
+    /// unless `false`.
+    #[serde(default = "default_true")]
+    pub denoise_error: bool,
+    /// Further `memgen denoise-error` flags (e.g. `["--sigmas", "0.05,0.1", "--count", "512"]`).
+    #[serde(default)]
+    pub denoise_error_args: Vec<String>,
 }
 
 impl Default for Baselines {
@@ -149,6 +157,8 @@ impl Default for Baselines {
             oracle_args: None,
             linear_pair: true,
             linear_pair_args: None,
+            denoise_error: true,
+            denoise_error_args: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod report;
 pub mod results;
 pub mod slurm;
+pub mod verdict;
 
 pub use config::Experiment;
 pub use plan::{Job, JobKind, Plan, Stage};

@@ -7,6 +7,7 @@
 //! ROOT/compare/nN-seed-S        compare-nN-seed-S   memgen compare ROOT/runs/nN-a ROOT/runs/nN-b ..
 //! ROOT/oracle/nN-seed-S         oracle-nN-seed-S    memgen compare --oracle --data .. --n N ..
 //! ROOT/linear-pair/nN-seed-S    linear-pair-nN-seed-S  memgen compare --linear --data .. --n N ..
+//! ROOT/denoise-error/nN-side   denoise-error-nN-side  memgen denoise-error ROOT/runs/nN-side ..
 //! ROOT/linear                   linear       memgen linear --data .. --n N1,N2,.. ..
 //! ROOT/report                   (the report, gathered from all of the above)
 //! ```
@@ -45,6 +46,7 @@ pub enum JobKind {
     Compare { n: usize, noise_seed: u64 },
     Oracle { n: usize, noise_seed: u64 },
     LinearPair { n: usize, noise_seed: u64 },
+    DenoiseError { n: usize, side: char },
     Linear,
 }
 
@@ -95,6 +97,11 @@ pub fn linear_pair_dir(root: &Path, n: usize, seed: u64) -> PathBuf {
     root.join("linear-pair").join(format!("n{n}-seed-{seed}"))
 }
 
+/// `ROOT/denoise-error/nN-side`.
+pub fn denoise_error_dir(root: &Path, n: usize, side: char) -> PathBuf {
+    root.join("denoise-error").join(format!("n{n}-{side}"))
+}
+
 /// `ROOT/linear`.
 pub fn linear_dir(root: &Path) -> PathBuf {
     root.join("linear")
@@ -141,7 +148,13 @@ impl Plan {
                 jobs.push(plan.train_job(exp, n, side, &data_deps));
             }
         }
+        let largest = exp.sizes().into_iter().max().unwrap_or(0);
         for n in exp.sizes() {
+            if exp.baselines.denoise_error {
+                for side in ['a', 'b'] {
+                    jobs.push(plan.denoise_error_job(exp, n, side, largest));
+                }
+            }
             for &seed in &exp.sample.noise_seeds {
                 jobs.push(plan.compare_job(exp, n, seed));
                 if exp.baselines.oracle {
@@ -223,6 +236,25 @@ impl Plan {
             kind: JobKind::LinearPair { n, noise_seed: seed },
             args: self.baseline_args(exp, "--linear", &sampler, n, seed, &out),
             deps: deps.to_vec(),
+            output: out,
+        }
+    }
+
+    /// The denoising error of run nN-side on its training images and on the images outside
+    /// S_A(largest) ∪ S_B(largest), one held-out set for every run.
+    fn denoise_error_job(&self, exp: &Experiment, n: usize, side: char, largest: usize) -> Job {
+        let out = denoise_error_dir(&self.root, n, side);
+        let mut args =
+            vec![s("denoise-error"), p(&run_dir(&self.root, n, side)), s("--data"), p(&self.data_dir)];
+        args.extend([s("--exclude-split"), s(largest)]);
+        args.extend(exp.baselines.denoise_error_args.iter().cloned());
+        args.extend([s("--out"), p(&out)]);
+        Job {
+            id: format!("denoise-error-n{n}-{side}"),
+            stage: Stage::Evaluate,
+            kind: JobKind::DenoiseError { n, side },
+            args,
+            deps: vec![format!("train-n{n}-{side}")],
             output: out,
         }
     }
@@ -314,12 +346,16 @@ mod tests {
                 "train-n1-b",
                 "train-n10-a",
                 "train-n10-b",
+                "denoise-error-n1-a",
+                "denoise-error-n1-b",
                 "compare-n1-seed3",
                 "oracle-n1-seed3",
                 "linear-pair-n1-seed3",
                 "compare-n1-seed4",
                 "oracle-n1-seed4",
                 "linear-pair-n1-seed4",
+                "denoise-error-n10-a",
+                "denoise-error-n10-b",
                 "compare-n10-seed3",
                 "oracle-n10-seed3",
                 "linear-pair-n10-seed3",
@@ -351,6 +387,10 @@ mod tests {
         assert_eq!(c.args[..3], ["compare", "/root/x/runs/n10-a", "/root/x/runs/n10-b"]);
         assert_eq!(c.deps, ["train-n10-a", "train-n10-b"]);
         assert!(plan.job("linear").unwrap().args.contains(&"1,10".to_string()));
+        let de = plan.job("denoise-error-n1-b").unwrap();
+        assert_eq!(de.args[..4], ["denoise-error", "/root/x/runs/n1-b", "--data", "/root/x/data"]);
+        assert_eq!(de.args[4..6], ["--exclude-split", "10"], "one held-out set: outside the largest pair");
+        assert_eq!(de.deps, ["train-n1-b"]);
         let lp = plan.job("linear-pair-n10-seed4").unwrap();
         assert_eq!(lp.args[..6], ["compare", "--linear", "--data", "/root/x/data", "--n", "10"]);
         assert_eq!(lp.output, Path::new("/root/x/linear-pair/n10-seed-4"));

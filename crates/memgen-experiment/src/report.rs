@@ -31,7 +31,9 @@ pub fn write(plan: &Plan, results: &Results, experiment_text: &str) -> Result<Wr
     let csv = dir.join("results.csv");
     crate::write_atomic(&csv, results.csv().as_bytes())?;
     files.extend([json, csv]);
-    let mut blocks = vec![Block::Heading("Results".into()), headline_block(results)];
+    let mut blocks = vec![Block::Heading("Results".into())];
+    blocks.extend(results.verdicts().map(Block::Paragraph));
+    blocks.push(headline_block(results));
     blocks.extend(results.linear_pair_notes().into_iter().map(Block::Paragraph));
     let (transition, fractions) = (transition_series(results), fraction_series(results));
     let figures = [
@@ -86,7 +88,7 @@ fn headline_block(r: &Results) -> Block {
     let (header, rows) = r.table();
     Block::Table {
         caption: Some(format!(
-            "Medians over {} noise draws per N; memorized / agree: fraction above corr {}. Linear pair: the Gaussian denoisers of S_A(N) and S_B(N) (their sets' mean and covariance), sampled with the same sampler and noise. In range: fraction of the networks' samples with every pixel in [-0.25, 1.25].",
+            "Medians over {} noise draws per N; memorized / agree: fraction above corr {}. Linear pair: the Gaussian denoisers of S_A(N) and S_B(N) (their sets' mean and covariance), sampled with the same sampler and noise. In range: fraction of the networks' samples with every pixel in [-0.25, 1.25]. Held-out vs S_A: fresh images' best correlation to S_A (the novelty reference). Test/train MSE and test MSE / linear's: each network's denoising error at the σ nearest 0.1 on held-out images over its error on its training images, and over the test error of the Gaussian denoiser of its training set. Verdicts: README, \"Verdicts\".",
             r.rows.iter().find_map(|x| x.models.as_ref().map(|m| m.draws)).unwrap_or(0),
             r.corr_threshold.map_or("-".into(), |t| t.to_string())
         )),

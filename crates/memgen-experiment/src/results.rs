@@ -3,8 +3,10 @@
 //! `linear-pair/*/compare.json`, `linear/linear.json`).
 //! The draws of all noise seeds of one N are pooled before summarising.
 
-use crate::plan::{compare_dir, linear_dir, linear_pair_dir, oracle_dir, run_dir, Plan};
+use crate::plan::{compare_dir, denoise_error_dir, linear_dir, linear_pair_dir, oracle_dir, run_dir, Plan};
+use crate::verdict::{judge, reference_sigma, Judgement, Rules};
 use crate::{read_json, Error, Experiment, Result};
+use memgen_analysis::generalization::{DenoiseError, DenoiseErrorRecord};
 use memgen_metrics::{Comparison, Summary};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -73,6 +75,15 @@ pub struct Row {
     #[serde(default)]
     pub linear_pair: Option<PairResult>,
     pub linear: Option<LinearResult>,
+    /// Each network's denoising error on its training images and on the shared held-out set, beside
+    /// the linear and the oracle denoiser of its training set (`memgen denoise-error`).
+    #[serde(default)]
+    pub denoise_a: Option<DenoiseError>,
+    #[serde(default)]
+    pub denoise_b: Option<DenoiseError>,
+    /// What these numbers say ([`crate::verdict`]).
+    #[serde(default)]
+    pub verdict: Option<Judgement>,
 }
 
 /// The experiment's results (`report/results.json`).
@@ -104,7 +115,7 @@ pub fn gather(exp: &Experiment, plan: &Plan) -> Result<Results> {
             exp.sample.noise_seeds.iter().map(|&s| linear_pair_dir(root, n, s)).collect(),
             &mut threshold,
         )?;
-        rows.push(Row {
+        let mut row = Row {
             n,
             train_a: read_train(&run_dir(root, n, 'a').join("train.jsonl"))?,
             train_b: read_train(&run_dir(root, n, 'b').join("train.jsonl"))?,
@@ -112,7 +123,12 @@ pub fn gather(exp: &Experiment, plan: &Plan) -> Result<Results> {
             oracle,
             linear_pair,
             linear: linear.iter().find(|(m, _)| *m == n).map(|(_, l)| l.clone()),
-        });
+            denoise_a: read_denoise(&denoise_error_dir(root, n, 'a'))?,
+            denoise_b: read_denoise(&denoise_error_dir(root, n, 'b'))?,
+            verdict: None,
+        };
+        row.verdict = judge(&row, &Rules::default());
+        rows.push(row);
     }
     Ok(Results {
         name: exp.name.clone(),
@@ -122,6 +138,16 @@ pub fn gather(exp: &Experiment, plan: &Plan) -> Result<Results> {
         rows,
         experiment: exp.clone(),
     })
+}
+
+/// The errors of DIR/denoise-error.json (`None` when the job has not run).
+fn read_denoise(dir: &Path) -> Result<Option<DenoiseError>> {
+    let path = dir.join("denoise-error.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let record: DenoiseErrorRecord = read_json(&path)?;
+    Ok(Some(record.errors))
 }
 
 fn pixels(manifest: &Path) -> Option<usize> {
@@ -259,10 +285,17 @@ pub const CSV_COLUMNS: &[&str] = &[
     "linear_pair_corr_ab_median",
     "linear_pair_corr_ab_mean",
     "linear_pair_agree",
+    "reference_sigma",
+    "test_over_train_mse_a",
+    "test_over_train_mse_b",
+    "test_mse_over_linear_a",
+    "test_mse_over_linear_b",
+    "oracle_test_over_train_mse_a",
     "linear_kl",
     "linear_kl_samples",
     "linear_train_loss",
     "linear_test_loss",
+    "verdict",
 ];
 
 impl Results {
@@ -303,13 +336,20 @@ impl Results {
                 lp.and_then(|p| p.corr_ab.median),
                 lp.and_then(|p| p.corr_ab.mean),
                 lp.map(|p| p.agree),
+                r.denoise_a.as_ref().and_then(|e| Some(e.sigmas[reference_sigma(&e.sigmas)?])),
+                at_reference(r.denoise_a.as_ref(), |e, i| e.network.gap(i)),
+                at_reference(r.denoise_b.as_ref(), |e, i| e.network.gap(i)),
+                at_reference(r.denoise_a.as_ref(), |e, i| Some(e.network.test[i].mse / e.linear.test[i].mse)),
+                at_reference(r.denoise_b.as_ref(), |e, i| Some(e.network.test[i].mse / e.linear.test[i].mse)),
+                at_reference(r.denoise_a.as_ref(), |e, i| e.oracle.gap(i)),
                 l.and_then(|l| l.kl),
                 l.and_then(|l| l.kl_samples),
                 l.and_then(|l| l.train_loss),
                 l.and_then(|l| l.test_loss),
             ];
-            let text: Vec<String> =
+            let mut text: Vec<String> =
                 cells.iter().map(|c| c.map_or(String::new(), |v| format!("{v}"))).collect();
+            text.push(r.verdict.as_ref().map_or(String::new(), |j| j.verdict.name().to_string()));
             let _ = writeln!(out, "{}", text.join(","));
         }
         out
@@ -329,7 +369,6 @@ impl Results {
             "memorized",
             "corr(x_A, x_B)",
             "agree",
-            "corr A to S_B",
             "S_A vs S_B",
             "held-out vs S_A",
             "oracle corr(x_A, x_B)",
@@ -337,7 +376,9 @@ impl Results {
             "in range",
             "linear KL",
             "linear test loss",
-            "train s (A, B)",
+            "test/train MSE (A, B)",
+            "test MSE / linear's (A, B)",
+            "verdict",
         ];
         let f = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
         let e = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
@@ -347,7 +388,7 @@ impl Results {
             .map(|row| {
                 let m = row.models.as_ref();
                 let l = row.linear.as_ref();
-                let (ta, tb) = (row.train_a.as_ref(), row.train_b.as_ref());
+                let ta = row.train_a.as_ref();
                 vec![
                     row.n.to_string(),
                     ta.map_or("-".into(), |t| t.steps.to_string()),
@@ -356,7 +397,6 @@ impl Results {
                     f(m.map(|m| m.memorized_by_corr), 2),
                     f(m.and_then(|m| m.corr_ab.median), 3),
                     f(m.map(|m| m.agree), 2),
-                    f(m.and_then(|m| m.a_other.median), 3),
                     f(m.and_then(|m| m.sets.median), 3),
                     f(m.and_then(|m| m.novelty.as_ref()?.median), 3),
                     f(row.oracle.as_ref().and_then(|o| o.corr_ab.median), 3),
@@ -364,7 +404,9 @@ impl Results {
                     f(m.and_then(|m| m.in_range), 2),
                     e(l.and_then(|l| l.kl)),
                     e(l.and_then(|l| l.test_loss)),
-                    format!("{}, {}", f(ta.map(|t| t.seconds), 0), f(tb.map(|t| t.seconds), 0)),
+                    pair(row, |e, i| e.network.gap(i)),
+                    pair(row, |e, i| Some(e.network.test[i].mse / e.linear.test[i].mse)),
+                    row.verdict.as_ref().map_or("-".into(), |j| j.verdict.name().to_string()),
                 ]
             })
             .collect();
@@ -373,7 +415,8 @@ impl Results {
 
     /// For every N where the linear pair agrees at least as well as the networks (median
     /// corr(x_A, x_B)), a sentence saying that agreement alone does not show that the networks
-    /// learned more than their sets' mean and covariance.
+    /// learned more than their sets' mean and covariance, and whether their held-out denoising error
+    /// (below the Gaussian denoiser's or not) does.
     pub fn linear_pair_notes(&self) -> Vec<String> {
         self.rows
             .iter()
@@ -381,15 +424,34 @@ impl Results {
                 let net = row.models.as_ref()?.corr_ab.median?;
                 let lin = row.linear_pair.as_ref()?.corr_ab.median?;
                 (lin >= net).then(|| {
+                    let ratio = |e: &Option<DenoiseError>| {
+                        at_reference(e.as_ref(), |e, i| Some(e.network.test[i].mse / e.linear.test[i].mse))
+                    };
+                    let errors = match (ratio(&row.denoise_a), ratio(&row.denoise_b)) {
+                        (Some(a), Some(b)) if a < 1.0 && b < 1.0 => format!(
+                            " Their denoising error on held-out images, {a:.3} and {b:.3} times the Gaussian \
+                             denoiser's, does show it."
+                        ),
+                        (Some(a), Some(b)) => format!(
+                            " Nor does their denoising error on held-out images ({a:.3} and {b:.3} times the \
+                             Gaussian denoiser's)."
+                        ),
+                        _ => String::new(),
+                    };
                     format!(
                         "N = {}: the Gaussian denoisers of the same two sets agree as much as the networks \
                          (median corr(x_A, x_B) {lin:.3} against {net:.3}), so this agreement alone does not \
-                         show that the networks learned more than their sets' mean and covariance.",
+                         show that the networks learned more than their sets' mean and covariance.{errors}",
                         row.n
                     )
                 })
             })
             .collect()
+    }
+
+    /// The headline sentence from the verdicts ([`crate::verdict::headline`]).
+    pub fn verdicts(&self) -> Option<String> {
+        crate::verdict::headline(&self.rows)
     }
 
     /// [`Results::table`] as Markdown.
@@ -401,4 +463,16 @@ impl Results {
         }
         t
     }
+}
+
+/// `f(errors, reference σ index)` of one network's denoising errors.
+fn at_reference(e: Option<&DenoiseError>, f: impl Fn(&DenoiseError, usize) -> Option<f64>) -> Option<f64> {
+    let e = e?;
+    f(e, reference_sigma(&e.sigmas)?)
+}
+
+/// "a, b" of `f` at the reference σ for networks A and B, 3 decimals ("-" where missing).
+fn pair(row: &Row, f: impl Fn(&DenoiseError, usize) -> Option<f64> + Copy) -> String {
+    let one = |e: Option<&DenoiseError>| at_reference(e, f).map_or("-".to_string(), |v| format!("{v:.3}"));
+    format!("{}, {}", one(row.denoise_a.as_ref()), one(row.denoise_b.as_ref()))
 }

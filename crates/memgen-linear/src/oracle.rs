@@ -104,28 +104,32 @@ impl EmpiricalDenoiser {
     /// is the same whatever group it is in. Panics if `xs` does not hold `ts.len()` samples or a
     /// timestep is outside the schedule ([`Denoiser::forward`] checks both and returns an error).
     pub fn posterior_means(&self, xs: &[f32], ts: &[usize]) -> Vec<f64> {
+        let abars: Vec<f64> = ts.iter().map(|&t| self.alphas_cumprod[t]).collect();
+        self.posterior_means_at(xs, &abars)
+    }
+
+    /// The same at given ᾱ values (sample k at `abars[k]`, in (0, 1)), whatever the schedule:
+    /// x_t = √ᾱ x0 + √(1 − ᾱ) z. For y = x0 + σ z, x_t = y/√(1 + σ²) at ᾱ = 1/(1 + σ²).
+    pub fn posterior_means_at(&self, xs: &[f32], abars: &[f64]) -> Vec<f64> {
         let d = self.dim;
         assert_eq!(
             xs.len(),
-            ts.len() * d,
+            abars.len() * d,
             "posterior_means: {} values for {} samples of {d}",
             xs.len(),
-            ts.len()
+            abars.len()
         );
         let mut states: Vec<Stream> = xs
             .chunks_exact(d)
-            .zip(ts)
-            .map(|(x, &t)| {
-                let abar = self.alphas_cumprod[t];
-                Stream {
-                    x: x.iter().map(|&v| v as f64).collect(),
-                    acc: vec![0.0; d],
-                    max: f64::NEG_INFINITY,
-                    sum: 0.0,
-                    sa: abar.sqrt(),
-                    abar,
-                    inv: 1.0 / (2.0 * (1.0 - abar)),
-                }
+            .zip(abars)
+            .map(|(x, &abar)| Stream {
+                x: x.iter().map(|&v| v as f64).collect(),
+                acc: vec![0.0; d],
+                max: f64::NEG_INFINITY,
+                sum: 0.0,
+                sa: abar.sqrt(),
+                abar,
+                inv: 1.0 / (2.0 * (1.0 - abar)),
             })
             .collect();
         let mut logits = vec![0.0f64; self.block];
