@@ -12,7 +12,8 @@
 //!    agree (median corr(x_A, x_B) ≥ `agree`), and each network's test MSE is below that of the
 //!    Gaussian (linear) denoiser of its own training set: the networks learned more than the data's
 //!    mean and covariance.
-//! 4. otherwise **in between**.
+//! 4. otherwise **in between** (also when the novelty reference or the in-range fraction is missing,
+//!    so that rule 1 could not be checked).
 
 use crate::results::{PairResult, Row};
 use memgen_analysis::generalization::DenoiseError;
@@ -97,6 +98,9 @@ pub fn judge(row: &Row, rules: &Rules) -> Option<Judgement> {
             100.0 * m.memorized_by_corr
         ));
         Verdict::Memorizes
+    } else if m.novelty.is_none() || m.in_range.is_none() {
+        reasons.push("no novelty reference or in-range fraction (a compare.json of an older memgen): whether the samples are data-like was not checked".into());
+        Verdict::InBetween
     } else {
         generalizes(row, m, rules, &mut reasons)
     };
@@ -283,6 +287,9 @@ mod tests {
         let none = judge(&row(pair(0.85, 0.88, 0.02, 0.95, 0.95), None), &Rules::default()).unwrap();
         assert_eq!(none.verdict, Verdict::InBetween);
         assert!(none.reasons.iter().any(|r| r.contains("no denoising error")), "{:?}", none.reasons);
+        let mut old = pair(0.85, 0.88, 0.02, 0.95, 0.95);
+        old.novelty = None;
+        assert_eq!(verdict(&row(old, good)), Verdict::InBetween, "rule 1 unchecked");
         assert_eq!(reference_sigma(&[0.05, 0.2, 0.4]), Some(0), "0.05 and 0.2 tie in log; the first wins");
         assert_eq!(reference_sigma(&[0.03, 0.12, 0.4]), Some(1));
     }
