@@ -96,6 +96,8 @@ fn tiny_experiment_end_to_end() {
         "fractions.svg",
         "samples-n1.png",
         "samples-n4.png",
+        "denoise-error.svg",
+        "denoise-error.png",
         "linear-kl.svg",
     ] {
         assert!(report.join(f).is_file(), "{f} missing");

@@ -40,6 +40,16 @@ pub fn write(plan: &Plan, results: &Results, experiment_text: &str) -> Result<Wr
         ("transition", plot_of(results, TRANSITION_TITLE, "median correlation", &transition), "Median correlations against N. Memorization: samples correlate ~1 with their own training set and not with each other; generalization: the two models, trained on disjoint sets, produce the same image from the same noise (corr(x_A, x_B) → 1) that is in neither training set."),
         ("fractions", plot_of(results, FRACTION_TITLE, "fraction", &fractions), "Fractions of samples memorized (best correlation with the own training set above the threshold, or L2 NN1/NN2 ratio below it) and of noise draws on which the two models agree."),
     ];
+    let errors = error_series(results);
+    let mut error_plot = plot_of(results, ERROR_TITLE, "MSE per pixel", &errors);
+    error_plot.log_y = true;
+    let figures = figures.into_iter().chain(
+        (!error_plot.series.is_empty()).then_some((
+            "denoise-error",
+            error_plot,
+            "Denoising error against N at the σ nearest 0.1 (mean of networks A and B): each network on its own training images and on held-out images (outside the largest pair's sets), with the Gaussian (linear) and the empirical optimal denoiser of the same training sets. Memorization: training error far below test error; generalization: the two meet, below the Gaussian denoiser's test error.",
+        )),
+    );
     for (name, plot, caption) in figures {
         let svg = plot.save(&dir, name, PNG_SIZE.0, PNG_SIZE.1)?;
         files.extend(["svg", "png"].map(|ext| dir.join(format!("{name}.{ext}"))));
@@ -142,6 +152,32 @@ pub fn transition_series(r: &Results) -> Vec<NamedSeries> {
             points(r, |x| x.models.as_ref()?.sets.median),
             LineStyle::Markers,
         ),
+    ]
+}
+
+const ERROR_TITLE: &str = "Denoising error on training and held-out images";
+
+/// Figure 3: train and test MSE at the reference σ vs N, for the networks, the linear and the oracle
+/// denoiser (each the mean over sides A and B).
+pub fn error_series(r: &Results) -> Vec<NamedSeries> {
+    use memgen_analysis::generalization::{DenoiseError, TrainTest};
+    type Pick = fn(&DenoiseError) -> &TrainTest;
+    let mean = |row: &crate::results::Row, pick: Pick, test: bool| -> Option<f64> {
+        let one = |e: &DenoiseError| {
+            let i = crate::verdict::reference_sigma(&e.sigmas)?;
+            let tt = pick(e);
+            Some(if test { tt.test.get(i)?.mse } else { tt.train.get(i)?.mse })
+        };
+        Some((one(row.denoise_a.as_ref()?)? + one(row.denoise_b.as_ref()?)?) / 2.0)
+    };
+    let series = |name, pick: Pick, test, style| (name, points(r, |x| mean(x, pick, test)), style);
+    let (net, lin, orc): (Pick, Pick, Pick) = (|e| &e.network, |e| &e.linear, |e| &e.oracle);
+    vec![
+        series("network: held-out images", net, true, LineStyle::LineAndMarkers),
+        series("network: training images", net, false, LineStyle::LineAndMarkers),
+        series("linear: held-out images", lin, true, LineStyle::Dashed),
+        series("linear: training images", lin, false, LineStyle::Dashed),
+        series("oracle: held-out images", orc, true, LineStyle::Markers),
     ]
 }
 
