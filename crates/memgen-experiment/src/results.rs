@@ -355,21 +355,19 @@ impl Results {
         out
     }
 
-    /// The headline table, one row per N: training steps, the median correlation of the samples with
-    /// their own training set (A, B), the memorized fraction, the two models' agreement (median
-    /// corr(x_A, x_B), fraction above the threshold), A against the other set, the training sets
-    /// against each other, held-out images against S_A (the novelty reference), the oracles' agreement, the linear pair's agreement (both medians), the
+    /// The headline table, one row per N: the median correlation of the samples with their own
+    /// training set (A, B), the memorized fraction, the two models' agreement (median
+    /// corr(x_A, x_B), fraction above the threshold), held-out images against S_A (the novelty
+    /// reference), the oracles' agreement, the linear pair's agreement (both medians), the
     /// fraction of the networks' samples in range, the linear KL and test loss, training seconds.
     pub fn table(&self) -> (Vec<String>, Vec<Vec<String>>) {
         let header = [
             "N",
-            "steps",
             "corr to own set A",
             "corr to own set B",
             "memorized",
             "corr(x_A, x_B)",
             "agree",
-            "S_A vs S_B",
             "held-out vs S_A",
             "oracle corr(x_A, x_B)",
             "linear pair corr(x_A, x_B)",
@@ -388,16 +386,13 @@ impl Results {
             .map(|row| {
                 let m = row.models.as_ref();
                 let l = row.linear.as_ref();
-                let ta = row.train_a.as_ref();
                 vec![
                     row.n.to_string(),
-                    ta.map_or("-".into(), |t| t.steps.to_string()),
                     f(m.and_then(|m| m.a_own.median), 3),
                     f(m.and_then(|m| m.b_own.median), 3),
                     f(m.map(|m| m.memorized_by_corr), 2),
                     f(m.and_then(|m| m.corr_ab.median), 3),
                     f(m.map(|m| m.agree), 2),
-                    f(m.and_then(|m| m.sets.median), 3),
                     f(m.and_then(|m| m.novelty.as_ref()?.median), 3),
                     f(row.oracle.as_ref().and_then(|o| o.corr_ab.median), 3),
                     f(row.linear_pair.as_ref().and_then(|p| p.corr_ab.median), 3),
@@ -471,8 +466,14 @@ fn at_reference(e: Option<&DenoiseError>, f: impl Fn(&DenoiseError, usize) -> Op
     f(e, reference_sigma(&e.sigmas)?)
 }
 
-/// "a, b" of `f` at the reference σ for networks A and B, 3 decimals ("-" where missing).
+/// "a, b" of `f` at the reference σ for networks A and B, 3 significant digits ("-" where missing).
 fn pair(row: &Row, f: impl Fn(&DenoiseError, usize) -> Option<f64> + Copy) -> String {
-    let one = |e: Option<&DenoiseError>| at_reference(e, f).map_or("-".to_string(), |v| format!("{v:.3}"));
+    let digits = |v: f64| match v.abs() {
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 10.0 => format!("{v:.1}"),
+        a if a >= 1.0 => format!("{v:.2}"),
+        _ => format!("{v:.3}"),
+    };
+    let one = |e: Option<&DenoiseError>| at_reference(e, f).map_or("-".to_string(), digits);
     format!("{}, {}", one(row.denoise_a.as_ref()), one(row.denoise_b.as_ref()))
 }

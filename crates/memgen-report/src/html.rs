@@ -92,7 +92,7 @@ h1 { font-size: 1.7em; margin-bottom: 0.2em; }
 p.subtitle { color: #555; margin-top: 0; }
 h2 { font-size: 1.3em; margin-top: 1.8em; padding-bottom: 0.2em; border-bottom: 1px solid #ddd; }
 div.table { overflow-x: auto; margin: 1em 0; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 0.85em; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 0.8em; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em; }
 th, td { border: 1px solid #bbb; padding: 0.2em 0.4em; text-align: left; vertical-align: top; }
 td.num { white-space: nowrap; }
