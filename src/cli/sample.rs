@@ -307,15 +307,7 @@ pub fn sample_oracle_into(
     let (g, split) = memgen_linear::oracle::generate(&data_ref, &schedule, cfg, &|n| bar.inc(n as u64))
         .with_context(|| format!("sampling the empirical optimal denoiser of {}", data.display()))?;
     bar.finish_and_clear();
-    let oracle = serde_json::json!({
-        "dataset": split.dataset,
-        "content_hash": split.content_hash,
-        "selection": split.selection,
-        "n_train": split.indices.len(),
-        "indices": split.indices,
-        "schedule": schedule,
-    });
-    write_with_record(&g, cfg, ("oracle", oracle), out, png_each)?;
+    write_with_record(&g, cfg, ("oracle", subset_record(&split, &schedule)), out, png_each)?;
     Ok(g)
 }
 
@@ -342,18 +334,24 @@ pub fn sample_linear_into(
     })
     .with_context(|| format!("sampling the Gaussian denoiser of {}", data.display()))?;
     bar.finish_and_clear();
-    let linear = serde_json::json!({
+    let mut linear = subset_record(&split, &schedule);
+    linear["regularization"] = serde_json::json!(reg);
+    linear["blind"] = blind.into();
+    write_with_record(&g, cfg, ("linear", linear), out, png_each)?;
+    Ok(g)
+}
+
+/// What a baseline sampled from: the training subset (dataset, content hash, selection, indices) and
+/// the schedule, for samples.json.
+fn subset_record(split: &memgen_diffusion::run::SplitRecord, schedule: &ScheduleConfig) -> serde_json::Value {
+    serde_json::json!({
         "dataset": split.dataset,
         "content_hash": split.content_hash,
         "selection": split.selection,
         "n_train": split.indices.len(),
         "indices": split.indices,
         "schedule": schedule,
-        "regularization": reg,
-        "blind": blind,
-    });
-    write_with_record(&g, cfg, ("linear", linear), out, png_each)?;
-    Ok(g)
+    })
 }
 
 /// Write the samples with their samples.json: `source` (what was sampled: "run" or "oracle"), the

@@ -83,14 +83,27 @@ pub(crate) fn generate_with(
         parts.push(x);
         progress(n);
     }
+    generated(&parts, dims, cfg, None, start)
+}
+
+/// The batches `parts` (in order) of `cfg.count` images of shape `dims` as one record, with the
+/// blind sampler's steps and convergence per sample when there are any.
+fn generated(
+    parts: &[Tensor],
+    dims: &[usize],
+    cfg: &GenerateConfig,
+    blind: Option<(Vec<usize>, Vec<bool>)>,
+    start: std::time::Instant,
+) -> Result<Generated> {
     let seconds = start.elapsed().as_secs_f64();
-    let pixels: Vec<f32> = Tensor::cat(&parts, 0)?.flatten_all()?.to_vec1()?;
+    let pixels: Vec<f32> = Tensor::cat(parts, 0)?.flatten_all()?.to_vec1()?;
     let in_range_fraction = memgen_diffusion::generate::in_range_fraction(&pixels, cfg.count);
+    let (steps, converged) = blind.map_or((None, None), |(s, c)| (Some(s), Some(c)));
     Ok(Generated {
         dims: [cfg.count, dims[0], dims[1], dims[2]],
         pixels,
-        steps: None,
-        converged: None,
+        steps,
+        converged,
         in_range_fraction,
         seconds,
     })
@@ -257,17 +270,7 @@ pub(crate) fn generate_blind_with(
         converged.extend(s.converged);
         progress(n);
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let pixels: Vec<f32> = Tensor::cat(&parts, 0)?.flatten_all()?.to_vec1()?;
-    let in_range_fraction = memgen_diffusion::generate::in_range_fraction(&pixels, cfg.count);
-    Ok(Generated {
-        dims: [cfg.count, dims[0], dims[1], dims[2]],
-        pixels,
-        steps: Some(steps),
-        converged: Some(converged),
-        in_range_fraction,
-        seconds,
-    })
+    generated(&parts, dims, cfg, Some((steps, converged)), start)
 }
 
 #[cfg(test)]
