@@ -192,10 +192,13 @@ impl ImageDenoiser for LinearDenoiser {
         }
         let (dtype, dev): (DType, &Device) = (y.dtype(), y.device());
         let mean = Tensor::from_vec(self.mean.clone(), (1, d), dev)?.to_dtype(dtype)?;
-        let w = Tensor::from_vec(self.matrix(sigma), (d, d), dev)?.to_dtype(dtype)?;
+        let u = Tensor::from_vec(self.basis.clone(), (d, d), dev)?.to_dtype(dtype)?;
+        let gains = Tensor::from_vec(self.gains(sigma), (1, d), dev)?.to_dtype(dtype)?;
         let centred = y.reshape((b, d))?.broadcast_sub(&mean)?;
-        // x̂ = μ + (y − μ) Wᵀ per row.
-        let out = centred.matmul(&w.t()?)?.broadcast_add(&mean)?;
+        // x̂ = μ + U diag(g) Uᵀ (y − μ) per row, in the eigenbasis: two B×d by d×d products rather
+        // than forming W_σ (d³).
+        let coords = centred.matmul(&u)?.broadcast_mul(&gains)?;
+        let out = coords.matmul(&u.t()?)?.broadcast_add(&mean)?;
         Ok(out.reshape(dims)?)
     }
 }
