@@ -312,8 +312,7 @@ fn held_out(a: &TrainingSet, b: &TrainingSet, max: usize) -> Vec<usize> {
     }
     let used: std::collections::HashSet<usize> = a.indices.iter().chain(&b.indices).copied().collect();
     let free: Vec<usize> = (0..a.data.manifest.count).filter(|i| !used.contains(i)).collect();
-    let take = max.min(free.len());
-    (0..take).map(|k| free[k * free.len() / take]).collect()
+    memgen_analysis::generalization::evenly_spaced(&free, max)
 }
 
 pub fn run_compare(a: CompareArgs) -> Result<()> {

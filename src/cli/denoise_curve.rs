@@ -90,21 +90,8 @@ pub fn run_denoise_curve(a: DenoiseCurveArgs) -> Result<()> {
     if a.alpha.is_some_and(|al| !(al > 0.0 && al.is_finite())) {
         usage_bail!("--alpha must be a positive number");
     }
-    let cfg =
-        RunConfig::load(&a.run).with_context(|| format!("{} is not a training run", a.run.display()))?;
-    let split: SplitRecord = read_json(&a.run.join("split.json"))?;
-    let ds = PreparedDataset::read(&a.data).with_context(|| format!("--data {}", a.data.display()))?;
+    let (cfg, split, ds) = run_and_its_data(&a.run, &a.data)?;
     let m = &ds.manifest;
-    if m.content_hash != split.content_hash {
-        bail!(
-            "--data {} is not the dataset {} was trained on (content hash {} vs {} in split.json): its \
-             training indices say nothing about which of these images are held out",
-            a.data.display(),
-            a.run.display(),
-            m.content_hash,
-            split.content_hash
-        );
-    }
     if cfg.train.model.in_channels() != m.channels {
         bail!(
             "{} has {} channels; the network takes {}",
@@ -174,6 +161,26 @@ pub fn run_denoise_curve(a: DenoiseCurveArgs) -> Result<()> {
         "points": rows,
     }));
     Ok(())
+}
+
+/// A run's config and split.json, and the prepared dataset `data`, which must be the one the run
+/// was trained on (same content hash): only then do its training indices say which images are held
+/// out.
+pub(super) fn run_and_its_data(run: &Path, data: &Path) -> Result<(RunConfig, SplitRecord, PreparedDataset)> {
+    let cfg = RunConfig::load(run).with_context(|| format!("{} is not a training run", run.display()))?;
+    let split: SplitRecord = read_json(&run.join("split.json"))?;
+    let ds = PreparedDataset::read(data).with_context(|| format!("--data {}", data.display()))?;
+    if ds.manifest.content_hash != split.content_hash {
+        bail!(
+            "--data {} is not the dataset {} was trained on (content hash {} vs {} in split.json): its \
+             training indices say nothing about which of these images are held out",
+            data.display(),
+            run.display(),
+            ds.manifest.content_hash,
+            split.content_hash
+        );
+    }
+    Ok((cfg, split, ds))
 }
 
 /// The checked σ grid, ascending without repeats (default 10^(−2 + k/6), k = 0..12).

@@ -8,7 +8,7 @@ use memgen_analysis::generalization::{
 };
 use memgen_analysis::ModelDenoiser;
 use memgen_data::dataset::PreparedDataset;
-use memgen_diffusion::run::{read_json, write_json, RunConfig, Selection, SplitRecord};
+use memgen_diffusion::run::{write_json, RunConfig, Selection, SplitRecord};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -60,20 +60,8 @@ pub fn run_denoise_error(a: DenoiseErrorArgs) -> Result<()> {
         usage_bail!("--sigmas: {bad} is not a positive noise level");
     }
     super::output::input("RUN", &a.run, "a run directory from `memgen train`")?;
-    let cfg =
-        RunConfig::load(&a.run).with_context(|| format!("{} is not a training run", a.run.display()))?;
-    let split: SplitRecord = read_json(&a.run.join("split.json"))?;
-    let ds = PreparedDataset::read(&a.data).with_context(|| format!("--data {}", a.data.display()))?;
+    let (cfg, split, ds) = super::denoise_curve::run_and_its_data(&a.run, &a.data)?;
     let m = &ds.manifest;
-    if m.content_hash != split.content_hash {
-        bail!(
-            "--data {} is not the dataset {} was trained on (content hash {} vs {} in split.json)",
-            a.data.display(),
-            a.run.display(),
-            m.content_hash,
-            split.content_hash
-        );
-    }
     let held = held_out(&ds, &cfg, &split, a.exclude_split, a.count)?;
     let train_idx = evenly_spaced(&split.indices, a.count);
     let rows =

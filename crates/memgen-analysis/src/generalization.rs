@@ -114,6 +114,32 @@ pub struct DenoiseError {
     pub oracle: TrainTest,
 }
 
+/// The index of the σ nearest 0.1 in log scale: the noise level the report and the verdicts read.
+pub fn reference_sigma(sigmas: &[f64]) -> Option<usize> {
+    (0..sigmas.len()).min_by(|&i, &j| (sigmas[i] / 0.1).ln().abs().total_cmp(&(sigmas[j] / 0.1).ln().abs()))
+}
+
+/// One network's errors at the reference σ ([`reference_sigma`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AtReference {
+    /// Index of the reference σ in [`DenoiseError::sigmas`].
+    pub index: usize,
+    pub sigma: f64,
+    /// The network's test MSE over its train MSE.
+    pub gap: f64,
+    /// The network's test MSE over the Gaussian denoiser's test MSE.
+    pub vs_linear: f64,
+}
+
+impl DenoiseError {
+    /// The network's errors at the reference σ; `None` when a σ lacks a measurement.
+    pub fn at_reference(&self) -> Option<AtReference> {
+        let index = reference_sigma(&self.sigmas)?;
+        let vs_linear = self.network.test.get(index)?.mse / self.linear.test.get(index)?.mse;
+        Some(AtReference { index, sigma: self.sigmas[index], gap: self.network.gap(index)?, vs_linear })
+    }
+}
+
 /// RUN/denoise-error/denoise-error.json, written by `memgen denoise-error` and read by the
 /// experiment report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +254,8 @@ mod tests {
         let back: TrainTest = serde_json::from_str(&text).unwrap();
         assert!(back.train[0].mse_se.is_nan() && back.train[0].psnr == f64::INFINITY, "{text}");
         assert_eq!(back.test[1].mse.to_bits(), one_image.test[1].mse.to_bits());
+        assert_eq!(reference_sigma(&[0.05, 0.2, 0.4]), Some(0), "0.05 and 0.2 tie in log; the first wins");
+        assert_eq!(reference_sigma(&[0.03, 0.12, 0.4]), Some(1));
         assert_eq!(evenly_spaced(&[10, 11, 12, 13, 14, 15], 3), [10, 12, 14]);
         assert_eq!(evenly_spaced(&[1, 2], 5), [1, 2]);
     }

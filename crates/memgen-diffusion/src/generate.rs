@@ -8,9 +8,10 @@ use crate::model::ModelConfig;
 use crate::noise::NoiseSource;
 use crate::run::{device, RunConfig};
 use crate::sampler::blind::{sample_blind, BlindSamplerConfig};
-use crate::sampler::{denoise, sample_batched, SamplerConfig};
+use crate::sampler::{denoise, sample, SamplerConfig};
 use crate::schedule::DdpmSchedule;
 use crate::train::load_model;
+use crate::{Denoiser, Prediction};
 use candle::Tensor;
 pub use memgen_metrics::stats::in_range_fraction;
 use serde::{Deserialize, Serialize};
@@ -75,78 +76,93 @@ pub fn generate_on(
     let dims = [manifest.channels, manifest.height, manifest.width];
     let model_cfg = &run_cfg.train.model;
     let model = load_model(model_cfg, run, cfg.ema, dev)?;
-    let noise = NoiseSource::new(cfg.noise_seed);
-    let start = std::time::Instant::now();
-    let (images, steps, converged) = match model_cfg {
+    let want = [cfg.count, dims[0], dims[1], dims[2]];
+    let initial = match (&cfg.initial_noise, model_cfg) {
+        (None, _) => None,
+        (Some(_), ModelConfig::Blind(_)) => return Err(blind_noise()),
+        (Some(path), ModelConfig::Unet(_)) => Some(read_initial_noise(path, want, dev)?),
+    };
+    let schedule;
+    let sampling = match model_cfg {
         ModelConfig::Unet(c) => {
-            let schedule = DdpmSchedule::new(&run_cfg.train.schedule)?;
-            let sampler = cfg.sampler.build(&schedule)?;
-            let x = match &cfg.initial_noise {
-                None => sample_batched(
-                    &model,
-                    c.prediction,
-                    &schedule,
-                    sampler.as_ref(),
-                    &noise,
-                    cfg.count,
-                    cfg.batch_size,
-                    &dims,
-                    dev,
-                    progress,
-                )?,
-                Some(path) => {
-                    let x_big_t = read_initial_noise(path, [cfg.count, dims[0], dims[1], dims[2]], dev)?;
-                    let mut parts = Vec::new();
-                    for first in (0..cfg.count).step_by(cfg.batch_size) {
-                        let n = cfg.batch_size.min(cfg.count - first);
-                        let x_t = x_big_t.narrow(0, first, n)?;
-                        parts.push(denoise(
-                            &model,
-                            c.prediction,
-                            &schedule,
-                            sampler.as_ref(),
-                            &noise,
-                            first as u64,
-                            x_t,
-                        )?);
-                        if let Some(p) = progress {
-                            p.inc(n as u64);
-                        }
-                    }
-                    Tensor::cat(&parts, 0)?
-                }
-            };
-            (x, None, None)
+            schedule = DdpmSchedule::new(&run_cfg.train.schedule)?;
+            Sampling::Time { schedule: &schedule, prediction: c.prediction }
         }
-        ModelConfig::Blind(_) if cfg.initial_noise.is_some() => {
-            return Err(Error::Invalid(
-                "given initial noise applies to DDPM/DDIM sampling, not to blind models".into(),
-            ))
-        }
-        ModelConfig::Blind(_) => {
-            let (mut parts, mut steps, mut conv) = (Vec::new(), Vec::new(), Vec::new());
-            for first in (0..cfg.count).step_by(cfg.batch_size) {
-                let n = cfg.batch_size.min(cfg.count - first);
-                let s = sample_blind(&model, &cfg.blind, &noise, first as u64, n, &dims, dev)?;
-                parts.push(s.images);
-                steps.extend(s.steps);
-                conv.extend(s.converged);
-                if let Some(p) = progress {
-                    p.inc(n as u64);
-                }
-            }
-            (Tensor::cat(&parts, 0)?, Some(steps), Some(conv))
+        ModelConfig::Blind(_) => Sampling::Blind,
+    };
+    let progress = |n: usize| {
+        if let Some(p) = progress {
+            p.inc(n as u64);
         }
     };
+    generate_with(&model, sampling, dims, cfg, initial, dev, &progress)
+}
+
+/// How [`generate_with`] drives a denoiser.
+pub enum Sampling<'a> {
+    /// The DDPM/DDIM sampler of the config on `schedule`, the denoiser predicting `prediction`.
+    Time { schedule: &'a DdpmSchedule, prediction: Prediction },
+    /// The blind stochastic sampler of the config (the denoiser returns the noise residual).
+    Blind,
+}
+
+fn blind_noise() -> Error {
+    Error::Invalid("given initial noise applies to DDPM/DDIM sampling, not to blind models".into())
+}
+
+/// `cfg.count` samples of `den`, images of shape `dims` on `dev`, in batches of `cfg.batch_size`:
+/// sample k is driven by the noise of (`cfg.noise_seed`, k), and with `initial` (DDPM/DDIM only)
+/// starts from its row k as x_T. `progress` gets the size of each finished batch. The one sampling
+/// loop of trained runs and of the baselines (the oracle and the linear pair).
+pub fn generate_with(
+    den: &dyn Denoiser,
+    sampling: Sampling,
+    dims: [usize; 3],
+    cfg: &GenerateConfig,
+    initial: Option<Tensor>,
+    dev: &candle::Device,
+    progress: &dyn Fn(usize),
+) -> Result<Generated> {
+    if cfg.count == 0 || cfg.batch_size == 0 {
+        return Err(Error::Invalid("count and batch size must be at least 1".into()));
+    }
+    let sampler = match &sampling {
+        Sampling::Time { schedule, .. } => Some(cfg.sampler.build(schedule)?),
+        Sampling::Blind if initial.is_some() => return Err(blind_noise()),
+        Sampling::Blind => None,
+    };
+    let noise = NoiseSource::new(cfg.noise_seed);
+    let start = std::time::Instant::now();
+    let (mut parts, mut steps, mut converged) = (Vec::new(), Vec::new(), Vec::new());
+    for first in (0..cfg.count).step_by(cfg.batch_size) {
+        let n = cfg.batch_size.min(cfg.count - first);
+        let x = match (&sampling, &sampler, &initial) {
+            (Sampling::Time { schedule, prediction }, Some(s), None) => {
+                sample(den, *prediction, schedule, s.as_ref(), &noise, first as u64, n, &dims, dev)?
+            }
+            (Sampling::Time { schedule, prediction }, Some(s), Some(x_big_t)) => {
+                let x_t = x_big_t.narrow(0, first, n)?;
+                denoise(den, *prediction, schedule, s.as_ref(), &noise, first as u64, x_t)?
+            }
+            _ => {
+                let s = sample_blind(den, &cfg.blind, &noise, first as u64, n, &dims, dev)?;
+                steps.extend(s.steps);
+                converged.extend(s.converged);
+                s.images
+            }
+        };
+        parts.push(x);
+        progress(n);
+    }
     let seconds = start.elapsed().as_secs_f64();
-    let pixels: Vec<f32> = images.flatten_all()?.to_vec1()?;
-    let in_range_fraction = in_range_fraction(&pixels, cfg.count);
+    let pixels: Vec<f32> = Tensor::cat(&parts, 0)?.flatten_all()?.to_vec1()?;
+    let blind = matches!(sampling, Sampling::Blind);
     Ok(Generated {
         dims: [cfg.count, dims[0], dims[1], dims[2]],
+        in_range_fraction: in_range_fraction(&pixels, cfg.count),
         pixels,
-        steps,
-        converged,
-        in_range_fraction,
+        steps: blind.then_some(steps),
+        converged: blind.then_some(converged),
         seconds,
     })
 }

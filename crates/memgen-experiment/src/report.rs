@@ -164,7 +164,7 @@ pub fn error_series(r: &Results) -> Vec<NamedSeries> {
     type Pick = fn(&DenoiseError) -> &TrainTest;
     let mean = |row: &crate::results::Row, pick: Pick, test: bool| -> Option<f64> {
         let one = |e: &DenoiseError| {
-            let i = crate::verdict::reference_sigma(&e.sigmas)?;
+            let i = memgen_analysis::generalization::reference_sigma(&e.sigmas)?;
             let tt = pick(e);
             Some(if test { tt.test.get(i)?.mse } else { tt.train.get(i)?.mse })
         };

@@ -4,9 +4,9 @@
 //! The draws of all noise seeds of one N are pooled before summarising.
 
 use crate::plan::{compare_dir, denoise_error_dir, linear_dir, linear_pair_dir, oracle_dir, run_dir, Plan};
-use crate::verdict::{judge, reference_sigma, Judgement, Rules};
+use crate::verdict::{judge, Judgement, Rules};
 use crate::{read_json, Error, Experiment, Result};
-use memgen_analysis::generalization::{DenoiseError, DenoiseErrorRecord};
+use memgen_analysis::generalization::{AtReference, DenoiseError, DenoiseErrorRecord};
 use memgen_metrics::{Comparison, Summary};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -310,6 +310,7 @@ impl Results {
             let l = r.linear.as_ref();
             let ta = r.train_a.as_ref();
             let tb = r.train_b.as_ref();
+            let (ra, rb) = (at_reference(&r.denoise_a), at_reference(&r.denoise_b));
             let cells: Vec<Option<f64>> = vec![
                 Some(r.n as f64),
                 ta.map(|t| t.steps as f64),
@@ -336,12 +337,12 @@ impl Results {
                 lp.and_then(|p| p.corr_ab.median),
                 lp.and_then(|p| p.corr_ab.mean),
                 lp.map(|p| p.agree),
-                r.denoise_a.as_ref().and_then(|e| Some(e.sigmas[reference_sigma(&e.sigmas)?])),
-                at_reference(r.denoise_a.as_ref(), |e, i| e.network.gap(i)),
-                at_reference(r.denoise_b.as_ref(), |e, i| e.network.gap(i)),
-                at_reference(r.denoise_a.as_ref(), |e, i| Some(e.network.test[i].mse / e.linear.test[i].mse)),
-                at_reference(r.denoise_b.as_ref(), |e, i| Some(e.network.test[i].mse / e.linear.test[i].mse)),
-                at_reference(r.denoise_a.as_ref(), |e, i| e.oracle.gap(i)),
+                ra.map(|x| x.sigma),
+                ra.map(|x| x.gap),
+                rb.map(|x| x.gap),
+                ra.map(|x| x.vs_linear),
+                rb.map(|x| x.vs_linear),
+                r.denoise_a.as_ref().zip(ra).and_then(|(e, x)| e.oracle.gap(x.index)),
                 l.and_then(|l| l.kl),
                 l.and_then(|l| l.kl_samples),
                 l.and_then(|l| l.train_loss),
@@ -359,7 +360,8 @@ impl Results {
     /// training set (A, B), the memorized fraction, the two models' agreement (median
     /// corr(x_A, x_B), fraction above the threshold), held-out images against S_A (the novelty
     /// reference), the oracles' agreement, the linear pair's agreement (both medians), the
-    /// fraction of the networks' samples in range, the linear KL and test loss, training seconds.
+    /// fraction of the networks' samples in range, the linear KL and test loss, each network's test
+    /// MSE over its train MSE and over the Gaussian denoiser's at the reference σ, the verdict.
     pub fn table(&self) -> (Vec<String>, Vec<Vec<String>>) {
         let header = [
             "N",
@@ -399,8 +401,8 @@ impl Results {
                     f(m.and_then(|m| m.in_range), 2),
                     e(l.and_then(|l| l.kl)),
                     e(l.and_then(|l| l.test_loss)),
-                    pair(row, |e, i| e.network.gap(i)),
-                    pair(row, |e, i| Some(e.network.test[i].mse / e.linear.test[i].mse)),
+                    pair(row, |x| x.gap),
+                    pair(row, |x| x.vs_linear),
                     row.verdict.as_ref().map_or("-".into(), |j| j.verdict.name().to_string()),
                 ]
             })
@@ -419,9 +421,7 @@ impl Results {
                 let net = row.models.as_ref()?.corr_ab.median?;
                 let lin = row.linear_pair.as_ref()?.corr_ab.median?;
                 (lin >= net).then(|| {
-                    let ratio = |e: &Option<DenoiseError>| {
-                        at_reference(e.as_ref(), |e, i| Some(e.network.test[i].mse / e.linear.test[i].mse))
-                    };
+                    let ratio = |e: &Option<DenoiseError>| Some(at_reference(e)?.vs_linear);
                     let errors = match (ratio(&row.denoise_a), ratio(&row.denoise_b)) {
                         (Some(a), Some(b)) if a < 1.0 && b < 1.0 => format!(
                             " Their denoising error on held-out images, {a:.3} and {b:.3} times the Gaussian \
@@ -460,20 +460,19 @@ impl Results {
     }
 }
 
-/// `f(errors, reference σ index)` of one network's denoising errors.
-fn at_reference(e: Option<&DenoiseError>, f: impl Fn(&DenoiseError, usize) -> Option<f64>) -> Option<f64> {
-    let e = e?;
-    f(e, reference_sigma(&e.sigmas)?)
+/// One network's errors at the reference σ, when measured.
+fn at_reference(e: &Option<DenoiseError>) -> Option<AtReference> {
+    e.as_ref()?.at_reference()
 }
 
 /// "a, b" of `f` at the reference σ for networks A and B, 3 significant digits ("-" where missing).
-fn pair(row: &Row, f: impl Fn(&DenoiseError, usize) -> Option<f64> + Copy) -> String {
+fn pair(row: &Row, f: impl Fn(AtReference) -> f64) -> String {
     let digits = |v: f64| match v.abs() {
         a if a >= 100.0 => format!("{v:.0}"),
         a if a >= 10.0 => format!("{v:.1}"),
         a if a >= 1.0 => format!("{v:.2}"),
         _ => format!("{v:.3}"),
     };
-    let one = |e: Option<&DenoiseError>| at_reference(e, f).map_or("-".to_string(), digits);
-    format!("{}, {}", one(row.denoise_a.as_ref()), one(row.denoise_b.as_ref()))
+    let one = |e: &Option<DenoiseError>| at_reference(e).map_or("-".to_string(), |x| digits(f(x)));
+    format!("{}, {}", one(&row.denoise_a), one(&row.denoise_b))
 }

@@ -16,7 +16,7 @@
 //!    so that rule 1 could not be checked).
 
 use crate::results::{PairResult, Row};
-use memgen_analysis::generalization::DenoiseError;
+use memgen_analysis::generalization::{AtReference, DenoiseError};
 use serde::{Deserialize, Serialize};
 
 /// What the numbers at one N say.
@@ -70,18 +70,6 @@ pub struct Judgement {
     pub verdict: Verdict,
     pub reasons: Vec<String>,
     pub rules: Rules,
-}
-
-/// The index of the σ nearest 0.1 in log scale.
-pub fn reference_sigma(sigmas: &[f64]) -> Option<usize> {
-    (0..sigmas.len()).min_by(|&i, &j| (sigmas[i] / 0.1).ln().abs().total_cmp(&(sigmas[j] / 0.1).ln().abs()))
-}
-
-/// Test/train MSE and network/linear test MSE of one network at the reference σ.
-fn errors_at_reference(e: &DenoiseError) -> Option<(f64, f64, f64)> {
-    let i = reference_sigma(&e.sigmas)?;
-    let (net, lin) = (&e.network.test.get(i)?.mse, &e.linear.test.get(i)?.mse);
-    Some((e.sigmas[i], e.network.gap(i)?, net / lin))
 }
 
 /// The verdict of `row` under `rules`; `None` until the networks' comparison exists.
@@ -141,8 +129,8 @@ fn generalizes(row: &Row, m: &PairResult, rules: &Rules, reasons: &mut Vec<Strin
         format!("the two networks agree: median corr(x_A, x_B) {corr_ab:.3} ≥ {}", rules.agree),
     );
     for (side, e) in [("A", &row.denoise_a), ("B", &row.denoise_b)] {
-        match e.as_ref().and_then(errors_at_reference) {
-            Some((sigma, gap, vs_linear)) => {
+        match e.as_ref().and_then(DenoiseError::at_reference) {
+            Some(AtReference { sigma, gap, vs_linear, .. }) => {
                 check(
                     (gap - 1.0).abs() <= rules.gap_tolerance,
                     format!(
@@ -290,8 +278,6 @@ mod tests {
         let mut old = pair(0.85, 0.88, 0.02, 0.95, 0.95);
         old.novelty = None;
         assert_eq!(verdict(&row(old, good)), Verdict::InBetween, "rule 1 unchecked");
-        assert_eq!(reference_sigma(&[0.05, 0.2, 0.4]), Some(0), "0.05 and 0.2 tie in log; the first wins");
-        assert_eq!(reference_sigma(&[0.03, 0.12, 0.4]), Some(1));
     }
 
     #[test]

@@ -19,11 +19,9 @@ use crate::sampling::LinearDenoiser;
 use crate::theory::Regularization;
 use crate::{Error, Moments, Result, Spectrum};
 use candle::{DType, Device, Tensor};
-use memgen_diffusion::generate::{load_samples, GenerateConfig, Generated};
+use memgen_diffusion::generate::{load_samples, GenerateConfig, Generated, Sampling};
 use memgen_diffusion::run::{load_training_data, DataRef, SplitRecord};
-use memgen_diffusion::sampler::blind::sample_blind;
-use memgen_diffusion::sampler::{denoise, sample};
-use memgen_diffusion::{DdpmSchedule, Denoiser, NoiseSource, Prediction, ScheduleConfig};
+use memgen_diffusion::{DdpmSchedule, Denoiser, Prediction, ScheduleConfig};
 
 /// The training images `data` selects, read exactly as `memgen train` reads them (CPU, f32,
 /// (N, C, H, W)), after checking `cfg`'s count and batch size.
@@ -42,18 +40,18 @@ pub(crate) fn training_images(data: &DataRef, cfg: &GenerateConfig) -> Result<(T
     Ok((images, record))
 }
 
-/// `cfg.count` samples of the ε-predicting denoiser `den` of images of shape `dims` (C, H, W), with
-/// the DDPM/DDIM sampler of `cfg` on `schedule` and the noise of `cfg.noise_seed` (or x_T from
-/// `cfg.initial_noise`), in batches of `cfg.batch_size`; `progress` gets each batch's size.
+/// `cfg.count` samples of the baseline `den` of images of shape `dims` (C, H, W) on the CPU, driven
+/// by `sampling` as [`memgen_diffusion::generate::generate_with`] drives a trained network (the same
+/// loop, noise and batching), with x_T from `cfg.initial_noise` when given; `progress` gets each
+/// batch's size.
 pub(crate) fn generate_with(
     den: &dyn Denoiser,
-    schedule: &DdpmSchedule,
+    sampling: Sampling,
     dims: &[usize],
     cfg: &GenerateConfig,
     progress: &dyn Fn(usize),
 ) -> Result<Generated> {
-    let dev = Device::Cpu;
-    let sampler = cfg.sampler.build(schedule)?;
+    let dims = [dims[0], dims[1], dims[2]];
     let initial = match &cfg.initial_noise {
         None => None,
         Some(path) => {
@@ -65,48 +63,16 @@ pub(crate) fn generate_with(
                     path.display()
                 )));
             }
-            Some(Tensor::from_vec(pixels, shape.to_vec(), &dev)?)
+            Some(Tensor::from_vec(pixels, shape.to_vec(), &Device::Cpu)?)
         }
     };
-    let noise = NoiseSource::new(cfg.noise_seed);
-    let start = std::time::Instant::now();
-    let mut parts = Vec::with_capacity(cfg.count.div_ceil(cfg.batch_size));
-    for first in (0..cfg.count).step_by(cfg.batch_size) {
-        let n = cfg.batch_size.min(cfg.count - first);
-        let (eps, s) = (Prediction::Epsilon, sampler.as_ref());
-        let x = match &initial {
-            None => sample(den, eps, schedule, s, &noise, first as u64, n, dims, &dev)?,
-            Some(x_big_t) => {
-                denoise(den, eps, schedule, s, &noise, first as u64, x_big_t.narrow(0, first, n)?)?
-            }
-        };
-        parts.push(x);
-        progress(n);
-    }
-    generated(&parts, dims, cfg, None, start)
+    memgen_diffusion::generate::generate_with(den, sampling, dims, cfg, initial, &Device::Cpu, progress)
+        .map_err(|e| Error::Invalid(format!("{e}")))
 }
 
-/// The batches `parts` (in order) of `cfg.count` images of shape `dims` as one record, with the
-/// blind sampler's steps and convergence per sample when there are any.
-fn generated(
-    parts: &[Tensor],
-    dims: &[usize],
-    cfg: &GenerateConfig,
-    blind: Option<(Vec<usize>, Vec<bool>)>,
-    start: std::time::Instant,
-) -> Result<Generated> {
-    let seconds = start.elapsed().as_secs_f64();
-    let pixels: Vec<f32> = Tensor::cat(parts, 0)?.flatten_all()?.to_vec1()?;
-    let in_range_fraction = memgen_diffusion::generate::in_range_fraction(&pixels, cfg.count);
-    let (steps, converged) = blind.map_or((None, None), |(s, c)| (Some(s), Some(c)));
-    Ok(Generated {
-        dims: [cfg.count, dims[0], dims[1], dims[2]],
-        pixels,
-        steps,
-        converged,
-        in_range_fraction,
-        seconds,
-    })
+/// The DDPM/DDIM sampling of an ε-predicting baseline on `schedule`.
+pub(crate) fn time(schedule: &DdpmSchedule) -> Sampling<'_> {
+    Sampling::Time { schedule, prediction: Prediction::Epsilon }
 }
 
 /// The maximum-likelihood noise variance σ̂² of y under y ~ N(μ0, Σ0 + σ² I), from its eigenbasis
@@ -237,40 +203,12 @@ pub fn generate_linear(
     if blind {
         let den = BlindGaussianDenoiser::of_images(&images)?;
         drop(images);
-        return Ok((generate_blind_with(&den, &dims, cfg, progress)?, record));
+        return Ok((generate_with(&den, Sampling::Blind, &dims, cfg, progress)?, record));
     }
     let schedule = DdpmSchedule::new(schedule)?;
     let den = gaussian_denoiser(&images, &schedule, reg)?;
     drop(images);
-    Ok((generate_with(&den, &schedule, &dims, cfg, progress)?, record))
-}
-
-/// `cfg.count` samples of the blind denoiser `den` with the blind sampler of `cfg.blind` and the
-/// noise of `cfg.noise_seed`, in batches of `cfg.batch_size`, with each sample's steps and
-/// convergence.
-pub(crate) fn generate_blind_with(
-    den: &dyn Denoiser,
-    dims: &[usize],
-    cfg: &GenerateConfig,
-    progress: &dyn Fn(usize),
-) -> Result<Generated> {
-    if cfg.initial_noise.is_some() {
-        return Err(Error::Invalid(
-            "given initial noise applies to DDPM/DDIM sampling, not to the blind sampler".into(),
-        ));
-    }
-    let noise = NoiseSource::new(cfg.noise_seed);
-    let start = std::time::Instant::now();
-    let (mut parts, mut steps, mut converged) = (Vec::new(), Vec::new(), Vec::new());
-    for first in (0..cfg.count).step_by(cfg.batch_size) {
-        let n = cfg.batch_size.min(cfg.count - first);
-        let s = sample_blind(den, &cfg.blind, &noise, first as u64, n, dims, &Device::Cpu)?;
-        parts.push(s.images);
-        steps.extend(s.steps);
-        converged.extend(s.converged);
-        progress(n);
-    }
-    generated(&parts, dims, cfg, Some((steps, converged)), start)
+    Ok((generate_with(&den, time(&schedule), &dims, cfg, progress)?, record))
 }
 
 #[cfg(test)]
@@ -318,11 +256,11 @@ mod tests {
                 count: k,
                 batch_size: k,
                 ema: true,
-                sampler: sampler.clone(),
+                sampler,
                 blind: Default::default(),
                 initial_noise: None,
             };
-            let g = generate_with(&den, &schedule, &[1, 2, 2], &cfg, &|_| {}).unwrap();
+            let g = generate_with(&den, time(&schedule), &[1, 2, 2], &cfg, &|_| {}).unwrap();
             let built = sampler.build(&schedule).unwrap();
             let dist =
                 sampling_distribution(&spectrum, &moments.mean, &schedule, built.as_ref(), reg).unwrap();
@@ -480,8 +418,9 @@ mod tests {
             initial_noise: None,
         };
         let one = gaussian_images(1, 4);
-        let g = generate_blind_with(
+        let g = generate_with(
             &BlindGaussianDenoiser::of_images(&one).unwrap(),
+            Sampling::Blind,
             &[1, 2, 2],
             &cfg(4),
             &|_| {},
@@ -505,7 +444,7 @@ mod tests {
         let m = Moments::from_rows(&rows, d).unwrap();
         let k = 500;
         let den = BlindGaussianDenoiser::of_images(&images).unwrap();
-        let g = generate_blind_with(&den, &[1, 8, 8], &cfg(k), &|_| {}).unwrap();
+        let g = generate_with(&den, Sampling::Blind, &[1, 8, 8], &cfg(k), &|_| {}).unwrap();
         let conv = g.converged.as_ref().unwrap().iter().filter(|&&c| c).count();
         assert!(conv as f64 >= 0.95 * k as f64, "{conv} of {k} converged");
         let x: Vec<f64> = g.pixels.iter().map(|&v| v as f64).collect();
@@ -543,7 +482,7 @@ mod tests {
             blind: Default::default(),
             initial_noise: None,
         };
-        let g = generate_with(&den, &schedule, &[1, 2, 2], &cfg, &|_| {}).unwrap();
+        let g = generate_with(&den, time(&schedule), &[1, 2, 2], &cfg, &|_| {}).unwrap();
         let img = images.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for s in g.pixels.chunks(4) {
             for (a, b) in s.iter().zip(&img) {

@@ -251,7 +251,10 @@ pub fn generate(
     let den = EmpiricalDenoiser::new(&images, &schedule)?;
     let dims = images.dims()[1..].to_vec();
     drop(images);
-    Ok((crate::baseline::generate_with(&den, &schedule, &dims, cfg, progress)?, record))
+    Ok((
+        crate::baseline::generate_with(&den, crate::baseline::time(&schedule), &dims, cfg, progress)?,
+        record,
+    ))
 }
 
 #[cfg(test)]
