@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Render an HTML report (memgen_report::html::Page) in headless Chromium and check that it rendered.
+# Render an HTML report (memgen_plot::html::Page) in headless Chromium and check that it rendered.
 # Usage: scripts/check-report.sh REPORT_HTML [OUT_PNG]
 #
 # Takes a 1200x3000 screenshot of REPORT_HTML (default OUT_PNG: REPORT_HTML with .html replaced by

@@ -12,9 +12,9 @@ use memgen_diffusion::generate::{load_samples, GenerateConfig, Generated};
 use memgen_diffusion::run::{read_json, select, write_json, RunConfig, SplitRecord};
 use memgen_metrics::scores::{MemorizationSummary, PairScores};
 use memgen_metrics::{CompareConfig, Comparison, Images, MemorizationScore};
-use memgen_report::figure::{Cell, LabeledTable, TableConfig};
-use memgen_report::font;
-use memgen_report::histogram::{save_rgb_png, save_svg, HistogramPlot, Series};
+use memgen_plot::figure::{Cell, LabeledTable, TableConfig};
+use memgen_plot::font;
+use memgen_plot::histogram::{save_rgb_png, save_svg, HistogramPlot, Series};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -421,7 +421,7 @@ fn score_and_write(
     memgen_data::dataset::write_atomic(&out.join("compare.csv"), compare_csv(&cmp).as_bytes())?;
     let [_, _, h, w] = e.samples_a.0;
     let table = compare_table(&cmp, &sa, &sb, train_a, train_b, figure_rows, h, w);
-    memgen_report::save_png(&table.render(&table_config(&table))?, &out.join("compare.png"))?;
+    memgen_plot::save_png(&table.render(&table_config(&table))?, &out.join("compare.png"))?;
     let reference = cmp.reference.corr.clone();
     let mut series = vec![
         ("A vs own set", cmp.pairs.iter().map(|p| p.a_own.corr).collect::<Vec<_>>()),
@@ -638,7 +638,7 @@ pub fn run_memorization(a: MemorizationArgs) -> Result<()> {
         height: h,
         width: w,
     };
-    memgen_report::save_png(&table.render(&table_config(&table))?, &out.join("memorization.png"))?;
+    memgen_plot::save_png(&table.render(&table_config(&table))?, &out.join("memorization.png"))?;
     let corr: Vec<f64> = scores.iter().map(|m| m.corr).collect();
     write_histogram(&out, "memorization-hist", "Best correlation to the training set", &[("samples", corr)])?;
     let mut s = String::new();

@@ -438,7 +438,7 @@ fn run_info(dir: &Path) -> Result<()> {
 }
 
 fn run_show(a: ShowArgs) -> Result<()> {
-    use memgen_report::{save_png, Grid, GridConfig};
+    use memgen_plot::{save_png, Grid, GridConfig};
     if a.count == 0 {
         return Err(super::output::usage("--count 0: expected at least 1 image"));
     }

@@ -7,7 +7,7 @@ use memgen_analysis::curve::{calpha_optimal_slope, denoise_curve, fit_range, Cur
 use memgen_analysis::ModelDenoiser;
 use memgen_data::dataset::PreparedDataset;
 use memgen_diffusion::run::{read_json, write_json, RunConfig, SplitRecord};
-use memgen_report::lineplot::{LinePlot, LineSeries, LineStyle};
+use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::fmt::Write as _;

@@ -10,8 +10,8 @@ use memgen_analysis::ModelDenoiser;
 use memgen_data::dataset::PreparedDataset;
 use memgen_diffusion::run::{read_json, write_json, RunConfig, SplitRecord};
 use memgen_diffusion::NoiseSource;
-use memgen_report::lineplot::{LinePlot, LineSeries, LineStyle};
-use memgen_report::{save_png, Grid, GridConfig};
+use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
+use memgen_plot::{save_png, Grid, GridConfig};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

@@ -17,7 +17,7 @@ use memgen_diffusion::{DdpmSchedule, ScheduleConfig};
 use memgen_linear::experiment::{Fitted, Truth};
 use memgen_linear::theory::Regularization;
 use memgen_linear::Moments;
-use memgen_report::lineplot::{LinePlot, LineSeries, LineStyle};
+use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -13,7 +13,7 @@ use memgen_linear::experiment::{analyse_fitted, AnalysisConfig, Fitted, NResult,
 use memgen_linear::theory::Regularization;
 use memgen_linear::wishart::loglog_slope;
 use memgen_linear::Moments;
-use memgen_report::lineplot::{LinePlot, LineSeries, LineStyle};
+use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

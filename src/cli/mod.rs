@@ -143,7 +143,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Write `plot` as OUT/NAME.svg and an 800 x 560 OUT/NAME.png.
-fn save_plot(out: &std::path::Path, name: &str, plot: &memgen_report::LinePlot) -> anyhow::Result<()> {
+fn save_plot(out: &std::path::Path, name: &str, plot: &memgen_plot::LinePlot) -> anyhow::Result<()> {
     plot.save(out, name, 800, 560)?;
     Ok(())
 }

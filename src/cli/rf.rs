@@ -4,7 +4,7 @@
 use super::save_plot;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use memgen_report::lineplot::{LinePlot, LineSeries, LineStyle};
+use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
 use memgen_rf::dsm::{DsmConfig, PopulationConfig, Weighting};
 use memgen_rf::experiment::{self, Curve, Estimator, ExperimentConfig, ExperimentResult};
 use memgen_rf::kl::{OdeConfig, SdeConfig};

@@ -426,7 +426,7 @@ pub fn reusable(dir: &Path, cfg: &GenerateConfig) -> Option<([usize; 4], Vec<f32
 
 /// A PNG of `images` in a grid (one image: no padding, scale 1).
 pub fn write_grid(images: &[&[f32]], h: usize, w: usize, path: &Path) -> Result<()> {
-    use memgen_report::{save_png, Grid, GridConfig};
+    use memgen_plot::{save_png, Grid, GridConfig};
     let cfg = if images.len() == 1 {
         GridConfig { cols: 1, pad: 0, scale: 1, ..Default::default() }
     } else {

@@ -39,7 +39,7 @@ pub enum Error {
     #[error("job {id} failed ({status}); its log: {log}\n{tail}")]
     JobFailed { id: String, status: String, log: PathBuf, tail: String },
     #[error(transparent)]
-    Report(#[from] memgen_report::Error),
+    Report(#[from] memgen_plot::Error),
 }
 
 /// `Result` with [`Error`].

@@ -6,8 +6,8 @@
 use crate::plan::{compare_dir, linear_dir, Plan};
 use crate::results::Results;
 use crate::{write_json, Error, Result};
-use memgen_report::html::{Block, Page};
-use memgen_report::lineplot::{LinePlot, LineSeries, LineStyle};
+use memgen_plot::html::{Block, Page};
+use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
 use std::path::{Path, PathBuf};
 
 /// Size of the PNG versions of the plots.
@@ -90,7 +90,7 @@ fn subtitle(r: &Results) -> String {
 
 fn save_svg(dir: &Path, name: &str, svg: &str) -> Result<PathBuf> {
     let path = dir.join(format!("{name}.svg"));
-    memgen_report::save_svg(svg, &path)?;
+    memgen_plot::save_svg(svg, &path)?;
     Ok(path)
 }
 

@@ -5,7 +5,7 @@
 //! A [`Page`] is a title, an optional subtitle and a list of [`Block`]s rendered in order:
 //!
 //! ```
-//! use memgen_report::html::{Block, Page};
+//! use memgen_plot::html::{Block, Page};
 //!
 //! let page = Page {
 //!     title: "olivetti, N = 100".to_string(),
@@ -487,15 +487,15 @@ mod tests {
     }
 
     /// Writes a demo page built from this crate's own grid and histogram to `$MEMGEN_HTML_DEMO` (default
-    /// `<temp dir>/memgen-report-demo.html`), for looking at in a browser or checking with
-    /// `scripts/check-report.sh`: `cargo test --release -p memgen-report demo_page -- --ignored`.
+    /// `<temp dir>/memgen-plot-demo.html`), for looking at in a browser or checking with
+    /// `scripts/check-report.sh`: `cargo test --release -p memgen-plot demo_page -- --ignored`.
     #[test]
     #[ignore = "writes a file for manual inspection"]
     fn demo_page() {
         use crate::{Grid, GridConfig, HistogramPlot, Series};
         let path = std::env::var_os("MEMGEN_HTML_DEMO")
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("memgen-report-demo.html"));
+            .unwrap_or_else(|| std::env::temp_dir().join("memgen-plot-demo.html"));
         let (h, w) = (16, 16);
         let images: Vec<Vec<f32>> = (0..16)
             .map(|k| {

@@ -1,4 +1,5 @@
-//! memgen-report: image grids, plots and reports for memgen results.
+//! memgen-plot: the figures of memgen results: image grids, labeled image tables, line plots and histograms
+//! (SVG and PNG), and the HTML page that holds them.
 
 pub mod figure;
 pub mod font;
@@ -16,7 +17,7 @@ pub use lineplot::{LinePlot, LineSeries, LineStyle};
 
 use std::path::Path;
 
-/// Errors from building or writing reports.
+/// Errors from building or writing figures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
