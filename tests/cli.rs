@@ -154,7 +154,7 @@ fn idx_source_from_the_command_line() {
 
 #[test]
 fn hub_source_downloads_then_works_offline_from_the_cache() {
-    use memgen_data::hub_testing::{fake_image_repo, LoopbackHub};
+    use memgen_hub_server::{fake_image_repo, LoopbackHub};
     let tmp = tempfile::tempdir().unwrap();
     let (repo, pixels) = fake_image_repo("memgen/cli-faces", 12, 8, 2, 9);
     let hub = LoopbackHub::start(vec![repo]);

@@ -1,23 +1,18 @@
-//! `memgen compare` (two models driven by the same noise, or with `--oracle` the empirical optimal
-//! denoisers of the two sides of a split) and `memgen memorization` (one model).
+//! `memgen compare` (two models driven by the same noise, or with `--oracle`/`--linear` the baseline
+//! denoisers of the two sides of a split) and `memgen memorization` (one model); the stages themselves
+//! are [`memgen_pipeline::compare`].
 
-use super::sample::{
-    default_dir, reusable, sample_into, sample_linear_into, sample_oracle_into, OracleOpts, SamplerOpts,
-};
-use super::train::{ScheduleArg, SideArg};
-use anyhow::{bail, Context, Result};
+use super::sample::SamplerOpts;
+use super::train::ScheduleArg;
+use anyhow::{Context, Result};
 use clap::Args;
-use memgen_data::dataset::PreparedDataset;
-use memgen_diffusion::generate::{load_samples, GenerateConfig, Generated};
-use memgen_diffusion::run::{read_json, select, write_json, RunConfig, SplitRecord};
-use memgen_metrics::scores::{MemorizationSummary, PairScores};
-use memgen_metrics::{CompareConfig, Comparison, Images, MemorizationScore};
-use memgen_plot::figure::{Cell, LabeledTable, TableConfig};
-use memgen_plot::font;
-use memgen_plot::histogram::{save_rgb_png, save_svg, HistogramPlot, Series};
-use std::fmt::Write as _;
+use memgen_metrics::CompareConfig;
+use memgen_pipeline::compare::{
+    compare, default_dir_of_runs, memorization, write_compare, write_memorization, Baseline, BaselinePair,
+    CompareInputs, CompareRecord, ComparedPair, MemorizationInputs,
+};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 #[derive(Debug, Args)]
 #[command(
@@ -106,17 +101,14 @@ impl CompareOracleOpts {
         }
     }
 
-    /// The `memgen sample --oracle` options of one side, for N = `n`.
-    fn side(&self, data: &Path, split: SideArg, n: usize) -> OracleOpts {
-        OracleOpts {
-            oracle: true,
-            data: Some(data.to_path_buf()),
-            split,
-            n: Some(n),
+    /// The baseline pair of S_A(N), S_B(N) of `data`, N = `n`.
+    fn pair(&self, data: PathBuf, n: usize) -> BaselinePair {
+        BaselinePair {
+            baseline: if self.oracle { Baseline::Oracle } else { Baseline::Linear { blind: self.blind } },
+            data,
+            n,
             split_seed: self.split_seed,
-            indices: None,
-            schedule: self.schedule,
-            diffusion_steps: self.diffusion_steps,
+            schedule: super::sample::schedule(self.schedule, self.diffusion_steps),
         }
     }
 }
@@ -172,149 +164,6 @@ impl Thresholds {
     }
 }
 
-/// A model's training images: a prepared dataset and the indices trained on.
-struct TrainingSet {
-    data: Rc<PreparedDataset>,
-    indices: Vec<usize>,
-}
-
-impl TrainingSet {
-    /// The images `indices` of `data` (each must be below the dataset's count).
-    fn new(data: Rc<PreparedDataset>, indices: Vec<usize>) -> Result<Self> {
-        if let Some(&bad) = indices.iter().find(|&&i| i >= data.manifest.count) {
-            bail!("training index {bad} is beyond the dataset's {} images", data.manifest.count);
-        }
-        Ok(TrainingSet { data, indices })
-    }
-
-    /// The training set of a run: its dataset and the indices of split.json.
-    fn load(run: &Path) -> Result<Self> {
-        let cfg = RunConfig::load(run).with_context(|| format!("{} is not a training run", run.display()))?;
-        let split: SplitRecord = read_json(&run.join("split.json"))?;
-        let data = PreparedDataset::read(&cfg.data.dir)
-            .with_context(|| format!("reading the training data of {}", run.display()))?;
-        if data.manifest.content_hash != split.content_hash {
-            bail!(
-                "{}: the dataset {} changed since the run was trained (content hash {} vs {})",
-                run.display(),
-                cfg.data.dir.display(),
-                data.manifest.content_hash,
-                split.content_hash
-            );
-        }
-        TrainingSet::new(Rc::new(data), split.indices)
-            .with_context(|| format!("{}: split.json", run.display()))
-    }
-
-    fn images(&self) -> Result<Images<'_>> {
-        Ok(Images::subset(&self.data.pixels, self.data.image_len(), &self.indices)?)
-    }
-
-    fn image(&self, dataset_index: usize) -> &[f32] {
-        self.data.image(dataset_index)
-    }
-
-    fn dims(&self) -> [usize; 3] {
-        let m = &self.data.manifest;
-        [m.channels, m.height, m.width]
-    }
-}
-
-/// Samples: shape (K, C, H, W) and pixels.
-type Samples = ([usize; 4], Vec<f32>);
-
-/// `reused` (the samples of `dir`, when they match) or, when there are none, samples drawn by `draw`
-/// into `dir` (or into `fallback` when `dir` already holds other samples).
-fn reuse_or_draw(
-    dir: PathBuf,
-    reused: Option<Samples>,
-    fallback: &Path,
-    draw: impl FnOnce(&Path) -> Result<Generated>,
-) -> Result<Samples> {
-    if let Some(s) = reused {
-        eprintln!("reusing {} samples of {}", s.0[0], dir.display());
-        return Ok(s);
-    }
-    let target = if dir.join("samples.safetensors").exists() { fallback.to_path_buf() } else { dir };
-    let g = draw(&target)?;
-    Ok((g.dims, g.pixels))
-}
-
-/// Samples of `run` for `cfg`: reused from RUN/samples/seed-S when they match, else drawn and saved
-/// there on `dev` (or, when that directory holds other samples, under `fallback`).
-fn samples_for(run: &Path, cfg: &GenerateConfig, dev: &candle::Device, fallback: &Path) -> Result<Samples> {
-    let dir = default_dir(run, cfg.noise_seed);
-    let reused = reusable(&dir, cfg);
-    reuse_or_draw(dir, reused, fallback, |target| sample_into(run, cfg, dev, target, false))
-}
-
-/// Samples of the empirical optimal denoiser of `train` (the side `opts` selects) for `cfg`: reused
-/// from the default directory of `memgen sample --oracle` when they match (sampler and noise as
-/// [`reusable`] checks, and the same dataset, training indices and schedule), else drawn and saved
-/// there (or, when that directory holds other samples, under `fallback`).
-fn oracle_samples_for(
-    data: &Path,
-    opts: &OracleOpts,
-    train: &TrainingSet,
-    cfg: &GenerateConfig,
-    fallback: &Path,
-) -> Result<Samples> {
-    let dir = opts.default_dir(data, cfg.noise_seed);
-    let same_oracle = || -> Option<bool> {
-        let meta: serde_json::Value = read_json(&dir.join("samples.json")).ok()?;
-        let o = meta.get("oracle")?;
-        let indices: Vec<usize> = serde_json::from_value(o.get("indices")?.clone()).ok()?;
-        // Both schedules parsed from their JSON text, so that float parsing cannot tell them apart.
-        let schedule: serde_json::Value =
-            serde_json::from_str(&serde_json::to_string(&opts.schedule()).ok()?).ok()?;
-        Some(
-            o.get("content_hash")?.as_str()? == train.data.manifest.content_hash
-                && indices == train.indices
-                && o.get("schedule")? == &schedule,
-        )
-    };
-    let reused = reusable(&dir, cfg).filter(|_| same_oracle() == Some(true));
-    reuse_or_draw(dir, reused, fallback, |target| sample_oracle_into(data, opts, cfg, target, false))
-}
-
-/// Check that two training sets can be compared (same image shape) and warn when they share images;
-/// the number shared.
-fn check_training_sets(train_a: &TrainingSet, train_b: &TrainingSet, what: &str) -> Result<usize> {
-    if train_a.dims() != train_b.dims() {
-        bail!("{what} train on images of different shapes: {:?} vs {:?}", train_a.dims(), train_b.dims());
-    }
-    let overlap = shared_images(train_a, train_b);
-    if overlap > 0 {
-        eprintln!("warning: the two training sets share {overlap} images (they should be disjoint)");
-    }
-    Ok(overlap)
-}
-
-/// Everything `memgen compare` knows once both training sets and both sample sets are in hand.
-struct Experiment {
-    train_a: TrainingSet,
-    train_b: TrainingSet,
-    samples_a: Samples,
-    samples_b: Samples,
-    /// The shared sampler and noise.
-    cfg: GenerateConfig,
-    /// Images both training sets hold ([`check_training_sets`]).
-    overlap: usize,
-    /// Most held-out images of the novelty reference ([`held_out`]).
-    held_out: usize,
-}
-
-/// Up to `max` dataset indices in neither training set (none when the two sets come from different
-/// datasets), evenly spaced over all such images so that no part of the dataset's order dominates.
-fn held_out(a: &TrainingSet, b: &TrainingSet, max: usize) -> Vec<usize> {
-    if a.data.manifest.content_hash != b.data.manifest.content_hash {
-        return Vec::new();
-    }
-    let used: std::collections::HashSet<usize> = a.indices.iter().chain(&b.indices).copied().collect();
-    let free: Vec<usize> = (0..a.data.manifest.count).filter(|i| !used.contains(i)).collect();
-    memgen_analysis::generalization::evenly_spaced(&free, max)
-}
-
 pub fn run_compare(a: CompareArgs) -> Result<()> {
     let thresholds = a.thresholds.config()?;
     if a.count == 0 {
@@ -332,19 +181,11 @@ pub fn run_compare(a: CompareArgs) -> Result<()> {
     };
     super::output::input("RUN_A", run_a, "a run directory from `memgen train`")?;
     super::output::input("RUN_B", run_b, "a run directory from `memgen train`")?;
-    let name_b = run_b.file_name().map_or("b".into(), |n| n.to_string_lossy().into_owned());
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| run_a.join("compare").join(format!("{name_b}-seed-{}", a.noise_seed)));
-    let (train_a, train_b) = (TrainingSet::load(run_a)?, TrainingSet::load(run_b)?);
-    let overlap = check_training_sets(&train_a, &train_b, "the runs")?;
+    let out = a.out.clone().unwrap_or_else(|| default_dir_of_runs(run_a, run_b, a.noise_seed));
     let cfg = a.sampler.config(a.noise_seed, a.count);
-    let samples_a = samples_for(run_a, &cfg, &dev, &out.join("samples-a"))?;
-    let samples_b = samples_for(run_b, &cfg, &dev, &out.join("samples-b"))?;
-    let settings = serde_json::json!({ "run_a": run_a, "run_b": run_b });
-    let e = Experiment { train_a, train_b, samples_a, samples_b, cfg, overlap, held_out: a.held_out };
-    score_and_write(&e, settings, &thresholds, a.figure_rows, &out)
+    let inputs = CompareInputs::runs(run_a, run_b, &cfg, &dev, a.held_out, &out)?;
+    let pair = ComparedPair::Runs { run_a: run_a.clone(), run_b: run_b.clone() };
+    finish_compare(&compare(pair, &inputs, &thresholds)?, &inputs, a.figure_rows, &out)
 }
 
 /// `memgen compare --oracle` (`kind` "oracle"): the empirical optimal denoisers of S_A(N) and
@@ -355,307 +196,94 @@ fn run_compare_baseline(a: &CompareArgs, thresholds: &CompareConfig, kind: &str)
     let data = o.data.clone().with_context(|| format!("--{kind} needs --data DIR (the prepared dataset)"))?;
     let n = o.n.with_context(|| format!("--{kind} needs --n N (the training-set size of each side)"))?;
     super::output::input("--data", &data, "a prepared dataset directory from `memgen data prepare`")?;
-    let (opts_a, opts_b) = (o.side(&data, SideArg::A, n), o.side(&data, SideArg::B, n));
-    let ds = Rc::new(PreparedDataset::read(&data).with_context(|| format!("reading {}", data.display()))?);
-    let indices_a = select(&ds, &opts_a.selection()).context("selecting S_A")?;
-    let indices_b = select(&ds, &opts_b.selection()).context("selecting S_B")?;
-    let (train_a, train_b) = (TrainingSet::new(ds.clone(), indices_a)?, TrainingSet::new(ds, indices_b)?);
-    let overlap = check_training_sets(&train_a, &train_b, "the two sides")?;
-    let split = if o.split_seed == 0 { String::new() } else { format!("-split{}", o.split_seed) };
-    let out = a.out.clone().unwrap_or_else(|| {
-        let blind = if o.blind { "-blind" } else { "" };
-        data.join(kind).join(format!("compare-n{n}{split}{blind}-seed-{}", a.noise_seed))
-    });
+    let pair = o.pair(data, n);
+    let out = a.out.clone().unwrap_or_else(|| pair.default_dir(a.noise_seed));
     let cfg = a.sampler.config(a.noise_seed, a.count);
-    let (samples_a, samples_b) = if kind == "oracle" {
-        (
-            oracle_samples_for(&data, &opts_a, &train_a, &cfg, &out.join("samples-a"))?,
-            oracle_samples_for(&data, &opts_b, &train_b, &cfg, &out.join("samples-b"))?,
-        )
-    } else {
-        let draw = |opts: &OracleOpts, dir: &str| -> Result<Samples> {
-            let g = sample_linear_into(&data, opts, o.blind, &cfg, &out.join(dir), false)?;
-            Ok((g.dims, g.pixels))
-        };
-        (draw(&opts_a, "samples-a")?, draw(&opts_b, "samples-b")?)
-    };
-    let mut settings = serde_json::json!({
-        kind: true, "data": data, "n": n, "split_seed": o.split_seed, "schedule": opts_a.schedule(),
-    });
-    if o.linear {
-        settings["blind"] = o.blind.into();
-    }
-    let e = Experiment { train_a, train_b, samples_a, samples_b, cfg, overlap, held_out: a.held_out };
-    score_and_write(&e, settings, thresholds, a.figure_rows, &out)
+    let inputs = CompareInputs::baseline(&pair, &cfg, a.held_out, &out)?;
+    finish_compare(&compare(pair.record(), &inputs, thresholds)?, &inputs, a.figure_rows, &out)
 }
 
-/// Score the experiment and write compare.json (`settings`, an object, plus the shared record),
-/// compare.csv, compare.png and compare-hist.svg/.png into `out`; print the summary table.
-fn score_and_write(
-    e: &Experiment,
-    settings: serde_json::Value,
-    thresholds: &CompareConfig,
+/// The `--json` result of `memgen compare`: the files written and the headline numbers.
+#[derive(Debug, Serialize)]
+struct CompareResult<'a> {
+    out: &'a Path,
+    compare_json: PathBuf,
+    compare_csv: PathBuf,
+    figure: PathBuf,
+    count: usize,
+    n_a: usize,
+    n_b: usize,
+    agree: f64,
+    in_range_a: Option<f64>,
+    in_range_b: Option<f64>,
+    corr_ab_median: Option<f64>,
+    a_memorized_by_corr: f64,
+    b_memorized_by_corr: f64,
+}
+
+/// Write the comparison's files into `out`, print its summary table and record its `--json` result.
+fn finish_compare(
+    record: &CompareRecord,
+    inputs: &CompareInputs,
     figure_rows: usize,
     out: &Path,
 ) -> Result<()> {
-    let (train_a, train_b) = (&e.train_a, &e.train_b);
-    let d = train_a.data.image_len();
-    let (sa, sb) = (Images::new(&e.samples_a.1, d)?, Images::new(&e.samples_b.1, d)?);
-    let mut cmp = memgen_metrics::compare(&sa, &sb, &train_a.images()?, &train_b.images()?, thresholds)?;
-    let fresh = held_out(train_a, train_b, e.held_out);
-    if !fresh.is_empty() {
-        let fresh = Images::subset(&train_a.data.pixels, d, &fresh)?;
-        cmp.novelty = Some(memgen_metrics::scores::reference(&fresh, &train_a.images()?)?);
-    }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let shared = serde_json::json!({
-        "noise_seed": e.cfg.noise_seed, "count": e.cfg.count,
-        "sampler": &e.cfg, "n_a": train_a.indices.len(), "n_b": train_b.indices.len(),
-        "shared_training_images": e.overlap, "threads": super::threads(), "comparison": cmp,
-    });
-    let mut record = settings;
-    if let (Some(r), serde_json::Value::Object(s)) = (record.as_object_mut(), shared) {
-        r.extend(s);
-    }
-    write_json(&out.join("compare.json"), &record)?;
-    memgen_data::dataset::write_atomic(&out.join("compare.csv"), compare_csv(&cmp).as_bytes())?;
-    let [_, _, h, w] = e.samples_a.0;
-    let table = compare_table(&cmp, &sa, &sb, train_a, train_b, figure_rows, h, w);
-    memgen_plot::save_png(&table.render(&table_config(&table))?, &out.join("compare.png"))?;
-    let reference = cmp.reference.corr.clone();
-    let mut series = vec![
-        ("A vs own set", cmp.pairs.iter().map(|p| p.a_own.corr).collect::<Vec<_>>()),
-        ("A vs other set", cmp.pairs.iter().map(|p| p.a_other.corr).collect()),
-        ("A vs B", cmp.pairs.iter().map(|p| p.corr_ab).collect()),
-        ("S_A vs S_B (no model)", reference),
-    ];
-    if let Some(novelty) = &cmp.novelty {
-        series.push(("held-out vs S_A (no model)", novelty.corr.clone()));
-    }
-    write_histogram(out, "compare-hist", "Correlations", &series)?;
-    say_text!("{}", compare_text(&cmp, train_a.indices.len(), train_b.indices.len()));
+    write_compare(out, record, inputs, figure_rows)?;
+    say_text!("{}", record.text());
     say!("-> {}", out.display());
-    super::output::result(serde_json::json!({
-        "out": out,
-        "compare_json": out.join("compare.json"),
-        "compare_csv": out.join("compare.csv"),
-        "figure": out.join("compare.png"),
-        "count": cmp.pairs.len(),
-        "n_a": train_a.indices.len(),
-        "n_b": train_b.indices.len(),
-        "agree": cmp.agree,
-        "in_range_a": cmp.a.in_range,
-        "in_range_b": cmp.b.in_range,
-        "corr_ab_median": cmp.corr_ab.median,
-        "a_memorized_by_corr": cmp.a.own.memorized_by_corr,
-        "b_memorized_by_corr": cmp.b.own.memorized_by_corr,
-    }));
+    let cmp = &record.comparison;
+    super::output::result(serde_json::to_value(CompareResult {
+        out,
+        compare_json: out.join("compare.json"),
+        compare_csv: out.join("compare.csv"),
+        figure: out.join("compare.png"),
+        count: cmp.pairs.len(),
+        n_a: record.n_a,
+        n_b: record.n_b,
+        agree: cmp.agree,
+        in_range_a: cmp.a.in_range,
+        in_range_b: cmp.b.in_range,
+        corr_ab_median: cmp.corr_ab.median,
+        a_memorized_by_corr: cmp.a.own.memorized_by_corr,
+        b_memorized_by_corr: cmp.b.own.memorized_by_corr,
+    })?);
     Ok(())
 }
 
-/// How many dataset images both training sets hold (0 unless they share a dataset and overlap).
-fn shared_images(a: &TrainingSet, b: &TrainingSet) -> usize {
-    if a.data.manifest.content_hash != b.data.manifest.content_hash {
-        return 0;
-    }
-    let set: std::collections::HashSet<usize> = a.indices.iter().copied().collect();
-    b.indices.iter().filter(|i| set.contains(i)).count()
-}
-
-/// The per-draw table as CSV: one row per noise draw.
-fn compare_csv(cmp: &Comparison) -> String {
-    let mut s = String::from("k,corr_ab");
-    for side in ["a_own", "a_other", "b_own", "b_other"] {
-        for f in ["corr", "corr_nn", "l2_nn1", "l2_nn", "l2_nn2", "l2_ratio"] {
-            let _ = write!(s, ",{side}_{f}");
-        }
-    }
-    s.push('\n');
-    for (k, p) in cmp.pairs.iter().enumerate() {
-        let _ = write!(s, "{k},{}", p.corr_ab);
-        for m in [&p.a_own, &p.a_other, &p.b_own, &p.b_other] {
-            s.push(',');
-            s.push_str(&score_csv(m));
-        }
-        s.push('\n');
-    }
-    s
-}
-
-fn score_csv(m: &MemorizationScore) -> String {
-    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
-    format!("{},{},{},{},{},{}", m.corr, m.corr_nn, m.l2_nn1, m.l2_nn, opt(m.l2_nn2), opt(m.l2_ratio))
-}
-
-/// compare.png: one row per noise draw, [sample A | nearest in S_A | sample B | nearest in S_B], each
-/// nearest image labelled with its correlation to the sample and sample B with corr(x_A, x_B).
-#[allow(clippy::too_many_arguments)]
-fn compare_table<'a>(
-    cmp: &Comparison,
-    sa: &Images<'a>,
-    sb: &Images<'a>,
-    train_a: &'a TrainingSet,
-    train_b: &'a TrainingSet,
-    rows: usize,
-    h: usize,
-    w: usize,
-) -> LabeledTable<'a> {
-    let plane = h * w;
-    let row = |k: usize, p: &PairScores| {
-        vec![
-            Cell { image: &sa.get(k)[..plane], label: format!("#{k}") },
-            Cell { image: &train_a.image(p.a_own.corr_nn)[..plane], label: format!("{:.3}", p.a_own.corr) },
-            Cell { image: &sb.get(k)[..plane], label: format!("AB {:.3}", p.corr_ab) },
-            Cell { image: &train_b.image(p.b_own.corr_nn)[..plane], label: format!("{:.3}", p.b_own.corr) },
-        ]
-    };
-    LabeledTable {
-        header: ["sample A", "NN in S_A", "sample B", "NN in S_B"].map(String::from).to_vec(),
-        rows: cmp.pairs.iter().enumerate().take(rows).map(|(k, p)| row(k, p)).collect(),
-        height: h,
-        width: w,
-    }
-}
-
-/// The default look, with images scaled up (at least 2x) until every title and label fits its column.
-fn table_config(table: &LabeledTable) -> TableConfig {
-    let cfg = TableConfig::default();
-    let labels = table.rows.iter().flatten().map(|c| c.label.as_str());
-    let widest = table.header.iter().map(String::as_str).chain(labels).map(|l| font::text_width(l, 1)).max();
-    let need = (widest.unwrap_or(0) as usize).saturating_sub(cfg.pad);
-    TableConfig { scale: need.div_ceil(table.width.max(1)).max(cfg.scale), ..cfg }
-}
-
-/// Overlaid histograms of correlations as NAME.svg and NAME.png in `out`.
-fn write_histogram(out: &Path, name: &str, title: &str, series: &[(&str, Vec<f64>)]) -> Result<()> {
-    let lo = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0f64, f64::min);
-    let plot = HistogramPlot {
-        title: title.into(),
-        x_label: "Pearson correlation".into(),
-        series: series.iter().map(|(n, v)| Series { name: n.to_string(), values: v }).collect(),
-        lo: (lo * 10.0).floor() / 10.0,
-        hi: 1.0,
-        bins: 50,
-    };
-    save_svg(&plot.to_svg()?, &out.join(format!("{name}.svg")))?;
-    save_rgb_png(&plot.to_png(800, 500)?, &out.join(format!("{name}.png")))?;
-    Ok(())
-}
-
-/// The summary printed to the terminal.
-fn compare_text(cmp: &Comparison, n_a: usize, n_b: usize) -> String {
-    let mut s = String::new();
-    let c = &cmp.config;
-    let _ = writeln!(s, "{} noise draws; N_A = {n_a}, N_B = {n_b}", cmp.pairs.len());
-    let _ = writeln!(s, "{:<30} {:>8} {:>8} {:>8} {:>12}", "", "median", "q1", "q3", "fraction");
-    let line = |s: &mut String, name: &str, sum: &memgen_metrics::Summary, frac: f64| {
-        let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
-        let frac = if frac.is_nan() { "-".into() } else { format!("{frac:.3}") };
-        let _ = writeln!(s, "{name:<30} {:>8} {:>8} {:>8} {frac:>12}", f(sum.median), f(sum.q1), f(sum.q3));
-    };
-    line(&mut s, "corr(A, B) > corr threshold", &cmp.corr_ab, cmp.agree);
-    for (side, sum) in [("A", &cmp.a), ("B", &cmp.b)] {
-        memorization_lines(&mut s, side, &sum.own, "own set", c);
-        memorization_lines(&mut s, side, &sum.other, "other set", c);
-    }
-    line(&mut s, "S_A vs S_B best corr", &cmp.reference.summary, f64::NAN);
-    if let Some(novelty) = &cmp.novelty {
-        line(&mut s, "held-out vs S_A best corr", &novelty.summary, f64::NAN);
-    }
-    let none = memgen_metrics::Summary::of(&[]);
-    for (side, sum) in [("A", &cmp.a), ("B", &cmp.b)] {
-        line(&mut s, &format!("{side} in [-0.25, 1.25]"), &none, sum.in_range.unwrap_or(f64::NAN));
-    }
-    s
-}
-
-fn memorization_lines(s: &mut String, side: &str, m: &MemorizationSummary, set: &str, c: &CompareConfig) {
-    let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
-    let (corr, ratio) = (&m.corr, &m.l2_ratio);
-    let name = format!("{side} vs {set}: corr > {}", c.corr_threshold);
-    let _ = writeln!(
-        s,
-        "{name:<30} {:>8} {:>8} {:>8} {:>12.3}",
-        f(corr.median),
-        f(corr.q1),
-        f(corr.q3),
-        m.memorized_by_corr
-    );
-    let name = format!("{side} vs {set}: ratio < {:.3}", c.ratio_threshold);
-    let _ = writeln!(
-        s,
-        "{name:<30} {:>8} {:>8} {:>8} {:>12.3}",
-        f(ratio.median),
-        f(ratio.q1),
-        f(ratio.q3),
-        m.memorized_by_ratio
-    );
+/// The `--json` result of `memgen memorization`.
+#[derive(Debug, Serialize)]
+struct MemorizationResult<'a> {
+    out: &'a Path,
+    memorization_json: PathBuf,
+    memorization_csv: PathBuf,
+    figure: PathBuf,
+    count: usize,
+    n_train: usize,
+    memorized_by_corr: f64,
+    memorized_by_ratio: f64,
+    corr_median: Option<f64>,
 }
 
 pub fn run_memorization(a: MemorizationArgs) -> Result<()> {
     let thresholds = a.thresholds.config()?;
     super::output::input("RUN", &a.run, "a run directory from `memgen train`")?;
     super::output::input("--samples", &a.samples, "a samples.safetensors from `memgen sample`")?;
-    let train = TrainingSet::load(&a.run)?;
-    let ([n, c, h, w], pixels) = load_samples(&a.samples)?;
-    if [c, h, w] != train.dims() {
-        bail!(
-            "{}: samples are {c}x{h}x{w} but {} trains on {:?}",
-            a.samples.display(),
-            a.run.display(),
-            train.dims()
-        );
-    }
+    let inputs = MemorizationInputs::load(&a.run, &a.samples)?;
     let out = a.out.clone().unwrap_or_else(|| a.samples.parent().unwrap_or(Path::new(".")).to_path_buf());
-    let samples = Images::new(&pixels, c * h * w)?;
-    let scores = memgen_metrics::memorization(&samples, &train.images()?)?;
-    let summary = MemorizationSummary::of(&scores, &thresholds);
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let record = serde_json::json!({
-        "run": a.run, "samples": a.samples, "count": n, "n_train": train.indices.len(),
-        "config": thresholds, "threads": super::threads(), "summary": summary, "scores": scores,
-    });
-    write_json(&out.join("memorization.json"), &record)?;
-    let mut csv = String::from("k,corr,corr_nn,l2_nn1,l2_nn,l2_nn2,l2_ratio\n");
-    for (k, m) in scores.iter().enumerate() {
-        let _ = writeln!(csv, "{k},{}", score_csv(m));
-    }
-    memgen_data::dataset::write_atomic(&out.join("memorization.csv"), csv.as_bytes())?;
-    let plane = h * w;
-    let table = LabeledTable {
-        header: vec!["sample".into(), "NN in S".into()],
-        rows: scores
-            .iter()
-            .enumerate()
-            .take(a.figure_rows)
-            .map(|(k, m)| {
-                vec![
-                    Cell { image: &samples.get(k)[..plane], label: format!("#{k}") },
-                    Cell { image: &train.image(m.corr_nn)[..plane], label: format!("{:.3}", m.corr) },
-                ]
-            })
-            .collect(),
-        height: h,
-        width: w,
-    };
-    memgen_plot::save_png(&table.render(&table_config(&table))?, &out.join("memorization.png"))?;
-    let corr: Vec<f64> = scores.iter().map(|m| m.corr).collect();
-    write_histogram(&out, "memorization-hist", "Best correlation to the training set", &[("samples", corr)])?;
-    let mut s = String::new();
-    let _ = writeln!(s, "{n} samples against N = {} training images", train.indices.len());
-    memorization_lines(&mut s, "samples", &summary, "training set", &thresholds);
-    say_text!("{s}");
+    let record = memorization(&inputs, &thresholds)?;
+    write_memorization(&out, &record, &inputs, a.figure_rows)?;
+    say_text!("{}", record.text());
     say!("-> {}", out.display());
-    super::output::result(serde_json::json!({
-        "out": out,
-        "memorization_json": out.join("memorization.json"),
-        "memorization_csv": out.join("memorization.csv"),
-        "figure": out.join("memorization.png"),
-        "count": n,
-        "n_train": train.indices.len(),
-        "memorized_by_corr": summary.memorized_by_corr,
-        "memorized_by_ratio": summary.memorized_by_ratio,
-        "corr_median": summary.corr.median,
-    }));
+    super::output::result(serde_json::to_value(MemorizationResult {
+        out: &out,
+        memorization_json: out.join("memorization.json"),
+        memorization_csv: out.join("memorization.csv"),
+        figure: out.join("memorization.png"),
+        count: record.count,
+        n_train: record.n_train,
+        memorized_by_corr: record.summary.memorized_by_corr,
+        memorized_by_ratio: record.summary.memorized_by_ratio,
+        corr_median: record.summary.corr.median,
+    })?);
     Ok(())
 }

@@ -468,7 +468,7 @@ fn run_split(a: SplitArgs) -> Result<()> {
         .with_context(|| format!("splitting {}", a.dir.display()))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let path = a.out.join("split.json");
-    memgen_data::dataset::write_atomic(&path, serde_json::to_string_pretty(&file)?.as_bytes())?;
+    memgen_io::write_atomic(&path, serde_json::to_string_pretty(&file)?.as_bytes())?;
     say!(
         "wrote {} (sides of {} and {} images, {} + {} groups; N = {:?})",
         path.display(),

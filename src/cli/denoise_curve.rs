@@ -3,10 +3,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use memgen_analysis::curve::{calpha_optimal_slope, denoise_curve, fit_range, CurvePoint, SlopeFit};
+use memgen_analysis::curve::{calpha_optimal_slope, denoise_curve, fit_range, CurvePoint, PowerFit};
 use memgen_analysis::ModelDenoiser;
 use memgen_data::dataset::PreparedDataset;
-use memgen_diffusion::run::{read_json, write_json, RunConfig, SplitRecord};
+use memgen_diffusion::run::{RunConfig, SplitRecord};
+use memgen_io::{read_json, write_json};
 use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -74,7 +75,7 @@ struct Fit {
     sigma_min: f64,
     sigma_max: f64,
     #[serde(flatten)]
-    fit: SlopeFit,
+    fit: PowerFit,
 }
 
 pub fn run_denoise_curve(a: DenoiseCurveArgs) -> Result<()> {
@@ -147,7 +148,7 @@ pub fn run_denoise_curve(a: DenoiseCurveArgs) -> Result<()> {
         "threads": super::threads(), "seconds": seconds,
     });
     write_json(&out.join("denoise-curve.json"), &record)?;
-    memgen_data::dataset::write_atomic(&out.join("denoise-curve.csv"), csv(&rows).as_bytes())?;
+    memgen_io::write_atomic(&out.join("denoise-curve.csv"), csv(&rows).as_bytes())?;
     let title = format!("Denoising error of {} ({} held-out images)", run_name(&a.run), a.count);
     plot(&out, &title, &curve, fit.as_ref(), alpha)?;
     say_text!("{}", table(&rows, fit.as_ref(), alpha));

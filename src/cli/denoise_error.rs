@@ -8,7 +8,8 @@ use memgen_analysis::generalization::{
 };
 use memgen_analysis::ModelDenoiser;
 use memgen_data::dataset::PreparedDataset;
-use memgen_diffusion::run::{write_json, RunConfig, Selection, SplitRecord};
+use memgen_diffusion::run::{RunConfig, Selection, SplitRecord};
+use memgen_io::write_json;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -99,7 +100,7 @@ pub fn run_denoise_error(a: DenoiseErrorArgs) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| a.run.join("denoise-error"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     write_json(&out.join("denoise-error.json"), &record)?;
-    memgen_data::dataset::write_atomic(&out.join("denoise-error.csv"), csv(&record.errors).as_bytes())?;
+    memgen_io::write_atomic(&out.join("denoise-error.csv"), csv(&record.errors).as_bytes())?;
     say_text!("{}", table(&record));
     say!("-> {}", out.display());
     super::output::result(serde_json::json!({

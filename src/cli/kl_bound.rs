@@ -12,7 +12,8 @@ use memgen_analysis::klbound::{
 };
 use memgen_analysis::{LinearDenoiser, ModelDenoiser};
 use memgen_data::gaussian::GaussianConfig;
-use memgen_diffusion::run::{read_json, RunConfig, SplitRecord};
+use memgen_diffusion::run::{RunConfig, SplitRecord};
+use memgen_io::read_json;
 use memgen_diffusion::{DdpmSchedule, ScheduleConfig};
 use memgen_linear::experiment::{Fitted, Truth};
 use memgen_linear::theory::Regularization;
@@ -181,8 +182,8 @@ pub fn run_kl_bound(a: KlBoundArgs) -> Result<()> {
         "schedule": ScheduleConfig::default(), "sampler": sampler_cfg, "kl_linear_limit": limit,
         "threads": super::threads(), "optimal": optimal, "linear": linear, "runs": runs,
     });
-    memgen_diffusion::run::write_json(&a.out.join("kl-bound.json"), &record)?;
-    memgen_data::dataset::write_atomic(&a.out.join("kl-bound.csv"), csv(&linear, &runs).as_bytes())?;
+    memgen_io::write_json(&a.out.join("kl-bound.json"), &record)?;
+    memgen_io::write_atomic(&a.out.join("kl-bound.csv"), csv(&linear, &runs).as_bytes())?;
     plots(&a.out, &linear, &runs, d)?;
     say_text!("{}", table(&description, d, sigma_min, &linear, &runs, &optimal));
     say!("-> {}", a.out.display());

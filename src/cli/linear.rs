@@ -7,14 +7,13 @@ use clap::{Args, ValueEnum};
 use faer::Mat;
 use memgen_data::dataset::PreparedDataset;
 use memgen_data::gaussian::{GaussianConfig, Spectrum as GaussSpectrum};
-use memgen_diffusion::sampler::Sampler;
 use memgen_diffusion::{DdpmSchedule, ScheduleConfig};
-use memgen_linear::experiment::{analyse_fitted, AnalysisConfig, Fitted, NResult, Truth, TruthKind};
+use memgen_linear::experiment::{
+    analyse_fitted, excess_fit, limit_kl, sweep, AnalysisConfig, ExcessFit, Fitted, LinearRecord, NResult,
+    Sweep, Truth, TruthKind,
+};
 use memgen_linear::theory::Regularization;
-use memgen_linear::wishart::loglog_slope;
-use memgen_linear::Moments;
 use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
-use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -84,16 +83,6 @@ struct Problem {
     description: String,
 }
 
-/// Per N < d: KL and test loss along the weight-decay and training-time sweeps.
-#[derive(Debug, Serialize)]
-struct Sweep {
-    n: usize,
-    /// (λ, test loss, KL).
-    weight_decay: Vec<(f64, f64, Option<f64>)>,
-    /// (τ, test loss, KL).
-    train_time: Vec<(f64, f64, Option<f64>)>,
-}
-
 pub fn run_linear(a: LinearArgs) -> Result<()> {
     let mut ns = a.n.clone();
     ns.sort_unstable();
@@ -131,19 +120,26 @@ pub fn run_linear(a: LinearArgs) -> Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let fit = excess_fit(&results, limit);
+    let fit = excess_fit(&results, limit, d);
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let record = serde_json::json!({
-        "data": a.data, "description": problem.description, "d": d, "truth": problem.truth.kind,
-        "truth_singular": problem.truth.singular,
-        "schedule": ScheduleConfig::default(), "sampler": sampler_cfg, "regularization": reg,
-        "threads": super::threads(), "kl_limit": limit,
-        "kl_excess_fit": fit.map(|(slope, constant)| serde_json::json!({
-            "slope": slope, "constant": constant, "d(d+3)/4": (d * (d + 3)) as f64 / 4.0 })),
-        "results": results, "sweeps": sweeps,
-    });
-    memgen_diffusion::run::write_json(&a.out.join("linear.json"), &record)?;
-    memgen_data::dataset::write_atomic(&a.out.join("linear.csv"), csv(&results, limit).as_bytes())?;
+    let record = LinearRecord {
+        data: a.data.clone(),
+        description: problem.description.clone(),
+        d,
+        truth: problem.truth.kind,
+        truth_singular: problem.truth.singular.clone(),
+        schedule: ScheduleConfig::default(),
+        sampler: sampler_cfg,
+        regularization: reg,
+        threads: super::threads(),
+        kl_limit: limit,
+        kl_excess_fit: fit,
+        results,
+        sweeps,
+    };
+    memgen_io::write_json(&a.out.join("linear.json"), &record)?;
+    let LinearRecord { results, sweeps, .. } = record;
+    memgen_io::write_atomic(&a.out.join("linear.csv"), csv(&results, limit).as_bytes())?;
     plots(&a.out, &results, &sweeps, limit, d)?;
     say_text!("{}", table(&problem, &results, limit, fit));
     say!("-> {}", a.out.display());
@@ -153,20 +149,14 @@ pub fn run_linear(a: LinearArgs) -> Result<()> {
         "linear_csv": a.out.join("linear.csv"),
         "d": d,
         "kl_limit": limit,
-        "kl_excess_fit": fit.map(|(slope, constant)| serde_json::json!({ "slope": slope, "constant": constant })),
+        "kl_excess_fit": fit.map(|f| serde_json::json!({ "slope": f.slope, "constant": f.constant })),
         "results": results,
     }));
     Ok(())
 }
 
 fn progress(len: usize) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "linear [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
+    memgen_io::progress::bar(len as u64, "linear", "", false)
 }
 
 /// The training sets and the population of `--data`.
@@ -253,66 +243,6 @@ pub(super) fn gaussian_data(cfg: &GaussianConfig, side: usize, n: usize) -> Resu
     Ok((images.concat(), truth))
 }
 
-/// KL of the sampler's output for the population's own moments: the N → ∞ limit.
-fn limit_kl(
-    truth: &Truth,
-    schedule: &DdpmSchedule,
-    sampler: &dyn Sampler,
-    reg: Regularization,
-) -> Result<Option<f64>> {
-    if truth.gaussian.is_none() {
-        return Ok(None);
-    }
-    let moments = Moments { mean: truth.mean.clone(), cov: truth.cov.clone(), count: usize::MAX };
-    let fitted = Fitted::from_moments(moments, truth)?;
-    Ok(fitted.kl(truth, schedule, sampler, reg)?.0)
-}
-
-/// Test loss and KL along λ ∈ [1e-4, 10] and τ ∈ [1, 1e6] (log-spaced), for one training set.
-fn sweep(
-    fitted: &Fitted,
-    truth: &Truth,
-    schedule: &DdpmSchedule,
-    sampler: &dyn Sampler,
-    n: usize,
-    points: usize,
-) -> Result<Sweep> {
-    let grid = |lo: f64, hi: f64| -> Vec<f64> {
-        (0..points).map(|i| 10f64.powf(lo + (hi - lo) * i as f64 / (points.max(2) - 1) as f64)).collect()
-    };
-    let eval = |reg: Regularization| -> Result<(f64, Option<f64>)> {
-        let kl = fitted.kl(truth, schedule, sampler, reg)?.0;
-        Ok((fitted.test.total(&schedule.alphas_cumprod, reg), kl))
-    };
-    let mut weight_decay = Vec::new();
-    for l in grid(-4.0, 1.0) {
-        let (test, kl) = eval(Regularization { weight_decay: l, train_time: None })?;
-        weight_decay.push((l, test, kl));
-    }
-    let mut train_time = Vec::new();
-    for tau in grid(0.0, 6.0) {
-        let (test, kl) = eval(Regularization { weight_decay: 0.0, train_time: Some(tau) })?;
-        train_time.push((tau, test, kl));
-    }
-    Ok(Sweep { n, weight_decay, train_time })
-}
-
-/// Log-log fit of KL − KL_∞ against N over N > d: (slope, constant C of C/N^-slope).
-fn excess_fit(results: &[NResult], limit: Option<f64>) -> Option<(f64, f64)> {
-    let limit = limit?;
-    let (xs, ys): (Vec<f64>, Vec<f64>) = results
-        .iter()
-        .filter(|r| r.n > r.d)
-        .filter_map(|r| r.kl.map(|kl| (r.n as f64, kl - limit)))
-        .filter(|&(_, e)| e > 0.0 && e.is_finite())
-        .unzip();
-    if xs.len() < 2 {
-        return None;
-    }
-    let (slope, intercept) = loglog_slope(&xs, &ys).ok()?;
-    Some((slope, intercept.exp()))
-}
-
 pub(super) fn fmt(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_infinite() => "inf".into(),
@@ -321,7 +251,7 @@ pub(super) fn fmt(v: Option<f64>) -> String {
     }
 }
 
-fn table(p: &Problem, results: &[NResult], limit: Option<f64>, fit: Option<(f64, f64)>) -> String {
+fn table(p: &Problem, results: &[NResult], limit: Option<f64>, fit: Option<ExcessFit>) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -350,7 +280,7 @@ fn table(p: &Problem, results: &[NResult], limit: Option<f64>, fit: Option<(f64,
             fmt(r.fit_kl_asymptote)
         );
     }
-    if let Some((slope, c)) = fit {
+    if let Some(ExcessFit { slope, constant: c, .. }) = fit {
         let _ =
             writeln!(s, "KL − KL∞ ≈ {c:.4} · N^{slope:.3} over N > d (d(d+3)/4 = {})", p.d * (p.d + 3) / 4);
     }

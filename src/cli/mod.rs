@@ -156,11 +156,7 @@ fn rayon_threads(n: usize) -> anyhow::Result<()> {
 
 /// The number of worker threads in effect, reported in results files.
 pub fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    memgen_pipeline::threads()
 }
 
 #[cfg(test)]

@@ -112,8 +112,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             return EXIT_USAGE;
         }
         if cause.is::<Refused>()
-            || matches!(cause.downcast_ref(), Some(memgen_diffusion::Error::Refused { .. }))
-            || matches!(cause.downcast_ref(), Some(memgen_experiment::Error::Refused { .. }))
+            || matches!(cause.downcast_ref(), Some(memgen_io::FileError::Refused { .. }))
+            || cause.downcast_ref::<memgen_diffusion::Error>().is_some_and(|e| e.is_refused())
+            || cause.downcast_ref::<memgen_experiment::Error>().is_some_and(|e| e.is_refused())
         {
             return EXIT_REFUSED;
         }
@@ -158,11 +159,12 @@ mod tests {
     #[test]
     fn exit_codes_follow_the_typed_error_under_any_context() {
         let refused: anyhow::Error =
-            memgen_diffusion::Error::Refused { path: "run/config.json".into(), msg: "another config".into() }
-                .into();
+            memgen_diffusion::Error::refused("run/config.json", "another config").into();
         assert_eq!(exit_code(&refused.context("training run")), EXIT_REFUSED);
         let exp: anyhow::Error =
-            memgen_experiment::Error::Refused { path: "exp".into(), msg: "changed".into() }.into();
+            memgen_experiment::Error::from(memgen_io::FileError::refused("exp", "changed")).into();
+        assert_eq!(exit_code(&exp), EXIT_REFUSED);
+        let exp: anyhow::Error = memgen_io::FileError::refused("exp", "changed").into();
         assert_eq!(exit_code(&exp), EXIT_REFUSED);
         let bad = Err::<(), _>(usage("--device gpu: expected cpu")).context("sampling").unwrap_err();
         assert_eq!(exit_code(&bad), EXIT_USAGE);

@@ -268,13 +268,7 @@ pub fn run_rf(a: RfArgs) -> Result<()> {
 }
 
 fn progress(len: usize) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("rf [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}")
-    {
-        bar.set_style(style);
-    }
-    bar
+    memgen_io::progress::bar(len as u64, "rf", "", false)
 }
 
 fn write_outputs(
@@ -298,8 +292,8 @@ fn write_outputs(
         "modes_shift": modes_shift(cfgs, results),
         "targets": targets,
     });
-    memgen_diffusion::run::write_json(&a.out.join("rf.json"), &record)?;
-    memgen_data::dataset::write_atomic(&a.out.join("rf.csv"), csv(cfgs, results).as_bytes())?;
+    memgen_io::write_json(&a.out.join("rf.json"), &record)?;
+    memgen_io::write_atomic(&a.out.join("rf.csv"), csv(cfgs, results).as_bytes())?;
     plots(&a.out, cfgs, results)
 }
 
@@ -340,7 +334,7 @@ fn csv(cfgs: &[(String, ExperimentConfig)], results: &[ExperimentResult]) -> Str
     s
 }
 
-fn fmt_fit(f: &Option<memgen_rf::fit::PowerFit>) -> String {
+fn fmt_fit(f: &Option<memgen_metrics::stats::PowerFit>) -> String {
     f.map_or("-".into(), |f| format!("{:.3}", f.slope))
 }
 

@@ -125,7 +125,7 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     let mut exp = Experiment::parse(DEMO_EXPERIMENT).context("the built-in demo experiment")?;
     let root = experiment_root(&a.opts.out, &exp)?;
     let model = root.join("unet-demo.toml");
-    memgen_data::dataset::write_atomic(&model, DEMO_MODEL.as_bytes())?;
+    memgen_io::write_atomic(&model, DEMO_MODEL.as_bytes())?;
     exp.model = model.clone();
     let plan = Plan::new(&exp, &root, &root);
     exec::setup(&plan, &model, DEMO_EXPERIMENT, a.opts.force)?;

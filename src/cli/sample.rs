@@ -1,13 +1,16 @@
-//! `memgen sample`: generate images from a trained run with explicit, shareable noise.
+//! `memgen sample`: generate images from a trained run with explicit, shareable noise (the stage
+//! itself is [`memgen_pipeline::sample`]).
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use memgen_diffusion::generate::{generate_on, load_samples, save_samples, GenerateConfig, Generated};
-use memgen_diffusion::run::{write_json, DataRef, Selection, Side};
+use memgen_diffusion::generate::GenerateConfig;
+use memgen_diffusion::run::{Selection, Side};
 use memgen_diffusion::sampler::blind::BlindSamplerConfig;
 use memgen_diffusion::sampler::ddpm::VarianceType;
 use memgen_diffusion::sampler::SamplerConfig;
 use memgen_diffusion::schedule::{BetaSchedule, ScheduleConfig};
+use memgen_pipeline::sample::{default_dir, images_per_s, sample_into, sample_oracle_into, Subset};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 use super::train::{ScheduleArg, SideArg};
@@ -87,36 +90,24 @@ impl OracleOpts {
         }
     }
 
-    /// DIR/oracle/<subset>/seed-S, <subset> = `a-n5` (`a-n5-split3` for split seed 3), `all`, or
-    /// `indices-<file stem>`.
-    pub fn default_dir(&self, data: &Path, noise_seed: u64) -> PathBuf {
-        let subset = match self.selection() {
-            Selection::Split { side, n, seed } => {
-                let side = if side == Side::A { "a" } else { "b" };
-                if seed == 0 {
-                    format!("{side}-n{n}")
-                } else {
-                    format!("{side}-n{n}-split{seed}")
-                }
-            }
-            Selection::All => "all".into(),
-            Selection::File { path } => {
-                format!("indices-{}", path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default())
-            }
-        };
-        data.join("oracle").join(subset).join(format!("seed-{noise_seed}"))
+    /// The schedule of the baseline denoiser.
+    pub fn schedule(&self) -> ScheduleConfig {
+        schedule(self.schedule, self.diffusion_steps)
     }
 
-    pub fn schedule(&self) -> ScheduleConfig {
-        ScheduleConfig {
-            kind: match self.schedule {
-                ScheduleArg::Linear => BetaSchedule::Linear,
-                ScheduleArg::Cosine => BetaSchedule::Cosine,
-            },
-            steps: self.diffusion_steps,
-            ..Default::default()
-        }
+    /// The training subset of `data` these flags select, with its schedule.
+    pub fn subset(&self, data: &Path) -> Subset {
+        Subset { data: data.to_path_buf(), selection: self.selection(), schedule: self.schedule() }
     }
+}
+
+/// The DDPM schedule of `--schedule` and `--diffusion-steps` (betas 1e-4 .. 0.02 for linear).
+pub fn schedule(kind: ScheduleArg, steps: usize) -> ScheduleConfig {
+    let kind = match kind {
+        ScheduleArg::Linear => BetaSchedule::Linear,
+        ScheduleArg::Cosine => BetaSchedule::Cosine,
+    };
+    ScheduleConfig { kind, steps, ..Default::default() }
 }
 
 /// How to sample (shared by `memgen sample` and `memgen compare`).
@@ -231,6 +222,20 @@ pub enum VarianceArg {
     Posterior,
 }
 
+/// The `--json` result of `memgen sample`: the files written and the headline numbers.
+#[derive(Debug, Serialize)]
+struct SampleResult {
+    out: PathBuf,
+    samples: PathBuf,
+    record: PathBuf,
+    grid: PathBuf,
+    count: usize,
+    dims: [usize; 4],
+    seconds: f64,
+    images_per_s: f64,
+    in_range_fraction: f64,
+}
+
 pub fn run_sample(a: SampleArgs) -> Result<()> {
     let cfg = a.sampler.config(a.noise_seed, a.count);
     let dev = a.sampler.device(a.oracle.oracle)?;
@@ -243,196 +248,30 @@ pub fn run_sample(a: SampleArgs) -> Result<()> {
         None => {
             let data = a.oracle.data.clone().context("--oracle needs --data")?;
             super::output::input("--data", &data, "a prepared dataset directory from `memgen data prepare`")?;
-            let out = a.out.clone().unwrap_or_else(|| a.oracle.default_dir(&data, a.noise_seed));
-            (sample_oracle_into(&data, &a.oracle, &cfg, &out, a.png_each)?, out)
+            let subset = a.oracle.subset(&data);
+            let out = a.out.clone().unwrap_or_else(|| subset.oracle_dir(a.noise_seed));
+            (sample_oracle_into(&subset, &cfg, &out, a.png_each)?, out)
         }
     };
-    super::output::result(serde_json::json!({
-        "out": out,
-        "samples": out.join("samples.safetensors"),
-        "record": out.join("samples.json"),
-        "grid": out.join("grid.png"),
-        "count": g.dims[0],
-        "dims": g.dims,
-        "seconds": g.seconds,
-        "images_per_s": g.dims[0] as f64 / g.seconds.max(1e-9),
-        "in_range_fraction": g.in_range_fraction,
-    }));
+    let result = SampleResult {
+        samples: out.join("samples.safetensors"),
+        record: out.join("samples.json"),
+        grid: out.join("grid.png"),
+        count: g.dims[0],
+        dims: g.dims,
+        seconds: g.seconds,
+        images_per_s: images_per_s(&g),
+        in_range_fraction: g.in_range_fraction,
+        out,
+    };
+    super::output::result(serde_json::to_value(&result)?);
     say!(
         "sampled {} images in {:.1} s ({:.2} images/s, {:.0}% within [-0.25, 1.25]) -> {}",
-        g.dims[0],
-        g.seconds,
-        g.dims[0] as f64 / g.seconds.max(1e-9),
-        100.0 * g.in_range_fraction,
-        out.display()
+        result.count,
+        result.seconds,
+        result.images_per_s,
+        100.0 * result.in_range_fraction,
+        result.out.display()
     );
-    Ok(())
-}
-
-/// RUN/samples/seed-S: where `memgen sample` writes by default and `memgen compare` looks first.
-pub fn default_dir(run: &Path, noise_seed: u64) -> PathBuf {
-    run.join("samples").join(format!("seed-{noise_seed}"))
-}
-
-/// Sample `run` with `cfg` on `dev` (progress bar on stderr) and write `samples.safetensors`, `grid.png` and
-/// `samples.json` (and one PNG per image when `png_each`) into `out`.
-pub fn sample_into(
-    run: &Path,
-    cfg: &GenerateConfig,
-    dev: &candle::Device,
-    out: &Path,
-    png_each: bool,
-) -> Result<Generated> {
-    let bar = progress_bar(cfg.count, run);
-    let g = generate_on(run, cfg, dev, Some(&bar)).with_context(|| format!("sampling {}", run.display()))?;
-    bar.finish_and_clear();
-    write_with_record(&g, cfg, ("run", serde_json::json!(run)), out, png_each)?;
-    Ok(g)
-}
-
-/// Sample the empirical optimal denoiser of the training subset of `data` that `oracle` selects and
-/// write the same files as [`sample_into`]; samples.json records the dataset, its content hash, the
-/// selection, the training indices and the schedule under "oracle".
-pub fn sample_oracle_into(
-    data: &Path,
-    oracle: &OracleOpts,
-    cfg: &GenerateConfig,
-    out: &Path,
-    png_each: bool,
-) -> Result<Generated> {
-    let schedule = oracle.schedule();
-    let data_ref =
-        DataRef { dir: data.to_path_buf(), content_hash: String::new(), selection: oracle.selection() };
-    let bar = progress_bar(cfg.count, data);
-    let (g, split) = memgen_linear::oracle::generate(&data_ref, &schedule, cfg, &|n| bar.inc(n as u64))
-        .with_context(|| format!("sampling the empirical optimal denoiser of {}", data.display()))?;
-    bar.finish_and_clear();
-    write_with_record(&g, cfg, ("oracle", subset_record(&split, &schedule)), out, png_each)?;
-    Ok(g)
-}
-
-/// Sample the Gaussian (linear) denoiser of the training subset of `data` that `sides` selects (its
-/// mean and covariance, unregularised: [`memgen_linear::baseline::generate_linear`]; with `blind`
-/// its blind form under the blind sampler) and write the same files as [`sample_into`];
-/// samples.json records the dataset, content hash, selection, training indices, schedule and
-/// `blind` under "linear".
-pub fn sample_linear_into(
-    data: &Path,
-    sides: &OracleOpts,
-    blind: bool,
-    cfg: &GenerateConfig,
-    out: &Path,
-    png_each: bool,
-) -> Result<Generated> {
-    let schedule = sides.schedule();
-    let data_ref =
-        DataRef { dir: data.to_path_buf(), content_hash: String::new(), selection: sides.selection() };
-    let bar = progress_bar(cfg.count, data);
-    let reg = memgen_linear::theory::Regularization::default();
-    let (g, split) = memgen_linear::baseline::generate_linear(&data_ref, &schedule, reg, blind, cfg, &|n| {
-        bar.inc(n as u64)
-    })
-    .with_context(|| format!("sampling the Gaussian denoiser of {}", data.display()))?;
-    bar.finish_and_clear();
-    let mut linear = subset_record(&split, &schedule);
-    linear["regularization"] = serde_json::json!(reg);
-    linear["blind"] = blind.into();
-    write_with_record(&g, cfg, ("linear", linear), out, png_each)?;
-    Ok(g)
-}
-
-/// What a baseline sampled from: the training subset (dataset, content hash, selection, indices) and
-/// the schedule, for samples.json.
-fn subset_record(split: &memgen_diffusion::run::SplitRecord, schedule: &ScheduleConfig) -> serde_json::Value {
-    serde_json::json!({
-        "dataset": split.dataset,
-        "content_hash": split.content_hash,
-        "selection": split.selection,
-        "n_train": split.indices.len(),
-        "indices": split.indices,
-        "schedule": schedule,
-    })
-}
-
-/// Write the samples with their samples.json: `source` (what was sampled: "run" or "oracle"), the
-/// sampler config, the result, threads and images/s.
-fn write_with_record(
-    g: &Generated,
-    cfg: &GenerateConfig,
-    source: (&str, serde_json::Value),
-    out: &Path,
-    png_each: bool,
-) -> Result<()> {
-    let mut record = serde_json::json!({
-        "config": cfg,
-        "result": g,
-        "threads": super::threads(),
-        "images_per_s": g.dims[0] as f64 / g.seconds.max(1e-9),
-    });
-    record[source.0] = source.1;
-    write_samples(g, &record, out, png_each)
-}
-
-fn progress_bar(count: usize, what: &Path) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(count as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "sampling [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_message(what.display().to_string());
-    bar
-}
-
-/// Write `samples.safetensors`, `grid.png`, `samples.json` (`record`) and, when `png_each`, one PNG
-/// per image into `out`.
-fn write_samples(g: &Generated, record: &serde_json::Value, out: &Path, png_each: bool) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    save_samples(g, &out.join("samples.safetensors"))?;
-    let [_, c, h, w] = g.dims;
-    let plane = h * w;
-    let images: Vec<&[f32]> = g.pixels.chunks(c * plane).map(|im| &im[..plane]).collect();
-    write_grid(&images, h, w, &out.join("grid.png"))?;
-    if png_each {
-        for (k, im) in images.iter().enumerate() {
-            write_grid(&[im], h, w, &out.join(format!("sample-{k:05}.png")))?;
-        }
-    }
-    write_json(&out.join("samples.json"), record)?;
-    Ok(())
-}
-
-/// Samples of `dir` (written by [`sample_into`]) when they were made from `run` with the same
-/// sampler, weights and noise as `cfg` and hold at least `cfg.count` images: the first `cfg.count`
-/// (sample k depends only on the noise seed and k, not on how many were drawn).
-pub fn reusable(dir: &Path, cfg: &GenerateConfig) -> Option<([usize; 4], Vec<f32>)> {
-    let meta: serde_json::Value = memgen_diffusion::run::read_json(&dir.join("samples.json")).ok()?;
-    let mut saved: GenerateConfig = serde_json::from_value(meta.get("config")?.clone()).ok()?;
-    if saved.count < cfg.count {
-        return None;
-    }
-    saved.count = cfg.count;
-    saved.batch_size = cfg.batch_size;
-    if &saved != cfg {
-        return None;
-    }
-    let ([n, c, h, w], mut pixels) = load_samples(&dir.join("samples.safetensors")).ok()?;
-    if n < cfg.count {
-        return None;
-    }
-    pixels.truncate(cfg.count * c * h * w);
-    Some(([cfg.count, c, h, w], pixels))
-}
-
-/// A PNG of `images` in a grid (one image: no padding, scale 1).
-pub fn write_grid(images: &[&[f32]], h: usize, w: usize, path: &Path) -> Result<()> {
-    use memgen_plot::{save_png, Grid, GridConfig};
-    let cfg = if images.len() == 1 {
-        GridConfig { cols: 1, pad: 0, scale: 1, ..Default::default() }
-    } else {
-        GridConfig::default()
-    };
-    let img = Grid { images, height: h, width: w }.render(&cfg)?;
-    save_png(&img, path)?;
     Ok(())
 }

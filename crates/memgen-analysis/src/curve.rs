@@ -9,7 +9,7 @@
 //! - PSNR(σ) = 10 log₁₀(1 / MSE) dB (peak value 1);
 //! - input MSE = (1/n) Σ_k ‖y_k − x_k‖² / d, the error of not denoising at all (≈ σ²).
 //!
-//! The rate is the slope of ln MSE against ln σ over a small-σ range ([`fit_slope`], [`fit_range`]):
+//! The rate is the slope of ln MSE against ln σ over a small-σ range ([`power_law_fit`], [`fit_range`]):
 //! MSE ≈ C σ^slope. The optimal rate on C^α images (Korostelev & Tsybakov 1993) is
 //! [`calpha_optimal_slope`] = 2α/(α + 1); doing nothing has slope 2.
 //!
@@ -146,63 +146,18 @@ pub fn psnr(mse: f64) -> f64 {
     -10.0 * mse.log10()
 }
 
-/// A power law y ≈ e^intercept · x^slope fitted by least squares of ln y on ln x.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SlopeFit {
-    /// b of ln y = a + b ln x.
-    pub slope: f64,
-    /// a of ln y = a + b ln x.
-    pub intercept: f64,
-    /// Coefficient of determination of the fit in log-log: 1 − SS_res / SS_tot (1 when SS_tot = 0).
-    pub r2: f64,
-    /// Points used.
-    pub points: usize,
-}
+use memgen_metrics::stats::power_law_fit;
+pub use memgen_metrics::stats::PowerFit;
 
-impl SlopeFit {
-    /// The fitted y at x: e^a x^b.
-    pub fn predict(&self, x: f64) -> f64 {
-        (self.intercept + self.slope * x.ln()).exp()
-    }
-}
-
-/// Least squares of ln y on ln x over the points with x, y finite and positive (the others are left
-/// out): b = Σ (u − ū)(v − v̄) / Σ (u − ū)², a = v̄ − b ū with u = ln x, v = ln y. `None` when fewer than
-/// two such points remain or they all have the same x.
-pub fn fit_slope(points: &[(f64, f64)]) -> Option<SlopeFit> {
-    let uv: Vec<(f64, f64)> = points
-        .iter()
-        .filter(|(x, y)| x.is_finite() && y.is_finite() && *x > 0.0 && *y > 0.0)
-        .map(|(x, y)| (x.ln(), y.ln()))
-        .collect();
-    let m = uv.len();
-    if m < 2 {
-        return None;
-    }
-    let (ub, vb) =
-        (uv.iter().map(|p| p.0).sum::<f64>() / m as f64, uv.iter().map(|p| p.1).sum::<f64>() / m as f64);
-    let suu: f64 = uv.iter().map(|(u, _)| (u - ub).powi(2)).sum();
-    let suv: f64 = uv.iter().map(|(u, v)| (u - ub) * (v - vb)).sum();
-    if !(suu > 0.0) {
-        return None;
-    }
-    let slope = suv / suu;
-    let intercept = vb - slope * ub;
-    let ss_res: f64 = uv.iter().map(|(u, v)| (v - intercept - slope * u).powi(2)).sum();
-    let ss_tot: f64 = uv.iter().map(|(_, v)| (v - vb).powi(2)).sum();
-    let r2 = if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { 1.0 };
-    Some(SlopeFit { slope, intercept, r2, points: m })
-}
-
-/// [`fit_slope`] of MSE against σ (the σ of the added noise, not the effective one) over the points
+/// [`power_law_fit`] of MSE against σ (the σ of the added noise, not the effective one) over the points
 /// with `sigma_min` ≤ σ ≤ `sigma_max`: the small-σ rate, MSE ≈ e^a σ^b there.
-pub fn fit_range(curve: &[CurvePoint], sigma_min: f64, sigma_max: f64) -> Option<SlopeFit> {
+pub fn fit_range(curve: &[CurvePoint], sigma_min: f64, sigma_max: f64) -> Option<PowerFit> {
     let pts: Vec<(f64, f64)> = curve
         .iter()
         .filter(|p| p.sigma >= sigma_min && p.sigma <= sigma_max)
         .map(|p| (p.sigma, p.mse))
         .collect();
-    fit_slope(&pts)
+    power_law_fit(pts)
 }
 
 /// The optimal denoising rate on C^α images (Korostelev & Tsybakov 1993; Kadkhodaie et al. 2024):
@@ -220,24 +175,7 @@ mod tests {
     use rand_distr::{Distribution, StandardNormal};
 
     #[test]
-    fn slope_fit_recovers_a_power_law() {
-        let pts: Vec<(f64, f64)> =
-            [0.01, 0.02, 0.05, 0.1, 0.3].iter().map(|&x: &f64| (x, 3.0 * x.powf(1.6))).collect();
-        let fit = fit_slope(&pts).unwrap();
-        assert!((fit.slope - 1.6).abs() < 1e-12, "{fit:?}");
-        assert!((fit.intercept - 3f64.ln()).abs() < 1e-12, "{fit:?}");
-        assert!((fit.r2 - 1.0).abs() < 1e-12 && fit.points == 5);
-        assert!((fit.predict(0.5) - 3.0 * 0.5f64.powf(1.6)).abs() < 1e-12);
-        // Non-positive points are left out; too few or a single x give no fit.
-        let mut with_bad = pts.clone();
-        with_bad.push((0.2, 0.0));
-        with_bad.push((-1.0, 1.0));
-        assert_eq!(fit_slope(&with_bad).unwrap().points, 5);
-        assert!(fit_slope(&pts[..1]).is_none());
-        assert!(fit_slope(&[(0.1, 1.0), (0.1, 2.0)]).is_none());
-        // Noisy points: r² below 1.
-        let noisy = [(0.01, 1.0), (0.1, 30.0), (1.0, 40.0)];
-        assert!(fit_slope(&noisy).unwrap().r2 < 1.0);
+    fn the_calpha_optimal_slope() {
         assert!((calpha_optimal_slope(4.0) - 1.6).abs() < 1e-15);
         assert!((calpha_optimal_slope(1.0) - 1.0).abs() < 1e-15);
     }

@@ -14,7 +14,7 @@ use crate::{invalid, Error, Provenance, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The manifest's format tag.
 pub const FORMAT: &str = "memgen-dataset/1";
@@ -110,8 +110,7 @@ impl PreparedDataset {
         let st = safetensors::serialize([(TENSOR_NAME, view)], None)
             .map_err(|e| invalid!("cannot serialise the images tensor: {e}"))?;
         write_atomic(&dir.join(IMAGES_FILE), &st)?;
-        let json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| invalid!("manifest: {e}"))?;
-        write_atomic(&dir.join(MANIFEST_FILE), &json)
+        Ok(memgen_io::write_json(&dir.join(MANIFEST_FILE), &self.manifest)?)
     }
 
     /// Read a prepared dataset, checking shape, dtype and content hash against the manifest.
@@ -211,25 +210,4 @@ pub fn content_hash(bytes: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-/// Write `bytes` to `path` through a temporary file in the same directory and a rename, so a reader
-/// never sees a half-written file and an interrupted write leaves the old file intact.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = tmp_path(path);
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(name)
-}
+pub use memgen_io::write_atomic;

@@ -1,21 +1,16 @@
 //! The one error type of memgen-data. Every variant that concerns a file names it.
 
+use memgen_io::FileError;
 use std::path::PathBuf;
 
 /// Errors from reading sources, preparing datasets and drawing splits.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An I/O failure on a named file or directory.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file whose content is not what its format requires (bad magic, truncation, corrupt image, ...).
-    #[error("{path}: {msg}")]
-    BadFile { path: PathBuf, msg: String },
+    /// An I/O failure on a named file or directory, or a file whose content is not what its format
+    /// requires (bad magic, truncation, corrupt image, ...).
+    #[error(transparent)]
+    File(#[from] FileError),
     /// Input that is well-formed but unusable (mixed sizes, empty folder, bad parameters, ...).
     #[error("{0}")]
     Invalid(String),
@@ -36,14 +31,14 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    /// An [`Error::Io`] for `path`.
+    /// A [`FileError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        FileError::io(path, source).into()
     }
 
-    /// An [`Error::BadFile`] for `path`.
+    /// A [`FileError::BadFile`] for `path`.
     pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::BadFile { path: path.into(), msg: msg.into() }
+        FileError::bad_file(path, msg).into()
     }
 }
 

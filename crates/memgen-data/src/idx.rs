@@ -43,7 +43,7 @@ pub struct IdxArray {
 
 /// Parse an uncompressed IDX file held in `bytes`; `path` only names the file in errors.
 ///
-/// Fails with [`Error::BadFile`] (never panics) when the header is short or has a wrong magic,
+/// Fails with [`memgen_io::FileError::BadFile`] (never panics) when the header is short or has a wrong magic,
 /// the type is not `0x08`, `ndims` is not 1 to 4, the dimensions overflow, or the data length
 /// differs from the product of the dimensions.
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
@@ -54,7 +54,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
 
 /// Read the IDX file at `path`, gunzipping it first if it starts with the gzip magic bytes.
 ///
-/// Fails with [`Error::Io`] when the file cannot be read, and with [`Error::BadFile`] for a
+/// Fails with [`memgen_io::FileError::Io`] when the file cannot be read, and with [`memgen_io::FileError::BadFile`] for a
 /// corrupt gzip stream or any error of [`parse_idx`].
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;

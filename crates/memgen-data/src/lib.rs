@@ -14,8 +14,6 @@ pub mod error;
 pub mod folder;
 pub mod gaussian;
 pub mod hub;
-#[cfg(feature = "loopback-hub")]
-pub mod hub_testing;
 pub mod idx;
 pub mod image;
 pub mod parquet;

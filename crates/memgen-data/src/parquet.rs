@@ -6,7 +6,7 @@
 //! for tests and the loopback Hub.
 //!
 //! Malformed files never panic the caller: every error of the parquet crate, and any panic it raises
-//! on hostile input, becomes an [`Error::BadFile`] naming the file.
+//! on hostile input, becomes an [`memgen_io::FileError::BadFile`] naming the file.
 
 use crate::{Error, Result};
 use ::parquet::basic::{Compression, Type as PhysicalType};
@@ -242,10 +242,9 @@ pub fn write_image_parquet(file: &Path, rows: &[(Vec<u8>, String, Option<i64>)])
     std::fs::write(file, bytes).map_err(|e| Error::io(file, e))
 }
 
-/// The bytes of the parquet file [`write_image_parquet`] writes.
-pub(crate) fn encode_image_parquet(
-    rows: &[(Vec<u8>, String, Option<i64>)],
-) -> ::parquet::errors::Result<Vec<u8>> {
+/// The bytes of the parquet file [`write_image_parquet`] writes, built in memory (the loopback Hub
+/// of the tests serves such files).
+pub fn encode_image_parquet(rows: &[(Vec<u8>, String, Option<i64>)]) -> ::parquet::errors::Result<Vec<u8>> {
     let schema = Arc::new(parse_message_type(IMAGE_PARQUET_SCHEMA)?);
     let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
     let mut writer = SerializedFileWriter::new(Vec::new(), schema, props)?;

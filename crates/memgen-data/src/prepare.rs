@@ -5,7 +5,7 @@ use crate::dedup::{dedup, DedupConfig, DedupReport};
 use crate::preprocess::PreprocessConfig;
 use crate::source::{ImageSource, SourceImage};
 use crate::{invalid, Image, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use rayon::prelude::*;
 
 /// Everything `prepare` needs besides the source.
@@ -23,14 +23,8 @@ pub struct PrepareOptions {
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress_bar(len: u64, msg: &'static str) -> ProgressBar {
-    let bar = ProgressBar::new(len).with_message(msg);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg:>20} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta})")
-    {
-        bar.set_style(style);
-    }
-    bar
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    memgen_io::progress::bar(len, what, "", false)
 }
 
 /// Load, check and preprocess the images of `source`, then remove near-duplicates if asked.

@@ -1,10 +1,11 @@
 //! The Hub source against the loopback Hub, the parquet reader/writer, globbing and the Hub
 //! environment. Every test builds its own `HubEnv` and temp cache (tests run in parallel).
 
+use memgen_io::FileError;
 use memgen_data::hub::{check_repo_path, glob_match, select_files, HubConfig, HubEnv, HubSource};
-use memgen_data::hub_testing::{fake_image_repo, gray_png, sha256_hex, FakeRepo, LoopbackHub};
 use memgen_data::parquet::{read_encoded_images, write_image_parquet, EncodedImage};
 use memgen_data::{Error, ImageSource, SourceImage};
+use memgen_hub_server::{fake_image_repo, gray_png, sha256_hex, FakeRepo, LoopbackHub};
 use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
@@ -333,7 +334,7 @@ fn missing_and_mistyped_columns_are_reported_with_the_columns_that_exist() {
     let cache = TempDir::new().unwrap();
     let e = env(&hub.endpoint(), cache.path());
     let bad_file_msg = |config: HubConfig| match load(config, e.clone(), None) {
-        Err(Error::BadFile { path, msg }) => {
+        Err(Error::File(FileError::BadFile { path, msg })) => {
             assert!(path.ends_with("data/train-00000-of-00001.parquet"), "{path:?}");
             msg
         }
@@ -366,7 +367,7 @@ fn a_corrupt_image_names_the_shard_and_row() {
     let hub = LoopbackHub::start(vec![repo]);
     let cache = TempDir::new().unwrap();
     match load(cfg("x/corrupt"), env(&hub.endpoint(), cache.path()), None) {
-        Err(Error::BadFile { path, msg }) => {
+        Err(Error::File(FileError::BadFile { path, msg })) => {
             assert!(path.ends_with("x.parquet") && msg.starts_with("row 2:"), "{path:?}: {msg}");
         }
         other => panic!("expected BadFile, got {other:?}"),
@@ -627,7 +628,7 @@ fn write_custom(file: &Path, schema: &str, cols: Vec<Col>) {
 
 fn bad_msg(file: &Path, column: &str, group: Option<&str>) -> String {
     match read_encoded_images(file, column, group, None) {
-        Err(Error::BadFile { path, msg }) => {
+        Err(Error::File(FileError::BadFile { path, msg })) => {
             assert_eq!(path, file);
             msg
         }
@@ -678,7 +679,7 @@ fn parquet_null_images_other_layouts_and_group_types() {
     assert!(bad_msg(&not, "image", None).contains("not a readable parquet file"));
     assert!(matches!(
         read_encoded_images(&dir.path().join("missing"), "image", None, None),
-        Err(Error::Io { .. })
+        Err(Error::File(FileError::Io { .. }))
     ));
 }
 
@@ -699,7 +700,7 @@ fn every_truncation_of_a_shard_is_an_error() {
     for len in 0..bytes.len() {
         std::fs::write(&file, &bytes[..len]).unwrap();
         let r = read_encoded_images(&file, "image", Some("label"), None);
-        assert!(matches!(r, Err(Error::BadFile { .. })), "length {len} of {}: {r:?}", bytes.len());
+        assert!(matches!(r, Err(Error::File(FileError::BadFile { .. }))), "length {len} of {}: {r:?}", bytes.len());
     }
     std::fs::write(&file, &bytes).unwrap();
     assert_eq!(read_encoded_images(&file, "image", Some("label"), None).unwrap().len(), 3);

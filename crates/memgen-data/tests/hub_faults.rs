@@ -2,9 +2,10 @@
 //! hostile blob ids and an unwritable cache. Each ends in a clear error (or a resumed download),
 //! and nothing unverified is ever left where a later run would read it.
 
+use memgen_io::FileError;
 use memgen_data::hub::{HubConfig, HubEnv, HubSource, MAX_FILE_BYTES};
-use memgen_data::hub_testing::{fake_image_repo, Fault, LoopbackHub};
 use memgen_data::{Error, ImageSource};
+use memgen_hub_server::{fake_image_repo, Fault, LoopbackHub};
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
@@ -168,7 +169,7 @@ fn an_unwritable_cache_names_the_path() {
     std::fs::write(&file, b"x").unwrap();
     let cache = file.join("hub");
     match load(env(&hub.endpoint(), &cache)) {
-        Err(Error::Io { path, .. }) => assert!(path.starts_with(&cache), "{path:?}"),
+        Err(Error::File(FileError::Io { path, .. })) => assert!(path.starts_with(&cache), "{path:?}"),
         other => panic!("expected an I/O error naming the cache, got {other:?}"),
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"x");

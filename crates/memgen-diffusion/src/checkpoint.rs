@@ -14,13 +14,7 @@ use candle::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Write `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    memgen_data::dataset::write_atomic(path, bytes).map_err(|e| match e {
-        memgen_data::Error::Io { path, source } => Error::Io { path, source },
-        other => Error::Data(other),
-    })
-}
+pub use memgen_io::write_atomic;
 
 /// Save named tensors as safetensors, atomically: written to `NAME.safetensors.<pid>.tmp`, synced
 /// and renamed. On failure (disk full, no permission) the temporary file is removed, the previous

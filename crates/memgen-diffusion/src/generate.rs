@@ -8,7 +8,7 @@ use crate::model::ModelConfig;
 use crate::noise::NoiseSource;
 use crate::run::{device, RunConfig};
 use crate::sampler::blind::{sample_blind, BlindSamplerConfig};
-use crate::sampler::{denoise, sample, SamplerConfig};
+use crate::sampler::{SampleRequest, SamplerConfig};
 use crate::schedule::DdpmSchedule;
 use crate::train::load_model;
 use crate::{Denoiser, Prediction};
@@ -137,12 +137,20 @@ pub fn generate_with(
     for first in (0..cfg.count).step_by(cfg.batch_size) {
         let n = cfg.batch_size.min(cfg.count - first);
         let x = match (&sampling, &sampler, &initial) {
-            (Sampling::Time { schedule, prediction }, Some(s), None) => {
-                sample(den, *prediction, schedule, s.as_ref(), &noise, first as u64, n, &dims, dev)?
-            }
-            (Sampling::Time { schedule, prediction }, Some(s), Some(x_big_t)) => {
-                let x_t = x_big_t.narrow(0, first, n)?;
-                denoise(den, *prediction, schedule, s.as_ref(), &noise, first as u64, x_t)?
+            (Sampling::Time { schedule, prediction }, Some(s), initial) => {
+                let request = SampleRequest {
+                    model: den,
+                    prediction: *prediction,
+                    schedule,
+                    sampler: s.as_ref(),
+                    noise: &noise,
+                    dims: &dims,
+                    device: dev,
+                };
+                match initial {
+                    None => request.sample(first as u64, n)?,
+                    Some(x_big_t) => request.denoise(first as u64, x_big_t.narrow(0, first, n)?)?,
+                }
             }
             _ => {
                 let s = sample_blind(den, &cfg.blind, &noise, first as u64, n, &dims, dev)?;

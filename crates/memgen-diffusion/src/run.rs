@@ -1,7 +1,6 @@
 //! Run directories: `config.json` (everything needed to reproduce the run) and `split.json` (the exact
 //! training indices), and loading the training images they name.
 
-use crate::checkpoint::write_atomic;
 use crate::error::{Error, Result};
 use crate::train::TrainConfig;
 use candle::{Device, Tensor};
@@ -73,17 +72,12 @@ impl RunConfig {
     }
 }
 
-/// Read and parse a JSON file, naming it in errors.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(path, e.to_string()))
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    Ok(memgen_io::read_json(path)?)
 }
 
-/// Write a value as pretty JSON, atomically.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| Error::Invalid(format!("cannot serialise JSON: {e}")))?;
-    write_atomic(path, &bytes)
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    Ok(memgen_io::write_json(path, value)?)
 }
 
 /// The indices `selection` picks from a dataset.

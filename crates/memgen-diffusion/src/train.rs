@@ -324,15 +324,11 @@ impl Trainer {
             log_sum: self.log_window.0,
             log_count: self.log_window.1,
         };
-        write_atomic(&dir.join("state.json"), &serde_json::to_vec_pretty(&state).map_err(json_err)?)?;
+        memgen_io::write_json(&dir.join("state.json"), &state)?;
         promote(run, &dir)?;
         save_tensors(&run.join("model.safetensors"), &weights)?;
         save_tensors(&run.join("ema.safetensors"), &self.ema)
     }
-}
-
-fn json_err(e: serde_json::Error) -> Error {
-    Error::Invalid(format!("cannot serialise JSON: {e}"))
 }
 
 /// The variables of `varmap`, sorted by name.
@@ -462,25 +458,13 @@ fn remove_stale_tmp(run_dir: &Path) {
 }
 
 fn progress(steps: usize, done: usize, quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(steps as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "training [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}",
-    ) {
-        bar.set_style(style);
-    }
+    let bar = memgen_io::progress::bar(steps as u64, "training", "", quiet);
     bar.set_position(done as u64);
     bar
 }
 
 fn append_log(path: &Path, line: &LogLine) -> Result<()> {
-    use std::io::Write;
-    let mut f =
-        std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-    let text = serde_json::to_string(line).map_err(json_err)?;
-    writeln!(f, "{text}").map_err(|e| Error::io(path, e))
+    Ok(memgen_io::append_json_line(path, line)?)
 }
 
 /// Drop log lines past `step` (written after the checkpoint a resumed run starts from).
@@ -494,7 +478,7 @@ fn truncate_log(path: &Path, step: usize) -> Result<()> {
     if !out.is_empty() {
         out.push('\n');
     }
-    write_atomic(path, out.as_bytes())
+    Ok(write_atomic(path, out.as_bytes())?)
 }
 
 /// Build a model for inference from a run's weights (`ema` selects the EMA weights).

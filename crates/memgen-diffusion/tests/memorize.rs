@@ -5,7 +5,7 @@ use candle::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use memgen_diffusion::model::{Model, ModelConfig};
 use memgen_diffusion::optim::AdamWConfig;
-use memgen_diffusion::sampler::{sample_batched, SamplerConfig};
+use memgen_diffusion::sampler::{SampleRequest, SamplerConfig};
 use memgen_diffusion::schedule::{DdpmSchedule, ScheduleConfig};
 use memgen_diffusion::train::{LrDecay, TrainConfig, Trainer};
 use memgen_diffusion::{NoiseSource, Prediction};
@@ -81,18 +81,16 @@ fn train_on_one_image(img: &[f32], side: usize, steps: usize, ema_decay: f64) ->
 fn sample_corrs(model: &Model, prediction: Prediction, img: &[f32], side: usize) -> Vec<f64> {
     let schedule = DdpmSchedule::new(&ScheduleConfig::default()).unwrap();
     let sampler = SamplerConfig::Ddim { steps: 50, eta: 0.0 }.build(&schedule).unwrap();
-    let x = sample_batched(
+    let x = SampleRequest {
         model,
         prediction,
-        &schedule,
-        sampler.as_ref(),
-        &NoiseSource::new(9),
-        6,
-        6,
-        &[1, side, side],
-        &Device::Cpu,
-        None,
-    )
+        schedule: &schedule,
+        sampler: sampler.as_ref(),
+        noise: &NoiseSource::new(9),
+        dims: &[1, side, side],
+        device: &Device::Cpu,
+    }
+    .sample_batched(6, 6, None)
     .unwrap()
     .flatten_all()
     .unwrap()

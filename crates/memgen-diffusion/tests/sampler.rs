@@ -9,8 +9,8 @@ use std::cell::RefCell;
 
 use candle::{DType, Device, Result, Tensor};
 use memgen_diffusion::sampler::{
-    epsilon_to_x0, sample, sample_batched, to_epsilon, to_x0, x0_to_epsilon, DdimSampler, DdpmSampler,
-    Sampler, SamplerConfig, StepOutput, VarianceType,
+    epsilon_to_x0, to_epsilon, to_x0, x0_to_epsilon, DdimSampler, DdpmSampler, SampleRequest, Sampler,
+    SamplerConfig, StepOutput, VarianceType,
 };
 use memgen_diffusion::{DdpmSchedule, Denoiser, NoiseSource, Prediction, ScheduleConfig};
 
@@ -105,17 +105,16 @@ fn point_mass_is_reproduced_exactly_by_every_sampler() {
     let model = point_mass_eps(&s, &xs);
     for (name, sampler) in samplers(&s) {
         for seed in [0, 1, 12345] {
-            let out = sample(
-                &model,
-                Prediction::Epsilon,
-                &s,
-                sampler.as_ref(),
-                &NoiseSource::new(seed),
-                0,
-                8,
-                &DIMS,
-                &DEV,
-            )
+            let out = SampleRequest {
+                model: &model,
+                prediction: Prediction::Epsilon,
+                schedule: &s,
+                sampler: sampler.as_ref(),
+                noise: &NoiseSource::new(seed),
+                dims: &DIMS,
+                device: &DEV,
+            }
+            .sample(0, 8)
             .unwrap();
             assert_eq!(out.dims(), &[8, 1, 4, 4]);
             let err = max_abs_diff(&out, &xs);
@@ -278,17 +277,16 @@ fn gaussian_data_is_sampled_with_the_right_mean_and_variance() {
         ),
     ];
     for (name, sampler, steps, bm, bv, cv) in cases {
-        let out = sample(
-            &model,
-            Prediction::Epsilon,
-            &s,
-            sampler.as_ref(),
-            &NoiseSource::new(11),
-            0,
-            n,
-            &DIMS,
-            &DEV,
-        )
+        let out = SampleRequest {
+            model: &model,
+            prediction: Prediction::Epsilon,
+            schedule: &s,
+            sampler: sampler.as_ref(),
+            noise: &NoiseSource::new(11),
+            dims: &DIMS,
+            device: &DEV,
+        }
+        .sample(0, n)
         .unwrap();
         let v = flat(&out);
         for (ty, &(m_true, sd_true)) in TYPES.iter().enumerate() {
@@ -368,15 +366,43 @@ fn x0_prediction_gives_the_same_samples_as_epsilon_prediction() {
     let x0_model = gaussian_model(&s, &mu, &var, Prediction::X0);
     let noise = NoiseSource::new(5);
     for (name, sampler) in samplers(&s) {
-        let a = sample(&eps_model, Prediction::Epsilon, &s, sampler.as_ref(), &noise, 0, 16, &DIMS, &DEV)
-            .unwrap();
-        let b = sample(&x0_model, Prediction::X0, &s, sampler.as_ref(), &noise, 0, 16, &DIMS, &DEV).unwrap();
+        let a = SampleRequest {
+            model: &eps_model,
+            prediction: Prediction::Epsilon,
+            schedule: &s,
+            sampler: sampler.as_ref(),
+            noise: &noise,
+            dims: &DIMS,
+            device: &DEV,
+        }
+        .sample(0, 16)
+        .unwrap();
+        let b = SampleRequest {
+            model: &x0_model,
+            prediction: Prediction::X0,
+            schedule: &s,
+            sampler: sampler.as_ref(),
+            noise: &noise,
+            dims: &DIMS,
+            device: &DEV,
+        }
+        .sample(0, 16)
+        .unwrap();
         let err = max_abs_diff(&a, &b);
         println!("{name}: max |eps path - x0 path| = {err:.2e}");
         assert!(err < 1e-5, "{name}: {err}");
         // Not trivially equal: declaring the x0 model as an ε model gives other samples.
-        let c =
-            sample(&x0_model, Prediction::Epsilon, &s, sampler.as_ref(), &noise, 0, 16, &DIMS, &DEV).unwrap();
+        let c = SampleRequest {
+            model: &x0_model,
+            prediction: Prediction::Epsilon,
+            schedule: &s,
+            sampler: sampler.as_ref(),
+            noise: &noise,
+            dims: &DIMS,
+            device: &DEV,
+        }
+        .sample(0, 16)
+        .unwrap();
         assert!(max_abs_diff(&a, &c) > 0.1, "{name}");
     }
 }
@@ -439,8 +465,17 @@ fn recorded_run(
         model.forward(x, t)
     };
     let rec = Recording { inner: sampler, seen: RefCell::new(Vec::new()) };
-    let out =
-        sample(&spy, Prediction::Epsilon, s, &rec, &NoiseSource::new(seed), first, n, &DIMS, &DEV).unwrap();
+    let out = SampleRequest {
+        model: &spy,
+        prediction: Prediction::Epsilon,
+        schedule: s,
+        sampler: &rec,
+        noise: &NoiseSource::new(seed),
+        dims: &DIMS,
+        device: &DEV,
+    }
+    .sample(first, n)
+    .unwrap();
     let inputs = inputs.into_inner();
     assert_eq!(inputs.len(), sampler.timesteps().len(), "one model call per timestep");
     (inputs[0].clone(), rec.seen.into_inner(), out)
@@ -497,36 +532,71 @@ fn batching_does_not_change_a_single_bit() {
         Box::new(DdpmSampler::new(&s, VarianceType::Posterior)) as Box<dyn Sampler>,
         Box::new(DdimSampler::new(&s, 40, 0.3).unwrap()),
     ] {
-        let whole =
-            sample(&model, Prediction::Epsilon, &s, sampler.as_ref(), &noise, 0, 10, &DIMS, &DEV).unwrap();
+        let whole = SampleRequest {
+            model: &model,
+            prediction: Prediction::Epsilon,
+            schedule: &s,
+            sampler: sampler.as_ref(),
+            noise: &noise,
+            dims: &DIMS,
+            device: &DEV,
+        }
+        .sample(0, 10)
+        .unwrap();
         for bs in [1, 3, 7, 10, 64] {
             let pb = indicatif::ProgressBar::hidden();
-            let out = sample_batched(
-                &model,
-                Prediction::Epsilon,
-                &s,
-                sampler.as_ref(),
-                &noise,
-                10,
-                bs,
-                &DIMS,
-                &DEV,
-                Some(&pb),
-            )
+            let out = SampleRequest {
+                model: &model,
+                prediction: Prediction::Epsilon,
+                schedule: &s,
+                sampler: sampler.as_ref(),
+                noise: &noise,
+                dims: &DIMS,
+                device: &DEV,
+            }
+            .sample_batched(10, bs, Some(&pb))
             .unwrap();
             assert_eq!(out.dims(), &[10, 1, 4, 4]);
             assert_eq!(flat(&out), flat(&whole), "batch size {bs}");
             assert_eq!(pb.position(), 10);
         }
         // A sub-range run reproduces its rows of the whole run.
-        let part =
-            sample(&model, Prediction::Epsilon, &s, sampler.as_ref(), &noise, 4, 3, &DIMS, &DEV).unwrap();
+        let part = SampleRequest {
+            model: &model,
+            prediction: Prediction::Epsilon,
+            schedule: &s,
+            sampler: sampler.as_ref(),
+            noise: &noise,
+            dims: &DIMS,
+            device: &DEV,
+        }
+        .sample(4, 3)
+        .unwrap();
         assert_eq!(flat(&part), flat(&whole.narrow(0, 4, 3).unwrap()));
     }
     let ddpm = DdpmSampler::new(&s, VarianceType::Beta);
-    assert!(sample_batched(&model, Prediction::Epsilon, &s, &ddpm, &noise, 10, 0, &DIMS, &DEV, None).is_err());
-    let empty =
-        sample_batched(&model, Prediction::Epsilon, &s, &ddpm, &noise, 0, 4, &DIMS, &DEV, None).unwrap();
+    assert!(SampleRequest {
+        model: &model,
+        prediction: Prediction::Epsilon,
+        schedule: &s,
+        sampler: &ddpm,
+        noise: &noise,
+        dims: &DIMS,
+        device: &DEV
+    }
+    .sample_batched(10, 0, None)
+    .is_err());
+    let empty = SampleRequest {
+        model: &model,
+        prediction: Prediction::Epsilon,
+        schedule: &s,
+        sampler: &ddpm,
+        noise: &noise,
+        dims: &DIMS,
+        device: &DEV,
+    }
+    .sample_batched(0, 4, None)
+    .unwrap();
     assert_eq!(empty.dims(), &[0, 1, 4, 4]);
 }
 
@@ -575,7 +645,17 @@ fn ddim_timesteps_validation_and_determinism() {
     let (mu, var) = gaussian_params();
     let model = gaussian_model(&s, &mu, &var, Prediction::Epsilon);
     let run = |seed| {
-        sample(&model, Prediction::Epsilon, &s, &ddim, &NoiseSource::new(seed), 0, 4, &DIMS, &DEV).unwrap()
+        SampleRequest {
+            model: &model,
+            prediction: Prediction::Epsilon,
+            schedule: &s,
+            sampler: &ddim,
+            noise: &NoiseSource::new(seed),
+            dims: &DIMS,
+            device: &DEV,
+        }
+        .sample(0, 4)
+        .unwrap()
     };
     assert_eq!(flat(&run(4)), flat(&run(4)));
     assert_ne!(flat(&run(4)), flat(&run(5)));
@@ -606,23 +686,42 @@ fn ddim_with_all_steps_and_eta_one_is_ddpm_with_the_posterior_variance() {
         let (a, b) = (ddpm.sigma(t), ddim.sigma(t).unwrap());
         assert!((a - b).abs() < 1e-12 * a, "t = {t}: {a} vs {b}");
     }
-    let a = sample(&model, Prediction::Epsilon, &s, &ddpm, &noise, 0, 16, &DIMS, &DEV).unwrap();
-    let b = sample(&model, Prediction::Epsilon, &s, &ddim, &noise, 0, 16, &DIMS, &DEV).unwrap();
+    let a = SampleRequest {
+        model: &model,
+        prediction: Prediction::Epsilon,
+        schedule: &s,
+        sampler: &ddpm,
+        noise: &noise,
+        dims: &DIMS,
+        device: &DEV,
+    }
+    .sample(0, 16)
+    .unwrap();
+    let b = SampleRequest {
+        model: &model,
+        prediction: Prediction::Epsilon,
+        schedule: &s,
+        sampler: &ddim,
+        noise: &noise,
+        dims: &DIMS,
+        device: &DEV,
+    }
+    .sample(0, 16)
+    .unwrap();
     let err = max_abs_diff(&a, &b);
     println!("ddim(1000, eta 1) vs ddpm posterior: max diff {err:.2e}");
     assert!(err < 1e-4, "{err}");
     // ... and not with σ² = β_t.
-    let c = sample(
-        &model,
-        Prediction::Epsilon,
-        &s,
-        &DdpmSampler::new(&s, VarianceType::Beta),
-        &noise,
-        0,
-        16,
-        &DIMS,
-        &DEV,
-    )
+    let c = SampleRequest {
+        model: &model,
+        prediction: Prediction::Epsilon,
+        schedule: &s,
+        sampler: &DdpmSampler::new(&s, VarianceType::Beta),
+        noise: &noise,
+        dims: &DIMS,
+        device: &DEV,
+    }
+    .sample(0, 16)
     .unwrap();
     assert!(max_abs_diff(&a, &c) > 1e-3);
 }

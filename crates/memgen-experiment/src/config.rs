@@ -232,7 +232,7 @@ impl Experiment {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::parse(&text).map_err(|e| match e {
-            Error::Invalid(msg) => Error::BadFile { path: path.to_path_buf(), msg },
+            Error::Invalid(msg) => Error::bad_file(path, msg),
             other => other,
         })
     }

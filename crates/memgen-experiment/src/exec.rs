@@ -6,8 +6,9 @@
 //! (`<dir>.replaced-<unix time>`) and it runs again; nothing is deleted.
 
 use crate::plan::{Job, JobKind, Plan, Stage};
-use crate::{read_json, write_json, Error, Result};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::{Error, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
+use memgen_io::{read_json, write_json};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -98,11 +99,11 @@ pub fn setup(plan: &Plan, model_source: &Path, experiment_text: &str, force: boo
             for job in plan.jobs.iter().filter(|j| j.stage == Stage::Train) {
                 let _ = std::fs::remove_file(stamp_path(&plan.root, &job.id));
             }
-            crate::write_atomic(&plan.model_file, model.as_bytes())?;
+            memgen_io::write_atomic(&plan.model_file, model.as_bytes())?;
         }
-        Err(_) => crate::write_atomic(&plan.model_file, model.as_bytes())?,
+        Err(_) => memgen_io::write_atomic(&plan.model_file, model.as_bytes())?,
     }
-    crate::write_atomic(&plan.root.join("experiment.toml"), experiment_text.as_bytes())
+    Ok(memgen_io::write_atomic(&plan.root.join("experiment.toml"), experiment_text.as_bytes())?)
 }
 
 /// Whether `job` has a stamp recording the plan's command line.
@@ -203,8 +204,8 @@ fn clear_partial(job: &Job) -> Result<()> {
 
 /// The thread count an interrupted training started with (its config.json).
 fn recorded_threads(job: &Job) -> Option<usize> {
-    let cfg: serde_json::Value = read_json(&job.output.join("config.json")).ok()?;
-    cfg.get("threads")?.as_u64().map(|t| t as usize).filter(|&t| t > 0)
+    let cfg = memgen_diffusion::run::RunConfig::load(&job.output).ok()?;
+    Some(cfg.threads).filter(|&t| t > 0)
 }
 
 /// A running child.
@@ -234,7 +235,7 @@ impl Lock {
                 }
             }
         }
-        crate::write_atomic(&path, me.as_bytes())?;
+        memgen_io::write_atomic(&path, me.as_bytes())?;
         Ok(Lock(path))
     }
 }
@@ -428,13 +429,7 @@ impl Bars {
             let total: u64 = ids.iter().filter_map(|id| plan.job(id)).map(work).sum();
             let bar = multi.add(ProgressBar::new(total));
             let unit = if stage == Stage::Train { "steps" } else { "jobs" };
-            let template = format!(
-                "{:<8} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{eta}}) {{msg}}",
-                stage.name()
-            );
-            if let Ok(style) = ProgressStyle::with_template(&template) {
-                bar.set_style(style);
-            }
+            bar.set_style(memgen_io::progress::style(stage.name(), unit));
             stages.push((stage, bar, ids));
         }
         Bars { multi, stages, quiet }

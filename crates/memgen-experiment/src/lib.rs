@@ -19,27 +19,24 @@ pub mod verdict;
 pub use config::Experiment;
 pub use plan::{Job, JobKind, Plan, Stage};
 
+use memgen_io::FileError;
 use std::path::{Path, PathBuf};
 
 /// Errors of planning, running and reporting experiments.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{path}: {err}")]
-    Io { path: PathBuf, err: std::io::Error },
-    #[error("{path}: {msg}")]
-    BadFile { path: PathBuf, msg: String },
+    /// A file that cannot be read or written, or is not what it should be; or a refusal to protect
+    /// data already on disk: an experiment directory run with another network config or command
+    /// line, or one another memgen process is running (the command line exits with code 3).
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{0}")]
     Invalid(String),
-    /// Refused to protect data already on disk: an experiment directory run with another network
-    /// config or command line, or one another memgen process is running (the command line exits
-    /// with code 3).
-    #[error("{path}: {msg}")]
-    Refused { path: PathBuf, msg: String },
     #[error("job {id} failed ({status}); its log: {log}\n{tail}")]
     JobFailed { id: String, status: String, log: PathBuf, tail: String },
     #[error(transparent)]
-    Report(#[from] memgen_plot::Error),
+    Plot(#[from] memgen_plot::Error),
 }
 
 /// `Result` with [`Error`].
@@ -47,39 +44,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_path_buf(), err: source }
+        FileError::io(path, source).into()
     }
 
     pub(crate) fn bad_file(path: &Path, msg: impl Into<String>) -> Self {
-        Error::BadFile { path: path.to_path_buf(), msg: msg.into() }
+        FileError::bad_file(path, msg).into()
     }
 
     pub(crate) fn refused(path: &Path, msg: impl Into<String>) -> Self {
-        Error::Refused { path: path.to_path_buf(), msg: msg.into() }
+        FileError::refused(path, msg).into()
     }
-}
 
-/// Write `bytes` to `path` atomically (a temporary file next to it, then a rename); on failure the
-/// temporary file is removed and the error names `path`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(name);
-    // A failed write (disk full) or rename removes the temporary file; `path` is left as it was.
-    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
-}
-
-/// Write `value` as pretty JSON, atomically.
-pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Invalid(e.to_string()))?;
-    write_atomic(path, format!("{text}\n").as_bytes())
-}
-
-/// Read JSON from `path`, naming the file on error.
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("invalid JSON: {e}")))
+    /// Whether this is a refusal to protect data on disk (the command line exits with code 3).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Error::File(FileError::Refused { .. }))
+    }
 }

@@ -304,15 +304,13 @@ impl Plan {
     }
 }
 
-/// Whether the network config at `path` is a blind model (`arch = "blind"`); false when it cannot
-/// be read (the training job then reports the error).
+/// Whether the network config at `path` is a blind model; false when it cannot be read (the
+/// training job then reports the error).
 fn is_blind(path: &Path) -> bool {
-    #[derive(Deserialize)]
-    struct Arch {
-        arch: String,
-    }
-    let text = std::fs::read_to_string(path).ok();
-    text.and_then(|t| toml::from_str::<Arch>(&t).ok()).is_some_and(|a| a.arch == "blind")
+    matches!(
+        memgen_diffusion::model::ModelConfig::load(path),
+        Ok(memgen_diffusion::model::ModelConfig::Blind(_))
+    )
 }
 
 fn sample_args(exp: &Experiment, seed: u64, sampler: &[String]) -> Vec<String> {

@@ -5,7 +5,8 @@
 
 use crate::plan::{compare_dir, linear_dir, Plan};
 use crate::results::Results;
-use crate::{write_json, Error, Result};
+use crate::{Error, Result};
+use memgen_io::write_json;
 use memgen_plot::html::{Block, Page};
 use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ pub fn write(plan: &Plan, results: &Results, experiment_text: &str) -> Result<Wr
     let json = dir.join("results.json");
     write_json(&json, results)?;
     let csv = dir.join("results.csv");
-    crate::write_atomic(&csv, results.csv().as_bytes())?;
+    memgen_io::write_atomic(&csv, results.csv().as_bytes())?;
     files.extend([json, csv]);
     let mut blocks = vec![Block::Heading("Results".into())];
     blocks.extend(results.verdicts().map(Block::Paragraph));
@@ -65,7 +66,7 @@ pub fn write(plan: &Plan, results: &Results, experiment_text: &str) -> Result<Wr
         let src = compare_dir(&plan.root, row.n, seed).join("compare.png");
         if let Ok(bytes) = std::fs::read(&src) {
             let dst = dir.join(format!("samples-n{}.png", row.n));
-            crate::write_atomic(&dst, &bytes)?;
+            memgen_io::write_atomic(&dst, &bytes)?;
             files.push(dst);
             blocks.push(Block::Png { caption: format!("N = {} (noise seed {seed})", row.n), bytes });
         }
@@ -245,7 +246,7 @@ fn job_table(plan: &Plan) -> Block {
         .iter()
         .map(|j| {
             let stamp: Option<crate::exec::Stamp> =
-                crate::read_json(&crate::exec::stamp_path(&plan.root, &j.id)).ok();
+                memgen_io::read_json(&crate::exec::stamp_path(&plan.root, &j.id)).ok();
             vec![
                 j.id.clone(),
                 stamp.as_ref().map_or("not finished".into(), |s| format!("{:.1}", s.seconds)),

@@ -5,9 +5,14 @@
 
 use crate::plan::{compare_dir, denoise_error_dir, linear_dir, linear_pair_dir, oracle_dir, run_dir, Plan};
 use crate::verdict::{judge, Judgement, Rules};
-use crate::{read_json, Error, Experiment, Result};
+use crate::{Experiment, Result};
 use memgen_analysis::generalization::{AtReference, DenoiseError, DenoiseErrorRecord};
-use memgen_metrics::{Comparison, Summary};
+use memgen_diffusion::train::LogLine;
+use memgen_io::read_json;
+use memgen_linear::experiment::LinearRecord;
+use memgen_metrics::scores::{pool, PooledScores};
+use memgen_metrics::Summary;
+use memgen_pipeline::compare::CompareRecord;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -21,36 +26,6 @@ pub struct TrainResult {
     /// Wall seconds of the optimisation steps (as recorded by the run).
     pub seconds: f64,
     pub images_per_s: f64,
-}
-
-/// Scores of the samples of two models (or two oracles) driven by the same noise, pooled over seeds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PairResult {
-    /// Noise draws (samples per model).
-    pub draws: usize,
-    /// Best correlation of each sample of A with its own training set S_A, and of B with S_B.
-    pub a_own: Summary,
-    pub b_own: Summary,
-    /// Best correlation of each sample of A with the other set S_B (and of B with S_A).
-    pub a_other: Summary,
-    pub b_other: Summary,
-    /// Fraction of samples (A and B together) whose best correlation with their own set exceeds the
-    /// threshold, and whose L2 NN1/NN2 ratio is below the ratio threshold.
-    pub memorized_by_corr: f64,
-    pub memorized_by_ratio: f64,
-    /// corr(x_A, x_B) per draw, and the fraction of draws above the threshold.
-    pub corr_ab: Summary,
-    pub agree: f64,
-    /// Each image of S_A against its best-correlated image of S_B: how close the two sets are.
-    pub sets: Summary,
-    /// Fraction of the samples (A and B together) whose every pixel lies in [−0.25, 1.25]; `None`
-    /// when a compare.json predates the record.
-    #[serde(default)]
-    pub in_range: Option<f64>,
-    /// Held-out images (in neither training set) against their best-correlated image of S_A: what a
-    /// fresh image scores (the first comparison's; `None` when it has none).
-    #[serde(default)]
-    pub novelty: Option<Summary>,
 }
 
 /// The linear baseline at this N (`memgen linear`).
@@ -69,11 +44,11 @@ pub struct Row {
     pub n: usize,
     pub train_a: Option<TrainResult>,
     pub train_b: Option<TrainResult>,
-    pub models: Option<PairResult>,
-    pub oracle: Option<PairResult>,
+    pub models: Option<PooledScores>,
+    pub oracle: Option<PooledScores>,
     /// The Gaussian denoisers of S_A(N) and S_B(N) sampled with the same noise (`compare --linear`).
     #[serde(default)]
-    pub linear_pair: Option<PairResult>,
+    pub linear_pair: Option<PooledScores>,
     pub linear: Option<LinearResult>,
     /// Each network's denoising error on its training images and on the shared held-out set, beside
     /// the linear and the oracle denoiser of its training set (`memgen denoise-error`).
@@ -133,7 +108,7 @@ pub fn gather(exp: &Experiment, plan: &Plan) -> Result<Results> {
     Ok(Results {
         name: exp.name.clone(),
         description: exp.description.clone(),
-        d: pixels(&plan.data_dir.join("manifest.json")),
+        d: pixels(&plan.data_dir),
         corr_threshold: threshold,
         rows,
         experiment: exp.clone(),
@@ -150,110 +125,61 @@ fn read_denoise(dir: &Path) -> Result<Option<DenoiseError>> {
     Ok(Some(record.errors))
 }
 
-fn pixels(manifest: &Path) -> Option<usize> {
-    let v: serde_json::Value = read_json(manifest).ok()?;
-    let dim = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
-    Some(dim("channels")? * dim("height")? * dim("width")?)
+/// Pixels per image (C·H·W) of the dataset's manifest.json (`None` while it is not prepared).
+fn pixels(data_dir: &Path) -> Option<usize> {
+    let m = memgen_data::dataset::read_manifest(data_dir).ok()?;
+    Some(m.channels * m.height * m.width)
 }
 
 /// The last line of a train.jsonl (`None` when the file is missing or empty).
 pub(crate) fn read_train(path: &Path) -> Result<Option<TrainResult>> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
-    let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else { return Ok(None) };
-    let v: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| Error::bad_file(path, format!("invalid log line: {e}")))?;
-    let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
-    match (f("step"), f("loss"), f("wall_s"), f("images_per_s")) {
-        (Some(step), Some(loss), Some(secs), Some(ips)) => {
-            Ok(Some(TrainResult { steps: step as u64, final_loss: loss, seconds: secs, images_per_s: ips }))
-        }
-        _ => Err(Error::bad_file(path, "log line without step, loss, wall_s and images_per_s")),
+    if !path.exists() {
+        return Ok(None);
     }
+    let lines: Vec<LogLine> = memgen_io::read_json_lines(path)?;
+    Ok(lines.last().map(|l| TrainResult {
+        steps: l.step as u64,
+        final_loss: l.loss,
+        seconds: l.wall_s,
+        images_per_s: l.images_per_s,
+    }))
 }
 
 /// The comparisons found in `dirs` (one per noise seed), pooled; `None` when none exists yet.
-fn pooled(dirs: Vec<std::path::PathBuf>, threshold: &mut Option<f64>) -> Result<Option<PairResult>> {
+fn pooled(dirs: Vec<std::path::PathBuf>, threshold: &mut Option<f64>) -> Result<Option<PooledScores>> {
     let mut cmps = Vec::new();
     for dir in dirs {
         let path = dir.join("compare.json");
         if !path.exists() {
             continue;
         }
-        let v: serde_json::Value = read_json(&path)?;
-        let cmp: Comparison = serde_json::from_value(v.get("comparison").cloned().unwrap_or_default())
-            .map_err(|e| Error::bad_file(&path, format!("no comparison: {e}")))?;
-        cmps.push(cmp);
+        let record: CompareRecord = read_json(&path)?;
+        cmps.push(record.comparison);
     }
-    let Some(first) = cmps.first() else { return Ok(None) };
-    let cfg = first.config;
-    *threshold = Some(cfg.corr_threshold);
-    let pairs: Vec<_> = cmps.iter().flat_map(|c| c.pairs.iter()).collect();
-    let col = |f: &dyn Fn(&memgen_metrics::scores::PairScores) -> f64| -> Vec<f64> {
-        pairs.iter().map(|p| f(p)).collect()
-    };
-    let own: Vec<f64> = col(&|p| p.a_own.corr).into_iter().chain(col(&|p| p.b_own.corr)).collect();
-    let ratios: Vec<f64> =
-        pairs.iter().flat_map(|p| [p.a_own.l2_ratio, p.b_own.l2_ratio]).flatten().collect();
-    let ab = col(&|p| p.corr_ab);
-    Ok(Some(PairResult {
-        draws: pairs.len(),
-        a_own: Summary::of(&col(&|p| p.a_own.corr)),
-        b_own: Summary::of(&col(&|p| p.b_own.corr)),
-        a_other: Summary::of(&col(&|p| p.a_other.corr)),
-        b_other: Summary::of(&col(&|p| p.b_other.corr)),
-        memorized_by_corr: fraction(&own, |c| c > cfg.corr_threshold),
-        memorized_by_ratio: fraction(&ratios, |r| r < cfg.ratio_threshold),
-        agree: fraction(&ab, |c| c > cfg.corr_threshold),
-        corr_ab: Summary::of(&ab),
-        sets: first.reference.summary.clone(),
-        in_range: pooled_in_range(&cmps),
-        novelty: first.novelty.as_ref().map(|r| r.summary.clone()),
-    }))
+    if let Some(first) = cmps.first() {
+        *threshold = Some(first.config.corr_threshold);
+    }
+    Ok(pool(&cmps))
 }
 
-/// The in-range fraction of all samples of `cmps` (A and B of every comparison, each weighted by
-/// its number of draws); `None` when one of them lacks it.
-fn pooled_in_range(cmps: &[Comparison]) -> Option<f64> {
-    let (mut inside, mut total) = (0.0, 0usize);
-    for c in cmps {
-        inside += (c.a.in_range? + c.b.in_range?) * c.pairs.len() as f64;
-        total += 2 * c.pairs.len();
-    }
-    (total > 0).then(|| inside / total as f64)
-}
-
-fn fraction(v: &[f64], pred: impl Fn(f64) -> bool) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.iter().filter(|&&x| pred(x)).count() as f64 / v.len() as f64
-}
-
-/// (n, result) for every row of a linear.json.
+/// (n, result) for every row of a linear.json (none while it is not written).
 fn read_linear(path: &Path) -> Result<Vec<(usize, LinearResult)>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let v: serde_json::Value = read_json(path)?;
-    let rows = v
-        .get("results")
-        .and_then(|r| r.as_array())
-        .ok_or_else(|| Error::bad_file(path, "no results array"))?;
-    Ok(rows
+    let record: LinearRecord = read_json(path)?;
+    Ok(record
+        .results
         .iter()
-        .filter_map(|r| {
-            let f = |k: &str| r.get(k).and_then(|x| x.as_f64());
-            let n = r.get("n")?.as_u64()? as usize;
-            Some((
-                n,
-                LinearResult {
-                    kl: f("kl"),
-                    kl_samples: f("kl_samples"),
-                    train_loss: f("train_loss"),
-                    test_loss: f("test_loss"),
-                    rank: r.get("rank").and_then(|x| x.as_u64()),
-                },
-            ))
+        .map(|r| {
+            let result = LinearResult {
+                kl: r.kl,
+                kl_samples: r.kl_samples,
+                train_loss: Some(r.train_loss),
+                test_loss: Some(r.test_loss),
+                rank: Some(r.rank as u64),
+            };
+            (r.n, result)
         })
         .collect())
 }

@@ -14,7 +14,8 @@
 
 use crate::config::Experiment;
 use crate::plan::{Plan, Stage};
-use crate::{write_json, Error, Result};
+use crate::{Error, Result};
+use memgen_io::write_json;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -45,7 +46,7 @@ pub fn write_plan(exp: &Experiment, experiment: &Path, plan: &Plan) -> Result<Pa
     for (stage, ids) in &stages {
         let mut text = ids.join("\n");
         text.push('\n');
-        crate::write_atomic(&dir.join(format!("{}.txt", stage.name())), text.as_bytes())?;
+        memgen_io::write_atomic(&dir.join(format!("{}.txt", stage.name())), text.as_bytes())?;
     }
     let run = format!(
         "{} --threads {} run {} --out {}",
@@ -102,7 +103,7 @@ pub fn write_plan(exp: &Experiment, experiment: &Path, plan: &Plan) -> Result<Pa
 }
 
 fn write_script(path: &Path, text: &str) -> Result<()> {
-    crate::write_atomic(path, text.as_bytes())?;
+    memgen_io::write_atomic(path, text.as_bytes())?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -15,8 +15,9 @@
 //! 4. otherwise **in between** (also when the novelty reference or the in-range fraction is missing,
 //!    so that rule 1 could not be checked).
 
-use crate::results::{PairResult, Row};
+use crate::results::Row;
 use memgen_analysis::generalization::{AtReference, DenoiseError};
+use memgen_metrics::scores::PooledScores;
 use serde::{Deserialize, Serialize};
 
 /// What the numbers at one N say.
@@ -74,7 +75,7 @@ pub struct Judgement {
 
 /// The verdict of `row` under `rules`; `None` until the networks' comparison exists.
 pub fn judge(row: &Row, rules: &Rules) -> Option<Judgement> {
-    let m: &PairResult = row.models.as_ref()?;
+    let m: &PooledScores = row.models.as_ref()?;
     let own = (m.a_own.median? + m.b_own.median?) / 2.0;
     let mut reasons = Vec::new();
     let verdict = if let Some(why) = not_data_like(m, own, rules) {
@@ -96,7 +97,7 @@ pub fn judge(row: &Row, rules: &Rules) -> Option<Judgement> {
 }
 
 /// Why the samples are not data-like, if they are not.
-fn not_data_like(m: &PairResult, own: f64, rules: &Rules) -> Option<String> {
+fn not_data_like(m: &PooledScores, own: f64, rules: &Rules) -> Option<String> {
     if let Some(fresh) = m.novelty.as_ref().and_then(|n| n.median) {
         if own < fresh - rules.fail_margin {
             return Some(format!(
@@ -113,7 +114,7 @@ fn not_data_like(m: &PairResult, own: f64, rules: &Rules) -> Option<String> {
 }
 
 /// Generalizes when every condition holds; otherwise in between, with the conditions that failed.
-fn generalizes(row: &Row, m: &PairResult, rules: &Rules, reasons: &mut Vec<String>) -> Verdict {
+fn generalizes(row: &Row, m: &PooledScores, rules: &Rules, reasons: &mut Vec<String>) -> Verdict {
     let mut ok = true;
     let mut check = |holds: bool, text: String| {
         ok &= holds;
@@ -180,13 +181,13 @@ pub fn headline(rows: &[Row]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::PairResult;
     use memgen_analysis::curve::CurvePoint;
     use memgen_analysis::generalization::TrainTest;
+    use memgen_metrics::scores::PooledScores;
     use memgen_metrics::Summary;
 
-    fn pair(own: f64, fresh: f64, memorized: f64, corr_ab: f64, in_range: f64) -> PairResult {
-        PairResult {
+    fn pair(own: f64, fresh: f64, memorized: f64, corr_ab: f64, in_range: f64) -> PooledScores {
+        PooledScores {
             draws: 10,
             a_own: Summary::of(&[own]),
             b_own: Summary::of(&[own]),
@@ -224,7 +225,7 @@ mod tests {
         }
     }
 
-    fn row(models: PairResult, err: Option<(f64, f64)>) -> Row {
+    fn row(models: PooledScores, err: Option<(f64, f64)>) -> Row {
         Row {
             n: 100,
             train_a: None,

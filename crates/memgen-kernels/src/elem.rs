@@ -2,8 +2,18 @@
 
 use candle::WithDType;
 
+mod sealed {
+    /// Implemented for `f32` and `f64` only: the unsafe code of the kernels ([`super::uninit_vec`],
+    /// raw-pointer loops) relies on [`super::Float`] being a plain IEEE float without drop glue or
+    /// invalid bit patterns, so no other crate may implement it.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
 /// A float element the kernels run on: `f32` (training and sampling) or `f64` (reference checks).
-pub trait Float: WithDType + num_traits::Float + Default {
+/// Sealed: implemented for exactly these two types.
+pub trait Float: sealed::Sealed + WithDType + num_traits::Float + Default {
     /// The value as f64 (Candle's conversion, unambiguous next to num-traits' fallible one).
     #[inline(always)]
     fn as_f64(self) -> f64 {

@@ -17,13 +17,13 @@ use crate::theory::Regularization;
 use crate::wishart::{expected_fit_kl, expected_fit_kl_asymptote};
 use crate::{Error, Result};
 use faer::Mat;
-use memgen_diffusion::sampler::Sampler;
+use memgen_diffusion::sampler::{SampleRequest, Sampler};
 use memgen_diffusion::{DdpmSchedule, NoiseSource, Prediction};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Where the population (μ, Σ) comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TruthKind {
     /// The exact parameters of a Gaussian source.
@@ -85,7 +85,7 @@ impl Default for AnalysisConfig {
 }
 
 /// Seconds spent in each stage of [`analyse`].
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
     pub moments_s: f64,
     pub eigen_s: f64,
@@ -96,7 +96,7 @@ pub struct Timing {
 }
 
 /// The results for one training set.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NResult {
     pub n: usize,
     pub d: usize,
@@ -109,8 +109,9 @@ pub struct NResult {
     pub c: EffectiveC,
     pub c_range: Option<EffectiveC>,
     pub c_null: Option<EffectiveC>,
-    /// KL(ρ_N ‖ ρ) from the composed maps: infinite (written as null in JSON) when ρ_N is
-    /// degenerate, `None` when Σ is singular.
+    /// KL(ρ_N ‖ ρ) from the composed maps: infinite when ρ_N is degenerate (written as null in
+    /// JSON, so it reads back as `None`: `degenerate_directions` tells the two apart), `None` when Σ
+    /// is singular.
     pub kl: Option<f64>,
     /// Directions of zero variance in ρ_N ([`degenerate_directions`]).
     pub degenerate_directions: usize,
@@ -285,18 +286,16 @@ pub fn draw(
     let model = LinearDenoiser::new(&fitted.spectrum, &fitted.moments.mean, schedule, cfg.reg, &dev)?;
     let noise = NoiseSource::new(cfg.noise_seed);
     let d = fitted.moments.dim();
-    let x = memgen_diffusion::sampler::sample_batched(
-        &model,
-        Prediction::Epsilon,
+    let x = SampleRequest {
+        model: &model,
+        prediction: Prediction::Epsilon,
         schedule,
         sampler,
-        &noise,
-        cfg.check_samples,
-        cfg.batch_size.max(1),
-        &[d],
-        &dev,
-        None,
-    )?;
+        noise: &noise,
+        dims: &[d],
+        device: &dev,
+    }
+    .sample_batched(cfg.check_samples, cfg.batch_size.max(1), None)?;
     let v: Vec<f32> = x.flatten_all()?.to_vec1()?;
     if v.iter().any(|x| !x.is_finite()) {
         return Err(Error::Invalid("the linear sampler produced non-finite values".into()));
@@ -354,5 +353,177 @@ mod tests {
         let ks = big.kl_samples.unwrap();
         assert!((ks - kl_big).abs() < 0.01 + 0.1 * kl_big, "{ks} vs {kl_big}");
         assert!(big.expected_fit_kl.is_some() && small.expected_fit_kl.is_none());
+    }
+}
+
+/// The KL of the N → ∞ limit (the population's own moments as the training set): what the sampler's
+/// discretisation alone costs; `None` when Σ is singular.
+pub fn limit_kl(
+    truth: &Truth,
+    schedule: &DdpmSchedule,
+    sampler: &dyn Sampler,
+    reg: Regularization,
+) -> Result<Option<f64>> {
+    if truth.gaussian.is_none() {
+        return Ok(None);
+    }
+    let moments = Moments { mean: truth.mean.clone(), cov: truth.cov.clone(), count: usize::MAX };
+    let fitted = Fitted::from_moments(moments, truth)?;
+    Ok(fitted.kl(truth, schedule, sampler, reg)?.0)
+}
+
+/// Per N < d: KL and test loss along the weight-decay and training-time sweeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    pub n: usize,
+    /// (λ, test loss, KL).
+    pub weight_decay: Vec<(f64, f64, Option<f64>)>,
+    /// (τ, test loss, KL).
+    pub train_time: Vec<(f64, f64, Option<f64>)>,
+}
+
+/// Test loss and KL along `points` log-spaced λ ∈ [1e-4, 10] and τ ∈ [1, 1e6], for one training set.
+pub fn sweep(
+    fitted: &Fitted,
+    truth: &Truth,
+    schedule: &DdpmSchedule,
+    sampler: &dyn Sampler,
+    n: usize,
+    points: usize,
+) -> Result<Sweep> {
+    let grid = |lo: f64, hi: f64| -> Vec<f64> {
+        (0..points).map(|i| 10f64.powf(lo + (hi - lo) * i as f64 / (points.max(2) - 1) as f64)).collect()
+    };
+    let eval = |reg: Regularization| -> Result<(f64, Option<f64>)> {
+        let kl = fitted.kl(truth, schedule, sampler, reg)?.0;
+        Ok((fitted.test.total(&schedule.alphas_cumprod, reg), kl))
+    };
+    let mut weight_decay = Vec::new();
+    for l in grid(-4.0, 1.0) {
+        let (test, kl) = eval(Regularization { weight_decay: l, train_time: None })?;
+        weight_decay.push((l, test, kl));
+    }
+    let mut train_time = Vec::new();
+    for tau in grid(0.0, 6.0) {
+        let (test, kl) = eval(Regularization { weight_decay: 0.0, train_time: Some(tau) })?;
+        train_time.push((tau, test, kl));
+    }
+    Ok(Sweep { n, weight_decay, train_time })
+}
+
+/// The power law KL − KL_∞ ≈ C N^slope over N > d, beside d(d+3)/4, the C of a plain Gaussian fit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ExcessFit {
+    pub slope: f64,
+    pub constant: f64,
+    #[serde(rename = "d(d+3)/4")]
+    pub gaussian_fit_constant: f64,
+}
+
+/// [`ExcessFit`] of `results` against `limit` ([`limit_kl`]), by the one power-law fit; `None`
+/// without a limit or with fewer than two N > d of positive excess.
+pub fn excess_fit(results: &[NResult], limit: Option<f64>, d: usize) -> Option<ExcessFit> {
+    let limit = limit?;
+    let excess = results.iter().filter(|r| r.n > r.d).filter_map(|r| r.kl.map(|kl| (r.n as f64, kl - limit)));
+    let fit = memgen_metrics::stats::power_law_fit(excess)?;
+    Some(ExcessFit {
+        slope: fit.slope,
+        constant: fit.constant,
+        gaussian_fit_constant: (d * (d + 3)) as f64 / 4.0,
+    })
+}
+
+/// `linear.json`, the record of `memgen linear`: the problem, the sampler, and the results per N.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearRecord {
+    /// The `--data` argument (a dataset directory or a `gaussian[:SPECTRUM]` spec).
+    pub data: String,
+    pub description: String,
+    /// Pixels per image.
+    pub d: usize,
+    pub truth: TruthKind,
+    /// Why the population's covariance is singular (then no KL is defined).
+    pub truth_singular: Option<String>,
+    pub schedule: memgen_diffusion::ScheduleConfig,
+    pub sampler: memgen_diffusion::sampler::SamplerConfig,
+    pub regularization: Regularization,
+    pub threads: usize,
+    /// [`limit_kl`].
+    pub kl_limit: Option<f64>,
+    pub kl_excess_fit: Option<ExcessFit>,
+    pub results: Vec<NResult>,
+    pub sweeps: Vec<Sweep>,
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    #[test]
+    fn a_linear_record_reads_back_equal_and_keeps_its_json_keys() {
+        let c = EffectiveC { mean: 0.1, min: 0.0, max: 0.2 };
+        let result = NResult {
+            n: 10,
+            d: 4,
+            rank: 4,
+            train_loss: 1.5,
+            test_loss: 2.25,
+            c,
+            c_range: Some(c),
+            c_null: None,
+            kl: Some(0.3),
+            degenerate_directions: 0,
+            kl_samples: None,
+            check_samples: 0,
+            expected_fit_kl: Some(0.7),
+            fit_kl_asymptote: Some(0.7),
+            timing: Timing::default(),
+        };
+        let record = LinearRecord {
+            data: "gaussian".into(),
+            description: "test".into(),
+            d: 4,
+            truth: TruthKind::Estimated { held_out: 7 },
+            truth_singular: None,
+            schedule: memgen_diffusion::ScheduleConfig::default(),
+            sampler: memgen_diffusion::sampler::SamplerConfig::default(),
+            regularization: Regularization::default(),
+            threads: 2,
+            kl_limit: Some(0.01),
+            kl_excess_fit: Some(ExcessFit { slope: -1.0, constant: 7.0, gaussian_fit_constant: 7.0 }),
+            results: vec![result],
+            sweeps: vec![Sweep { n: 2, weight_decay: vec![(1e-4, 1.0, None)], train_time: vec![] }],
+        };
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(text.contains("\"d(d+3)/4\":7.0") && text.contains("\"kl_excess_fit\""), "{text}");
+        let back: LinearRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn the_excess_fit_recovers_d_over_n() {
+        let mk = |n: usize, kl: f64| NResult {
+            n,
+            d: 4,
+            rank: 4,
+            train_loss: 0.0,
+            test_loss: 0.0,
+            c: EffectiveC { mean: 0.0, min: 0.0, max: 0.0 },
+            c_range: None,
+            c_null: None,
+            kl: Some(kl),
+            degenerate_directions: 0,
+            kl_samples: None,
+            check_samples: 0,
+            expected_fit_kl: None,
+            fit_kl_asymptote: None,
+            timing: Timing::default(),
+        };
+        // KL = 0.5 + 7/N for N > d; N ≤ d is left out.
+        let results: Vec<NResult> = [2, 8, 16, 64].iter().map(|&n| mk(n, 0.5 + 7.0 / n as f64)).collect();
+        let fit = excess_fit(&results, Some(0.5), 4).unwrap();
+        assert!((fit.slope + 1.0).abs() < 1e-9 && (fit.constant - 7.0).abs() < 1e-7, "{fit:?}");
+        assert_eq!(fit.gaussian_fit_constant, 7.0);
+        assert!(excess_fit(&results, None, 4).is_none());
     }
 }

@@ -261,7 +261,7 @@ pub fn generate(
 mod tests {
     use super::*;
     use candle::Device;
-    use memgen_diffusion::sampler::{epsilon_to_x0, sample_batched, SamplerConfig, VarianceType};
+    use memgen_diffusion::sampler::{epsilon_to_x0, SampleRequest, SamplerConfig, VarianceType};
     use memgen_diffusion::{NoiseSource, Prediction};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -405,18 +405,16 @@ mod tests {
             ] {
                 let den = EmpiricalDenoiser::from_rows(images.clone(), d, schedule).unwrap();
                 let sampler = cfg.build(schedule).unwrap();
-                let x = sample_batched(
-                    &den,
-                    Prediction::Epsilon,
+                let x = SampleRequest {
+                    model: &den,
+                    prediction: Prediction::Epsilon,
                     schedule,
-                    sampler.as_ref(),
-                    &NoiseSource::new(n as u64),
-                    count,
-                    5,
-                    &[1, side, side],
-                    &Device::Cpu,
-                    None,
-                )
+                    sampler: sampler.as_ref(),
+                    noise: &NoiseSource::new(n as u64),
+                    dims: &[1, side, side],
+                    device: &Device::Cpu,
+                }
+                .sample_batched(count, 5, None)
                 .unwrap();
                 let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
                 let mut least = f64::INFINITY;

@@ -290,7 +290,7 @@ pub fn sampling_distribution(
 mod tests {
     use super::*;
     use crate::Moments;
-    use memgen_diffusion::sampler::{sample_batched, SamplerConfig, StepOutput, VarianceType};
+    use memgen_diffusion::sampler::{SampleRequest, SamplerConfig, StepOutput, VarianceType};
     use memgen_diffusion::{NoiseSource, Prediction, ScheduleConfig};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -357,18 +357,16 @@ mod tests {
                 let sampler = cfg.build(&schedule).unwrap();
                 let dist = sampling_distribution(&sp, &m.mean, &schedule, sampler.as_ref(), reg).unwrap();
                 let noise = NoiseSource::new(11);
-                let x = sample_batched(
-                    &den,
-                    Prediction::Epsilon,
-                    &schedule,
-                    sampler.as_ref(),
-                    &noise,
-                    count,
-                    8192,
-                    &[1, 2, 2],
-                    &Device::Cpu,
-                    None,
-                )
+                let x = SampleRequest {
+                    model: &den,
+                    prediction: Prediction::Epsilon,
+                    schedule: &schedule,
+                    sampler: sampler.as_ref(),
+                    noise: &noise,
+                    dims: &[1, 2, 2],
+                    device: &Device::Cpu,
+                }
+                .sample_batched(count, 8192, None)
                 .unwrap();
                 let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
                 let (emean, ecov) = empirical(&x, 4);

@@ -74,33 +74,12 @@ pub fn expected_fit_kl_asymptote(d: usize, n: usize) -> f64 {
     (d * (d + 3)) as f64 / (4.0 * n as f64)
 }
 
-/// Least-squares power law y ≈ e^intercept · x^slope: the straight-line fit of ln y on ln x. Returns
-/// (slope, intercept); needs at least two distinct positive x and positive y.
-pub fn loglog_slope(xs: &[f64], ys: &[f64]) -> Result<(f64, f64)> {
-    if xs.len() != ys.len() || xs.len() < 2 {
-        return Err(Error::Invalid(format!("loglog_slope: {} x and {} y values", xs.len(), ys.len())));
-    }
-    if xs.iter().chain(ys).any(|&v| !(v > 0.0 && v.is_finite())) {
-        return Err(Error::Invalid("loglog_slope: every x and y must be positive and finite".into()));
-    }
-    let lx: Vec<f64> = xs.iter().map(|x| x.ln()).collect();
-    let ly: Vec<f64> = ys.iter().map(|y| y.ln()).collect();
-    let n = lx.len() as f64;
-    let (mx, my) = (lx.iter().sum::<f64>() / n, ly.iter().sum::<f64>() / n);
-    let sxx: f64 = lx.iter().map(|x| (x - mx).powi(2)).sum();
-    if sxx == 0.0 {
-        return Err(Error::Invalid("loglog_slope: all x are equal".into()));
-    }
-    let sxy: f64 = lx.iter().zip(&ly).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let slope = sxy / sxx;
-    Ok((slope, my - slope * mx))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kl::{gaussian_kl, mean_and_standard_error, sample_moments};
     use faer::Mat;
+    use memgen_metrics::stats::{power_law_fit, PowerFit};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
     use rand_distr::{Distribution, StandardNormal};
@@ -149,16 +128,6 @@ mod tests {
         let dev = |n| expected_fit_kl(16, n).unwrap() / expected_fit_kl_asymptote(16, n) - 1.0;
         assert!((dev(16_000) / dev(160_000) - 10.0).abs() < 0.1, "{} {}", dev(16_000), dev(160_000));
         assert!(expected_fit_kl(16, 16).is_err());
-    }
-
-    #[test]
-    fn loglog_fit_of_an_exact_power_law() {
-        let xs = [1.0, 2.0, 5.0, 30.0];
-        let ys: Vec<f64> = xs.iter().map(|x: &f64| 3.0 * x.powf(-1.5)).collect();
-        let (slope, intercept) = loglog_slope(&xs, &ys).unwrap();
-        assert!((slope + 1.5).abs() < 1e-14 && (intercept - 3f64.ln()).abs() < 1e-14);
-        assert!(loglog_slope(&[1.0, 1.0], &[1.0, 2.0]).is_err());
-        assert!(loglog_slope(&[1.0, 2.0], &[1.0, 0.0]).is_err());
     }
 
     /// The truth N(μ, Σ) with a power-law spectrum λ_i = 1/i in a random orthogonal basis Q (QR of a
@@ -219,9 +188,9 @@ mod tests {
             formula.push(e);
         }
         let xs: Vec<f64> = ns.iter().map(|&n| n as f64).collect();
-        let (slope_all, _) = loglog_slope(&xs, &means).unwrap();
-        let (slope_formula, _) = loglog_slope(&xs, &formula).unwrap();
-        let (slope, intercept) = loglog_slope(&xs[1..], &means[1..]).unwrap();
+        let fit = |x: &[f64], y: &[f64]| power_law_fit(x.iter().copied().zip(y.iter().copied())).unwrap();
+        let (slope_all, slope_formula) = (fit(&xs, &means).slope, fit(&xs, &formula).slope);
+        let PowerFit { slope, intercept, .. } = fit(&xs[1..], &means[1..]);
         eprintln!(
             "log-log slope: N = 2d..64d {slope_all:.4} (formula {slope_formula:.4}); N = 4d..64d {slope:.4}, \
              constant e^intercept {:.1} vs d(d+3)/4 = {}",

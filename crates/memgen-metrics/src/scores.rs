@@ -212,6 +212,76 @@ pub fn compare(
     })
 }
 
+/// Scores of the samples of two models (or two baselines) driven by the same noise, pooled over the
+/// comparisons of several noise seeds ([`pool`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PooledScores {
+    /// Noise draws (samples per model).
+    pub draws: usize,
+    /// Best correlation of each sample of A with its own training set S_A, and of B with S_B.
+    pub a_own: Summary,
+    pub b_own: Summary,
+    /// Best correlation of each sample of A with the other set S_B (and of B with S_A).
+    pub a_other: Summary,
+    pub b_other: Summary,
+    /// Fraction of samples (A and B together) whose best correlation with their own set exceeds the
+    /// threshold, and whose L2 NN1/NN2 ratio is below the ratio threshold.
+    pub memorized_by_corr: f64,
+    pub memorized_by_ratio: f64,
+    /// corr(x_A, x_B) per draw, and the fraction of draws above the threshold.
+    pub corr_ab: Summary,
+    pub agree: f64,
+    /// Each image of S_A against its best-correlated image of S_B: how close the two sets are.
+    pub sets: Summary,
+    /// Fraction of the samples (A and B together) whose every pixel lies in [−0.25, 1.25]; `None`
+    /// when a compare.json predates the record.
+    #[serde(default)]
+    pub in_range: Option<f64>,
+    /// Held-out images (in neither training set) against their best-correlated image of S_A: what a
+    /// fresh image scores (the first comparison's; `None` when it has none).
+    #[serde(default)]
+    pub novelty: Option<Summary>,
+}
+
+/// The one pooling of comparisons: every draw of every comparison in `cmps` (one per noise seed)
+/// counts once. Memorized fractions take the samples of A and B together against their own sets,
+/// at the thresholds of the first comparison; `sets` and `novelty` are the first comparison's (they
+/// do not depend on the noise); `None` when `cmps` is empty.
+pub fn pool(cmps: &[Comparison]) -> Option<PooledScores> {
+    let first = cmps.first()?;
+    let cfg = first.config;
+    let pairs: Vec<&PairScores> = cmps.iter().flat_map(|c| c.pairs.iter()).collect();
+    let col = |f: &dyn Fn(&PairScores) -> f64| -> Vec<f64> { pairs.iter().map(|p| f(p)).collect() };
+    let own = pairs.iter().flat_map(|p| [p.a_own.corr, p.b_own.corr]);
+    let ratios = pairs.iter().flat_map(|p| [p.a_own.l2_ratio, p.b_own.l2_ratio]).flatten();
+    let ab = col(&|p| p.corr_ab);
+    Some(PooledScores {
+        draws: pairs.len(),
+        a_own: Summary::of(&col(&|p| p.a_own.corr)),
+        b_own: Summary::of(&col(&|p| p.b_own.corr)),
+        a_other: Summary::of(&col(&|p| p.a_other.corr)),
+        b_other: Summary::of(&col(&|p| p.b_other.corr)),
+        memorized_by_corr: fraction(own, |c| c > cfg.corr_threshold),
+        memorized_by_ratio: fraction(ratios, |r| r < cfg.ratio_threshold),
+        agree: fraction(ab.iter().copied(), |c| c > cfg.corr_threshold),
+        corr_ab: Summary::of(&ab),
+        sets: first.reference.summary.clone(),
+        in_range: pooled_in_range(cmps),
+        novelty: first.novelty.as_ref().map(|r| r.summary.clone()),
+    })
+}
+
+/// The in-range fraction of all samples of `cmps` (A and B of every comparison, each weighted by
+/// its number of draws); `None` when one of them lacks it.
+fn pooled_in_range(cmps: &[Comparison]) -> Option<f64> {
+    let (mut inside, mut total) = (0.0, 0usize);
+    for c in cmps {
+        inside += (c.a.in_range? + c.b.in_range?) * c.pairs.len() as f64;
+        total += 2 * c.pairs.len();
+    }
+    (total > 0).then(|| inside / total as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +357,45 @@ mod tests {
         let one = memorization(&Images::new(&x, 2).unwrap(), &Images::new(&data[..2], 2).unwrap()).unwrap();
         assert_eq!(one[0].l2_ratio, None);
         assert!(pair_correlations(&t, &Images::new(&x, 2).unwrap()).is_err());
+    }
+
+    #[test]
+    fn pooling_counts_every_draw_of_every_seed_once() {
+        let d = 64;
+        let data = gaussian(5, 20, d);
+        let (ia, ib): (Vec<usize>, Vec<usize>) = ((0..10).collect(), (10..20).collect());
+        let (ta, tb) = (Images::subset(&data, d, &ia).unwrap(), Images::subset(&data, d, &ib).unwrap());
+        let cfg = CompareConfig::default();
+        // Seed 1: 3 draws where A copies its set (memorized) and B is noise; seed 2: 5 noise draws.
+        let copies: Vec<f32> =
+            [1usize, 4, 4].iter().flat_map(|&i| data[i * d..(i + 1) * d].to_vec()).collect();
+        let noise1 = gaussian(6, 3, d);
+        let c1 =
+            compare(&Images::new(&copies, d).unwrap(), &Images::new(&noise1, d).unwrap(), &ta, &tb, &cfg)
+                .unwrap();
+        let (n2a, n2b) = (gaussian(7, 5, d), gaussian(8, 5, d));
+        let c2 =
+            compare(&Images::new(&n2a, d).unwrap(), &Images::new(&n2b, d).unwrap(), &ta, &tb, &cfg).unwrap();
+        let p = pool(&[c1.clone(), c2.clone()]).unwrap();
+        assert_eq!(p.draws, 8);
+        // 3 memorized samples of A among the 16 samples of A and B.
+        assert_eq!(p.memorized_by_corr, 3.0 / 16.0);
+        assert_eq!(p.a_own.count, 8);
+        let all_ab: Vec<f64> = c1.pairs.iter().chain(&c2.pairs).map(|x| x.corr_ab).collect();
+        assert_eq!(p.corr_ab, Summary::of(&all_ab));
+        assert_eq!(
+            p.in_range.unwrap(),
+            (c1.a.in_range.unwrap() * 3.0
+                + c1.b.in_range.unwrap() * 3.0
+                + c2.a.in_range.unwrap() * 5.0
+                + c2.b.in_range.unwrap() * 5.0)
+                / 16.0
+        );
+        assert_eq!(p.sets, c1.reference.summary);
+        // One comparison pools to its own numbers.
+        let one = pool(std::slice::from_ref(&c1)).unwrap();
+        assert_eq!(one.agree, c1.agree);
+        assert_eq!(one.memorized_by_corr, (c1.a.own.memorized_by_corr + c1.b.own.memorized_by_corr) / 2.0);
+        assert!(pool(&[]).is_none());
     }
 }

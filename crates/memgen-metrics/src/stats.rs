@@ -77,6 +77,56 @@ pub fn fraction<T>(values: impl IntoIterator<Item = T>, pred: impl Fn(T) -> bool
     }
 }
 
+/// A power law y ≈ C · x^slope, C = e^intercept, fitted by least squares of ln y on ln x.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PowerFit {
+    /// b of ln y = a + b ln x.
+    pub slope: f64,
+    /// a of ln y = a + b ln x.
+    pub intercept: f64,
+    /// C = e^a, the power law's constant.
+    pub constant: f64,
+    /// Coefficient of determination in log-log: 1 − SS_res / SS_tot (1 when SS_tot = 0).
+    pub r2: f64,
+    /// Points used.
+    pub points: usize,
+}
+
+impl PowerFit {
+    /// The fitted y at x: e^a x^b.
+    pub fn predict(&self, x: f64) -> f64 {
+        (self.intercept + self.slope * x.ln()).exp()
+    }
+}
+
+/// The one power-law fit of memgen: least squares of v = ln y on u = ln x over the points with x and
+/// y finite and positive (the others are left out): b = Σ (u − ū)(v − v̄) / Σ (u − ū)², a = v̄ − b ū.
+/// `None` when fewer than two such points remain or they all have the same x.
+pub fn power_law_fit(points: impl IntoIterator<Item = (f64, f64)>) -> Option<PowerFit> {
+    let uv: Vec<(f64, f64)> = points
+        .into_iter()
+        .filter(|(x, y)| x.is_finite() && y.is_finite() && *x > 0.0 && *y > 0.0)
+        .map(|(x, y)| (x.ln(), y.ln()))
+        .collect();
+    let m = uv.len();
+    if m < 2 {
+        return None;
+    }
+    let (ub, vb) =
+        (uv.iter().map(|p| p.0).sum::<f64>() / m as f64, uv.iter().map(|p| p.1).sum::<f64>() / m as f64);
+    let suu: f64 = uv.iter().map(|(u, _)| (u - ub).powi(2)).sum();
+    let suv: f64 = uv.iter().map(|(u, v)| (u - ub) * (v - vb)).sum();
+    if !(suu > 0.0) {
+        return None;
+    }
+    let slope = suv / suu;
+    let intercept = vb - slope * ub;
+    let ss_res: f64 = uv.iter().map(|(u, v)| (v - intercept - slope * u).powi(2)).sum();
+    let ss_tot: f64 = uv.iter().map(|(_, v)| (v - vb).powi(2)).sum();
+    let r2 = if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { 1.0 };
+    Some(PowerFit { slope, intercept, constant: intercept.exp(), r2, points: m })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +148,28 @@ mod tests {
     fn fraction_counts_hits() {
         assert_eq!(fraction([0.1, 0.5, 0.9, 0.99], |v| v > 0.8), 0.5);
         assert_eq!(fraction(std::iter::empty::<f64>(), |_| true), 0.0);
+    }
+
+    #[test]
+    fn power_law_fit_recovers_a_power_law_and_leaves_out_bad_points() {
+        let pts: Vec<(f64, f64)> =
+            [0.01, 0.02, 0.05, 0.1, 0.3].iter().map(|&x: &f64| (x, 3.0 * x.powf(1.6))).collect();
+        let fit = power_law_fit(pts.iter().copied()).unwrap();
+        assert!((fit.slope - 1.6).abs() < 1e-12, "{fit:?}");
+        assert!((fit.intercept - 3f64.ln()).abs() < 1e-12 && (fit.constant - 3.0).abs() < 1e-11, "{fit:?}");
+        assert!((fit.r2 - 1.0).abs() < 1e-12 && fit.points == 5);
+        assert!((fit.predict(0.5) - 3.0 * 0.5f64.powf(1.6)).abs() < 1e-12);
+        // Non-positive and non-finite points are left out; too few or a single x give no fit.
+        let mut with_bad = pts.clone();
+        with_bad.extend([(0.2, 0.0), (-1.0, 1.0), (f64::INFINITY, 1.0), (0.4, f64::NAN)]);
+        assert_eq!(power_law_fit(with_bad).unwrap().points, 5);
+        assert!(power_law_fit(pts[..1].iter().copied()).is_none());
+        assert!(power_law_fit([(0.1, 1.0), (0.1, 2.0)]).is_none());
+        // Noisy points: r² below 1, slope from the closed form by hand.
+        let noisy = [(1.0, 1.0), (10.0, 30.0), (100.0, 40.0)];
+        let f = power_law_fit(noisy).unwrap();
+        let (u, v): (Vec<f64>, Vec<f64>) = noisy.iter().map(|(x, y)| (x.ln(), y.ln())).unzip();
+        let slope = ((u[0] - u[1]) * v[0] + (u[2] - u[1]) * v[2]) / 2.0 / (10f64.ln().powi(2));
+        assert!((f.slope - slope).abs() < 1e-12 && f.r2 < 1.0, "{f:?} vs {slope}");
     }
 }

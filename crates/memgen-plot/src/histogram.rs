@@ -1,15 +1,15 @@
 //! Histograms of values on a fixed range, and plots of several histograms overlaid (e.g. distances of a
 //! model's samples to its own training set, to another set, and to another model's samples), as
-//! hand-written SVG or as an RGB image labeled with the built-in bitmap font.
+//! hand-written SVG or as an RGB image with text in the embedded DejaVu Sans, both drawn by one routine
+//! with the layout of [`crate::plot`] (the legend in a box right of the plot area, or in rows above it).
 //!
 //! The y axis of a plot is the fraction of each series' (non-NaN) values that fall in a bin, so series of
 //! different sizes compare; values outside the plot's range pile up in its end bins (see [`Histogram`]).
 
-use crate::font::{ADVANCE, GLYPH_HEIGHT};
-use crate::plot::{self, format_tick, hex, nice_step, rect, ticks, xml_escape, SVG_LEFT, SVG_RIGHT};
+use crate::canvas::{Canvas, Fill, PngCanvas, Stroke, SvgCanvas};
+use crate::plot::{format_tick, nice_step, ticks, Layout, Rect, Spec, SVG_HEIGHT, SVG_WIDTH};
 use crate::{Error, Result};
-use image::{Rgb, RgbImage};
-use std::fmt::Write as _;
+use image::RgbImage;
 use std::path::Path;
 
 /// Counts of values in `counts.len()` equal-width bins on [`lo`, `hi`].
@@ -196,158 +196,83 @@ impl HistogramPlot<'_> {
         format!("{} (n={})", self.series[i].name, p.hists[i].total())
     }
 
-    /// The plot as a standalone SVG 1.1 document, 720 px wide: title, legend (one line per series with
-    /// its count), axes with round ticks, each series as a `<path>` step outline filled translucently
-    /// in its colour, and the axis labels. Text is XML-escaped. Errors as [`Histogram::new`].
-    pub fn to_svg(&self) -> Result<String> {
-        let p = self.prepare()?;
-        let top = plot::svg_plot_top(self.series.len());
+    /// The layout of the plot in a `width` x `height` output, its frame, the y ticks (position, label)
+    /// and the x ticks (as many as fit).
+    fn layout(&self, width: f64, height: f64, p: &Prepared) -> Result<(Layout, Frame, Vec<(f64, String)>, Vec<(f64, String)>)> {
+        let spec = Spec {
+            title: &self.title,
+            x_label: &self.x_label,
+            y_label: Y_LABEL,
+            legend: (0..self.series.len()).map(|i| self.legend_text(p, i)).collect(),
+            vlines: Vec::new(),
+        };
+        let y_values = ticks(0.0, p.y_top, p.y_step);
+        let lay = Layout::new(width, height, &spec, |_| y_values.iter().map(|&v| format_tick(v, p.y_step)).collect())?;
         let f = Frame {
-            left: SVG_LEFT,
-            right: SVG_RIGHT,
-            top,
-            bottom: top + plot::SVG_PLOT_HEIGHT,
+            left: lay.left,
+            right: lay.right,
+            top: lay.top,
+            bottom: lay.bottom,
             lo: self.lo,
             hi: self.hi,
             y_top: p.y_top,
         };
-        let mut s = String::new();
-        plot::svg_begin(&mut s, f.bottom + 60.0);
-        self.svg_axes(&mut s, &f, &p);
-        self.svg_series(&mut s, &f, &p);
-        self.svg_text(&mut s, &f, &p);
-        s.push_str("</svg>");
-        Ok(s)
-    }
-
-    /// Grid lines, axes, ticks and tick labels.
-    fn svg_axes(&self, s: &mut String, f: &Frame, p: &Prepared) {
-        for v in ticks(0.0, p.y_top, p.y_step) {
-            plot::svg_y_tick(s, f.left, f.right, f.y(v), &format_tick(v, p.y_step));
-        }
-        self.svg_x_ticks(s, f);
-        plot::svg_axis_lines(s, (f.left, f.right, f.top, f.bottom));
-    }
-
-    /// Ticks and tick labels of the x axis, at round values in [lo, hi].
-    fn svg_x_ticks(&self, s: &mut String, f: &Frame) {
-        let step = nice_step(self.hi - self.lo, 8);
-        for v in ticks(self.lo, self.hi, step) {
-            plot::svg_x_tick(s, f.bottom, f.x(v), &format_tick(v, step));
-        }
-    }
-
-    /// One `<path>` per series (its name as a `<title>`), in series order.
-    fn svg_series(&self, s: &mut String, f: &Frame, p: &Prepared) {
-        for (i, fracs) in p.fracs.iter().enumerate() {
-            let c = hex(series_color(i));
-            let mut d = String::new();
-            for (k, (x, y)) in f.steps(fracs).into_iter().enumerate() {
-                let _ = write!(d, "{}{x:.2} {y:.2}", if k == 0 { "M" } else { " L" });
-            }
-            let name = xml_escape(&self.series[i].name);
-            let _ = writeln!(
-                s,
-                r#"<path d="{d} Z" fill="{c}" fill-opacity="{FILL_OPACITY}" stroke="{c}" stroke-width="1.5"><title>{name}</title></path>"#
-            );
-        }
-    }
-
-    /// Title, legend and axis labels.
-    fn svg_text(&self, s: &mut String, f: &Frame, p: &Prepared) {
-        plot::svg_title(s, &self.title);
-        let swatch = |i, x, y| {
-            let c = hex(series_color(i));
-            format!(
-                r#"<rect x="{x}" y="{y}" width="14" height="10" fill="{c}" fill-opacity="0.5" stroke="{c}"/>"#
-            )
+        let yt = y_values.iter().map(|&v| (f.y(v), format_tick(v, p.y_step))).collect();
+        let x_ticks = |target| {
+            let step = nice_step(self.hi - self.lo, target);
+            ticks(self.lo, self.hi, step).into_iter().map(|v| (f.x(v), format_tick(v, step))).collect::<Vec<_>>()
         };
-        plot::svg_legend(s, f.left, self.series.len(), swatch, |i| self.legend_text(p, i));
-        plot::svg_axis_labels(s, (f.left, f.right, f.top, f.bottom), &self.x_label, Y_LABEL);
+        let xt = (2..=lay.x_target()).rev().map(x_ticks).find(|t| lay.x_labels_fit(t)).unwrap_or_else(|| x_ticks(2));
+        Ok((lay, f, yt, xt))
     }
 
-    /// The plot drawn into a `width` x `height` RGB image: the same elements as [`Self::to_svg`], text in
-    /// the bitmap font (scaled up for images of 1280 x 960 and more). Errors as [`Histogram::new`], and if
-    /// the image is too small to leave a plot area of at least 16 x 16 pixels.
-    pub fn to_png(&self, width: u32, height: u32) -> Result<RgbImage> {
+    /// Draw the plot onto `c`, a `width` x `height` output: grid, series, axes, then the title, legend
+    /// and labels.
+    fn draw(&self, c: &mut dyn Canvas, width: f64, height: f64) -> Result<()> {
         let p = self.prepare()?;
-        let ts = plot::text_scale(width, height);
-        let f = self.png_frame(width, height, ts, &p)?;
-        let mut img = RgbImage::from_pixel(width, height, Rgb([255; 3]));
-        for v in ticks(0.0, p.y_top, p.y_step) {
-            let y = f.y(v).round() as i64;
-            rect(&mut img, (f.left as i64, y), (f.right as i64, y + 1), |px| *px = Rgb([plot::PNG_GRID; 3]));
-        }
+        let (lay, f, yt, xt) = self.layout(width, height, &p)?;
+        lay.draw_grid(c, &[], &yt.iter().map(|t| t.0).collect::<Vec<_>>());
+        let s = lay.style.s;
         for (i, fracs) in p.fracs.iter().enumerate() {
-            png_fill(&mut img, &f, fracs, series_color(i));
+            let color = series_color(i);
+            let fill = Fill { color, opacity: FILL_OPACITY };
+            c.path(&[f.steps(fracs)], true, Some(fill), Some(Stroke::solid(color, lay.style.line_width())), &self.series[i].name);
         }
-        self.png_axes(&mut img, &f, &p, ts);
-        for (i, fracs) in p.fracs.iter().enumerate() {
-            png_outline(&mut img, &f, fracs, series_color(i), ts);
-        }
-        self.png_text(&mut img, &f, &p, ts);
-        Ok(img)
-    }
-
-    /// Plot area of a `width` x `height` image at text scale `ts` (see [`plot::png_area`]).
-    fn png_frame(&self, width: u32, height: u32, ts: u32, p: &Prepared) -> Result<Frame> {
-        let y_labels = ticks(0.0, p.y_top, p.y_step).into_iter().map(|v| format_tick(v, p.y_step));
-        let y_label_w = y_labels.map(|l| crate::font::text_width(&l, ts)).max().unwrap_or(0);
-        let (left, right, top, bottom) = plot::png_area(width, height, ts, self.series.len(), y_label_w)?;
-        Ok(Frame { left, right, top, bottom, lo: self.lo, hi: self.hi, y_top: p.y_top })
-    }
-
-    /// Axis lines, ticks and tick labels.
-    fn png_axes(&self, img: &mut RgbImage, f: &Frame, p: &Prepared, ts: u32) {
-        let (l, r, t, b) = (f.left as i64, f.right as i64, f.top as i64, f.bottom as i64);
-        plot::png_axis_lines(img, (l, r, t, b));
-        for v in ticks(0.0, p.y_top, p.y_step) {
-            plot::png_y_tick(img, l, f.y(v).round() as i64, &format_tick(v, p.y_step), ts);
-        }
-        let step = nice_step(self.hi - self.lo, ((f.right - f.left) / f64::from(10 * ADVANCE * ts)) as usize);
-        for v in ticks(self.lo, self.hi, step) {
-            plot::png_x_tick(img, f.x(v).round() as i64, b, &format_tick(v, step), ts);
-        }
-    }
-
-    /// Title, legend (a colour swatch and the legend text per series) and axis labels.
-    fn png_text(&self, img: &mut RgbImage, f: &Frame, p: &Prepared, ts: u32) {
-        plot::png_title(img, &self.title, ts);
-        let side = i64::from(GLYPH_HEIGHT * ts);
-        let swatch = |img: &mut RgbImage, i, (x, y): (i64, i64)| {
-            rect(img, (x, y), (x + side, y + side), |px| *px = Rgb(series_color(i)));
-        };
-        plot::png_legend(img, f.left as i64, self.series.len(), ts, side, swatch, |i| self.legend_text(p, i));
-        plot::png_axis_labels(img, (f.left, f.right, f.top, f.bottom), &self.x_label, Y_LABEL, ts);
-    }
-}
-
-/// Blend the area under the steps of `fracs` with `color` at [`FILL_OPACITY`].
-fn png_fill(img: &mut RgbImage, f: &Frame, fracs: &[f64], color: [u8; 3]) {
-    let n = fracs.len();
-    for (i, &v) in fracs.iter().enumerate() {
-        let (x0, x1) = (f.x_bin(i, n).round() as i64, f.x_bin(i + 1, n).round() as i64);
-        let y = f.y(v).round() as i64;
-        rect(img, (x0, y), (x1, f.bottom as i64), |px| {
-            for (p, &c) in px.0.iter_mut().zip(&color) {
-                *p = (f64::from(*p) * (1.0 - FILL_OPACITY) + f64::from(c) * FILL_OPACITY).round() as u8;
-            }
+        lay.draw_axes(c, &xt, &[], &yt, &[]);
+        lay.draw_text(c, |c: &mut dyn Canvas, i: usize, ((x0, y0), (x1, y1)): Rect| {
+            let color = series_color(i);
+            let (cx, cy, hw, hh) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0, 7.0 * s, 5.0 * s);
+            let fill = Fill { color, opacity: 0.5 };
+            c.rect((cx - hw, cy - hh), (cx + hw, cy + hh), Some(fill), Some(Stroke::solid(color, s)));
         });
+        Ok(())
     }
-}
 
-/// Draw the step outline of `fracs` in `color`, `ts` pixels thick, leaving out the stretches along the
-/// baseline (so the x axis keeps its colour).
-fn png_outline(img: &mut RgbImage, f: &Frame, fracs: &[f64], color: [u8; 3], ts: u32) {
-    let pts: Vec<(i64, i64)> =
-        f.steps(fracs).iter().map(|&(x, y)| (x.round() as i64, y.round() as i64)).collect();
-    let (t, base) = (i64::from(ts), f.bottom as i64);
-    for w in pts.windows(2) {
-        let ((xa, ya), (xb, yb)) = (w[0], w[1]);
-        if ya == base && yb == base {
-            continue;
-        }
-        rect(img, (xa.min(xb), ya.min(yb)), (xa.max(xb) + t, ya.max(yb) + t), |px| *px = Rgb(color));
+    /// The plot as a standalone SVG 1.1 document, 720 x 480 px: see [`Self::to_svg_sized`].
+    pub fn to_svg(&self) -> Result<String> {
+        self.to_svg_sized(SVG_WIDTH as u32, SVG_HEIGHT as u32)
+    }
+
+    /// The plot as a standalone SVG 1.1 document of `width` x `height` px, laid out and drawn as
+    /// [`Self::to_png`] of the same size: title, legend (one entry per series with its count) in a box
+    /// right of the plot area or in rows above it, axes with round ticks, each series as a `<path>` step
+    /// outline filled translucently in its colour (its name as a `<title>`), and the axis labels. Text
+    /// is XML-escaped and asks for DejaVu Sans. Errors as [`Histogram::new`], and if the document is too
+    /// small to leave a plot area of at least 16 x 16 px.
+    pub fn to_svg_sized(&self, width: u32, height: u32) -> Result<String> {
+        let mut c = SvgCanvas::new(f64::from(width), f64::from(height));
+        self.draw(&mut c, f64::from(width), f64::from(height))?;
+        Ok(c.finish())
+    }
+
+    /// The plot drawn into a `width` x `height` RGB image: the items of [`Self::to_svg_sized`], text in
+    /// the embedded DejaVu Sans (anti-aliased; sizes grow with the image), outlines in the series' exact
+    /// colours. Errors as [`Histogram::new`], and if the image is too small to leave a plot area of at
+    /// least 16 x 16 pixels.
+    pub fn to_png(&self, width: u32, height: u32) -> Result<RgbImage> {
+        let mut c = PngCanvas::new(width, height);
+        self.draw(&mut c, f64::from(width), f64::from(height))?;
+        Ok(c.img)
     }
 }
 
@@ -364,6 +289,8 @@ pub fn save_rgb_png(img: &RgbImage, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canvas::hex;
+    use image::Rgb;
 
     #[test]
     fn counts_bins_by_hand() {
@@ -487,5 +414,82 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
         assert!(save_svg("<svg/>", &dir.path().join("missing").join("x.svg")).is_err());
+    }
+
+    #[test]
+    fn svg_and_png_draw_the_same_items_and_the_legend_stays_outside() {
+        use crate::canvas::{svg_texts, Recorder};
+        let [a, b, c] = three_series();
+        let named = |k: usize| {
+            plot(vec![
+                Series { name: format!("A vs own training set {k}"), values: &a },
+                Series { name: format!("A vs S_B {k}"), values: &b },
+                Series { name: format!("corr(x_A, x_B) {k}"), values: &c },
+            ])
+        };
+        let p = named(1);
+        for (w, h) in [(800, 500), (720, 480), (360, 300)] {
+            let (wf, hf) = (f64::from(w), f64::from(h));
+            let mut svg = Recorder::new(SvgCanvas::new(wf, hf));
+            let mut png = Recorder::new(PngCanvas::new(w, h));
+            p.draw(&mut svg, wf, hf).unwrap();
+            p.draw(&mut png, wf, hf).unwrap();
+            assert_eq!(svg.items, png.items, "{w} x {h}");
+            let texts: Vec<String> = png.texts().iter().map(|t| t.text.clone()).collect();
+            assert_eq!(svg_texts(&svg.inner.finish()), texts);
+            for want in ["Distances", "L2 distance", Y_LABEL, "A vs S_B 1 (n=50)", "corr(x_A, x_B) 1 (n=400)"] {
+                assert!(texts.iter().any(|t| t == want), "{w} x {h}: {want:?} not in {texts:?}");
+            }
+            // Names that differ in one digit change only pixels in the legend box, none in the plot area.
+            let pre = p.prepare().unwrap();
+            let (lay, ..) = p.layout(wf, hf, &pre).unwrap();
+            let ((x0, y0), (x1, y1)) = lay.legend.clone().unwrap().frame;
+            assert!(x0 > lay.right || y1 < lay.top, "{w} x {h}");
+            let (ia, ib) = (p.to_png(w, h).unwrap(), named(2).to_png(w, h).unwrap());
+            let mut changed = 0;
+            for (x, y, px) in ia.enumerate_pixels() {
+                if px != ib.get_pixel(x, y) {
+                    changed += 1;
+                    let (x, y) = (f64::from(x), f64::from(y));
+                    assert!(x >= x0 - 1.0 && x <= x1 + 1.0 && y >= y0 - 1.0 && y <= y1 + 1.0, "({x}, {y})");
+                    assert!(!(x >= lay.left && x <= lay.right && y >= lay.top && y <= lay.bottom));
+                }
+            }
+            assert!(changed > 0);
+        }
+    }
+
+    #[test]
+    #[ignore = "writes figures to /tmp/plotcheck for looking at"]
+    fn writes_check_figures() {
+        let dir = std::path::Path::new("/tmp/plotcheck");
+        std::fs::create_dir_all(dir).unwrap();
+        let [a, b, c] = three_series();
+        let p = HistogramPlot {
+            title: "Correlation of each sample with its nearest neighbour".into(),
+            x_label: "Pearson correlation ρ".into(),
+            series: vec![
+                Series { name: "A vs own training set S_A".into(), values: &a },
+                Series { name: "A vs other set S_B".into(), values: &b },
+                Series { name: "corr(x_A, x_B)".into(), values: &c },
+            ],
+            lo: 0.0,
+            hi: 2.0,
+            bins: 50,
+        };
+        save_svg(&p.to_svg_sized(800, 500).unwrap(), &dir.join("histogram-800x500.svg")).unwrap();
+        save_rgb_png(&p.to_png(800, 500).unwrap(), &dir.join("histogram-800x500.png")).unwrap();
+        save_rgb_png(&p.to_png(400, 300).unwrap(), &dir.join("histogram-400x300.png")).unwrap();
+        // A labeled table as `memgen compare` draws it.
+        let im: Vec<Vec<f32>> =
+            (0..4).map(|k| (0..256).map(|i| ((i % 16 + i / 16 + 4 * k) % 17) as f32 / 16.0).collect()).collect();
+        let header = ["sample A", "NN in S_A", "sample B", "NN in S_B"].map(String::from).to_vec();
+        let labels = ["#0", "0.963", "AB −0.052 σ", "a label far too long for its column"];
+        let rows = (0..3)
+            .map(|_| (0..4).map(|c| crate::Cell { image: &im[c], label: labels[c].into() }).collect())
+            .collect();
+        let table = crate::LabeledTable { header, rows, height: 16, width: 16 };
+        let cfg = crate::TableConfig { scale: 4, ..Default::default() };
+        crate::save_png(&table.render(&cfg).unwrap(), &dir.join("table.png")).unwrap();
     }
 }

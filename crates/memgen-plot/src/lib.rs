@@ -1,6 +1,7 @@
 //! memgen-plot: the figures of memgen results: image grids, labeled image tables, line plots and histograms
-//! (SVG and PNG), and the HTML page that holds them.
+//! (SVG and PNG, text in the embedded DejaVu Sans), and the HTML page that holds them.
 
+mod canvas;
 pub mod figure;
 pub mod font;
 pub mod grid;
@@ -8,6 +9,7 @@ pub mod histogram;
 pub mod html;
 pub mod lineplot;
 mod plot;
+pub mod text;
 
 pub use figure::{Cell, LabeledTable, TableConfig};
 pub use grid::{save_png, Grid, GridConfig};

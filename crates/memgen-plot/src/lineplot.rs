@@ -1,7 +1,10 @@
 //! Line and scatter plots of (x, y) series, e.g. the KL divergence or the test loss against the
 //! training-set size N (log-log) or against the weight decay λ (log x), with labelled vertical reference
-//! lines (N = d), as hand-written SVG or as an RGB image labelled with the built-in bitmap font, in the
-//! look of [`crate::histogram`] plots: the same layout, palette ([`series_color`]) and text.
+//! lines (N = d), as hand-written SVG or as an RGB image with text in the embedded DejaVu Sans, in the
+//! look of [`crate::histogram`] plots: the same layout ([`crate::plot`]: the legend in a box right of the
+//! plot area or in rows above it, the reference lines' labels above the plot area), palette
+//! ([`series_color`]) and text. Both outputs come from one drawing routine, so an SVG and a PNG of the
+//! same size hold the same items at the same places.
 //!
 //! The axes fit the drawable points (and, on x, the reference lines) with a 5% margin on each side (in
 //! decades on a log axis); with nothing to fit an axis shows [0, 1] (linear) or [1, 10] (log). A log axis
@@ -12,12 +15,11 @@
 //! A point is drawn only if both its coordinates are finite and, on a log axis, positive; the others are
 //! left out and counted ([`LinePlot::skipped_points`], and in the legend), and a line breaks there.
 
-use crate::font::{self, ADVANCE, GLYPH_HEIGHT, LINE_HEIGHT};
+use crate::canvas::{Canvas, PngCanvas, Stroke, SvgCanvas};
 use crate::histogram::series_color;
-use crate::plot::{self, format_tick, hex, nice_step, rect, ticks, xml_escape, SVG_LEFT, SVG_RIGHT};
+use crate::plot::{format_tick, nice_step, ticks, Layout, Rect, Spec, Style, SVG_HEIGHT, SVG_WIDTH};
 use crate::Result;
-use image::{Rgb, RgbImage};
-use std::fmt::Write as _;
+use image::RgbImage;
 
 /// How a series is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,17 +72,13 @@ pub struct LinePlot<'a> {
 
 /// Share of the data range added as margin on each side of an axis.
 const MARGIN: f64 = 0.05;
-/// Number of ticks the SVG axes aim at (the most labelled decades on a log axis).
-const SVG_X_TICKS: usize = 8;
-const SVG_Y_TICKS: usize = 6;
-/// Radius of an SVG marker in px.
-const SVG_MARKER_R: f64 = 3.0;
-/// Dash pattern (on, off) of dashed series, in px (times the text scale in PNG).
+/// Radius of a marker in px (times the style's scale).
+const MARKER_R: f64 = 3.0;
+/// Dash pattern (on, off) of dashed series, in px (times the style's scale).
 const DASH: (f64, f64) = (6.0, 4.0);
-/// Dash pattern of the vertical reference lines.
-const VLINE_DASH: (f64, f64) = (4.0, 3.0);
-/// Colour of the vertical reference lines and their labels (not one of the palette's).
-const VLINE_COLOR: [u8; 3] = [0x44; 3];
+/// Colour of the vertical reference lines (not one of the palette's).
+#[cfg(test)]
+const VLINE_COLOR: [u8; 3] = crate::plot::VLINE_COLOR;
 
 /// The axis coordinate of the value `v` (log10 v on a log axis), `None` if `v` is not drawable there:
 /// not finite, or on a log axis not positive.
@@ -265,11 +263,6 @@ impl Frame {
         let (px, py) = self.at((coord(self.x.log, x)?, coord(self.y.log, y)?));
         (px.is_finite() && py.is_finite()).then_some((px, py))
     }
-
-    /// (left, right, top, bottom).
-    fn bounds(&self) -> (f64, f64, f64, f64) {
-        (self.left, self.right, self.top, self.bottom)
-    }
 }
 
 impl LinePlot<'_> {
@@ -318,194 +311,147 @@ impl LinePlot<'_> {
         }
     }
 
-    /// The SVG plot area.
-    fn svg_frame(&self, p: &Prepared) -> Frame {
-        let top = plot::svg_plot_top(self.series.len());
-        let bottom = top + plot::SVG_PLOT_HEIGHT;
-        Frame { left: SVG_LEFT, right: SVG_RIGHT, top, bottom, x: p.x, y: p.y }
+    /// The layout of the plot in a `width` x `height` output, the plot area's frame, and the (position,
+    /// label) of the major ticks and the positions of the minor ticks of the x and the y axis.
+    fn layout(&self, width: f64, height: f64, p: &Prepared) -> Result<(Layout, Frame, AxisTicks)> {
+        let legend = (0..self.series.len()).map(|i| self.legend_text(p, i)).collect();
+        let spec = Spec {
+            title: &self.title,
+            x_label: &self.x_label,
+            y_label: &self.y_label,
+            legend,
+            vlines: p.vlines.iter().map(|&(c, label)| (p.x.frac(c), label)).collect(),
+        };
+        let y_labels = |target| p.y.ticks(target).major.into_iter().map(|t| t.1).collect();
+        let lay = Layout::new(width, height, &spec, y_labels)?;
+        let f = Frame { left: lay.left, right: lay.right, top: lay.top, bottom: lay.bottom, x: p.x, y: p.y };
+        let yt = p.y.ticks(lay.y_target);
+        let mut xt = p.x.ticks(2);
+        for target in (2..=lay.x_target()).rev() {
+            let t = p.x.ticks(target);
+            if lay.x_labels_fit(&t.major.iter().map(|(c, l)| (f.px(*c), l.clone())).collect::<Vec<_>>()) {
+                xt = t;
+                break;
+            }
+        }
+        let major = |t: &Ticks, at: &dyn Fn(f64) -> f64| t.major.iter().map(|(c, l)| (at(*c), l.clone())).collect();
+        let minor = |t: &Ticks, at: &dyn Fn(f64) -> f64| t.minor.iter().map(|c| at(*c)).collect();
+        let (px, py) = (|c| f.px(c), |c| f.py(c));
+        let ticks = AxisTicks {
+            x_major: major(&xt, &px),
+            x_minor: minor(&xt, &px),
+            y_major: major(&yt, &py),
+            y_minor: minor(&yt, &py),
+        };
+        Ok((lay, f, ticks))
+    }
+
+    /// Draw the plot onto `c`, a `width` x `height` output: grid, reference lines, series, axes, then
+    /// the title, legend and labels. Returns the plot area's frame.
+    fn draw(&self, c: &mut dyn Canvas, width: f64, height: f64) -> Result<Frame> {
+        let p = self.prepare();
+        let (lay, f, t) = self.layout(width, height, &p)?;
+        let firsts = |v: &[(f64, String)]| v.iter().map(|m| m.0).collect::<Vec<f64>>();
+        lay.draw_grid(c, &firsts(&t.x_major), &firsts(&t.y_major));
+        lay.draw_vlines(c, &p.vlines.iter().map(|v| f.px(v.0)).collect::<Vec<_>>());
+        let s = lay.style.s;
+        for (i, runs) in p.runs.iter().enumerate() {
+            if runs.is_empty() {
+                continue;
+            }
+            let (style, name) = (self.series[i].style, self.series[i].name.as_str());
+            if style.has_line() {
+                let pts: Vec<Vec<(f64, f64)>> = runs.iter().map(|r| r.iter().map(|&q| f.at(q)).collect()).collect();
+                c.path(&pts, false, None, Some(self.stroke(i, lay.style)), name);
+            }
+            let markers: Vec<(f64, f64)> = marker_points(style, runs).map(|q| f.at(q)).collect();
+            c.markers(&markers, MARKER_R * s, series_color(i), name);
+        }
+        lay.draw_axes(c, &t.x_major, &t.x_minor, &t.y_major, &t.y_minor);
+        lay.draw_text(c, |c: &mut dyn Canvas, i: usize, ((x0, y0), (x1, y1)): Rect| {
+            let style = self.series[i].style;
+            let cy = (y0 + y1) / 2.0;
+            if style.has_line() {
+                c.line(&[(x0, cy), (x1, cy)], self.stroke(i, lay.style));
+            }
+            if style.has_markers() {
+                c.markers(&[((x0 + x1) / 2.0, cy)], MARKER_R * s, series_color(i), "");
+            }
+        });
+        Ok(f)
+    }
+
+    /// The line of series `i` in style `st`: solid or dashed in its colour.
+    fn stroke(&self, i: usize, st: Style) -> Stroke {
+        let s = st.s;
+        let dash = (self.series[i].style == LineStyle::Dashed).then_some((DASH.0 * s, DASH.1 * s));
+        Stroke { color: series_color(i), width: st.line_width(), dash }
     }
 
     /// Where the data point (x, y) lies in [`Self::to_svg`]'s document (px from its top-left corner, y
     /// downwards): `None` if it is not drawn (a coordinate not finite, or not positive on a log axis),
     /// or lies so far outside the axes that the position overflows.
     pub fn project(&self, x: f64, y: f64) -> Option<(f64, f64)> {
-        self.svg_frame(&self.prepare()).project(x, y)
+        let p = self.prepare();
+        let (_, f, _) = self.layout(SVG_WIDTH, SVG_HEIGHT, &p).ok()?;
+        f.project(x, y)
     }
 
-    /// As [`Self::project`], in the image of `to_png(width, height)`: the point is drawn around pixel
-    /// (x.round(), y.round()). Errors as [`Self::to_png`].
+    /// As [`Self::project`], in the image of `to_png(width, height)` (and the document of
+    /// `to_svg_sized(width, height)`): the point is drawn around pixel (x.round(), y.round()). Errors as
+    /// [`Self::to_png`].
     pub fn project_png(&self, width: u32, height: u32, x: f64, y: f64) -> Result<Option<(f64, f64)>> {
         let p = self.prepare();
-        let (f, ..) = self.png_frame(width, height, plot::text_scale(width, height), &p)?;
+        let (_, f, _) = self.layout(f64::from(width), f64::from(height), &p)?;
         Ok(f.project(x, y))
     }
 
-    /// The plot as a standalone SVG 1.1 document, 720 px wide: title, legend (one line per series, with
-    /// the number of points not shown if any), axes with grid lines, ticks and tick labels, the reference
-    /// lines dashed in grey with their labels, one `<path>` per series drawn with a line that has a
-    /// drawable point (its name as a `<title>`), `<circle>` markers, and the axis labels. Text is
-    /// XML-escaped; all coordinates are finite. Does not fail at present.
+    /// The plot as a standalone SVG 1.1 document, 720 x 480 px: see [`Self::to_svg_sized`]. Does not fail
+    /// at present.
     pub fn to_svg(&self) -> Result<String> {
-        let p = self.prepare();
-        let f = self.svg_frame(&p);
-        let (xt, yt) = (f.x.ticks(SVG_X_TICKS), f.y.ticks(SVG_Y_TICKS));
-        let mut s = String::new();
-        plot::svg_begin(&mut s, f.bottom + 60.0);
-        svg_axes(&mut s, &f, &xt, &yt);
-        svg_vlines(&mut s, &f, &p.vlines);
-        self.svg_series(&mut s, &f, &p);
-        plot::svg_title(&mut s, &self.title);
-        let swatch = |i, x, y| self.svg_swatch(i, x, y);
-        plot::svg_legend(&mut s, f.left, self.series.len(), swatch, |i| self.legend_text(&p, i));
-        plot::svg_axis_labels(&mut s, f.bounds(), &self.x_label, &self.y_label);
-        s.push_str("</svg>");
-        Ok(s)
+        self.to_svg_sized(SVG_WIDTH as u32, SVG_HEIGHT as u32)
     }
 
-    /// Per series a `<path>` (series with a line and a drawable point) and a `<g>` of `<circle>`
-    /// markers (series with markers, and lone points of the others), in series order.
-    fn svg_series(&self, s: &mut String, f: &Frame, p: &Prepared) {
-        for (i, runs) in p.runs.iter().enumerate() {
-            if runs.is_empty() {
-                continue;
-            }
-            let style = self.series[i].style;
-            let (c, name) = (hex(series_color(i)), xml_escape(&self.series[i].name));
-            if style.has_line() {
-                let mut d = String::new();
-                for run in runs {
-                    for (k, &pt) in run.iter().enumerate() {
-                        let (x, y) = f.at(pt);
-                        let sep = if d.is_empty() { "" } else { " " };
-                        let _ = write!(d, "{sep}{}{x:.2} {y:.2}", if k == 0 { "M" } else { "L" });
-                    }
-                }
-                let dash = if style == LineStyle::Dashed {
-                    format!(r#" stroke-dasharray="{} {}""#, DASH.0, DASH.1)
-                } else {
-                    String::new()
-                };
-                let _ = writeln!(
-                    s,
-                    r#"<path d="{d}" fill="none" stroke="{c}" stroke-width="1.5" stroke-linejoin="round"{dash}><title>{name}</title></path>"#
-                );
-            }
-            let markers: Vec<(f64, f64)> = marker_points(style, runs).map(|pt| f.at(pt)).collect();
-            if !markers.is_empty() {
-                let _ = write!(s, r#"<g fill="{c}"><title>{name}</title>"#);
-                for (x, y) in markers {
-                    let _ = write!(s, r#"<circle cx="{x:.2}" cy="{y:.2}" r="{SVG_MARKER_R}"/>"#);
-                }
-                s.push_str("</g>\n");
-            }
-        }
+    /// The plot as a standalone SVG 1.1 document of `width` x `height` px, laid out and drawn as
+    /// [`Self::to_png`] of the same size: title, legend (one entry per series, with the number of points
+    /// not shown if any) in a box right of the plot area or in rows above it, axes with grid lines,
+    /// ticks and tick labels, the reference lines dashed in grey with their labels above the plot area,
+    /// one `<path>` per series drawn with a line that has a drawable point (its name as a `<title>`),
+    /// `<circle>` markers, and the axis labels. Text is XML-escaped and asks for DejaVu Sans; all
+    /// coordinates are finite. Errors if the document is too small to leave a plot area of at least
+    /// 16 x 16 px.
+    pub fn to_svg_sized(&self, width: u32, height: u32) -> Result<String> {
+        let mut c = SvgCanvas::new(f64::from(width), f64::from(height));
+        self.draw(&mut c, f64::from(width), f64::from(height))?;
+        Ok(c.finish())
     }
 
-    /// The SVG legend swatch of series `i` at (x, y): a short line (dashed for a dashed series) and/or
-    /// a marker, in the series' colour.
-    fn svg_swatch(&self, i: usize, x: f64, y: f64) -> String {
-        let style = self.series[i].style;
-        let c = hex(series_color(i));
-        let mut w = String::new();
-        if style.has_line() {
-            let dash = if style == LineStyle::Dashed { r#" stroke-dasharray="4 2""# } else { "" };
-            let _ = write!(
-                w,
-                r#"<line x1="{x}" y1="{}" x2="{}" y2="{}" stroke="{c}" stroke-width="1.5"{dash}/>"#,
-                y + 5.0,
-                x + 14.0,
-                y + 5.0
-            );
-        }
-        if style.has_markers() {
-            let _ = write!(w, r#"<circle cx="{}" cy="{}" r="{SVG_MARKER_R}" fill="{c}"/>"#, x + 7.0, y + 5.0);
-        }
-        w
-    }
-
-    /// Write the plot as `DIR/NAME.svg` and as a `width` x `height` `DIR/NAME.png` (both atomically);
-    /// returns the SVG text.
+    /// Write the plot as a `width` x `height` `DIR/NAME.svg` and `DIR/NAME.png` (both atomically, from
+    /// the same layout); returns the SVG text.
     pub fn save(&self, dir: &std::path::Path, name: &str, width: u32, height: u32) -> Result<String> {
-        let svg = self.to_svg()?;
+        let svg = self.to_svg_sized(width, height)?;
         crate::save_svg(&svg, &dir.join(format!("{name}.svg")))?;
         crate::save_rgb_png(&self.to_png(width, height)?, &dir.join(format!("{name}.png")))?;
         Ok(svg)
     }
 
-    /// The plot drawn into a `width` x `height` RGB image: the same elements as [`Self::to_svg`], text in
-    /// the bitmap font (scaled up for images of 1280 x 960 and more), lines and markers in the series'
-    /// exact colours (no anti-aliasing). Errors if the image is too small to leave a plot area of at
+    /// The plot drawn into a `width` x `height` RGB image: the items of [`Self::to_svg_sized`], text in the
+    /// embedded DejaVu Sans (anti-aliased; sizes grow with the image), lines and markers in the series'
+    /// exact colours (not anti-aliased). Errors if the image is too small to leave a plot area of at
     /// least 16 x 16 pixels.
     pub fn to_png(&self, width: u32, height: u32) -> Result<RgbImage> {
-        let p = self.prepare();
-        let ts = plot::text_scale(width, height);
-        let (f, xt, yt) = self.png_frame(width, height, ts, &p)?;
-        let mut img = RgbImage::from_pixel(width, height, Rgb([255; 3]));
-        let (l, r, t, b) = (f.left as i64, f.right as i64, f.top as i64, f.bottom as i64);
-        let grid = Rgb([plot::PNG_GRID; 3]);
-        for (c, _) in &xt.major {
-            let x = f.px(*c).round() as i64;
-            rect(&mut img, (x, t), (x + 1, b), |px| *px = grid);
-        }
-        for (c, _) in &yt.major {
-            let y = f.py(*c).round() as i64;
-            rect(&mut img, (l, y), (r, y + 1), |px| *px = grid);
-        }
-        let scaled = |(on, off): (f64, f64)| (on * f64::from(ts), off * f64::from(ts));
-        for &(c, _) in &p.vlines {
-            let x = f.px(c);
-            png_polyline(&mut img, &[(x, f.top), (x, f.bottom)], VLINE_COLOR, ts, Some(scaled(VLINE_DASH)));
-        }
-        png_axes(&mut img, &f, &xt, &yt, ts);
-        for (i, runs) in p.runs.iter().enumerate() {
-            let (style, color) = (self.series[i].style, series_color(i));
-            if style.has_line() {
-                let dash = (style == LineStyle::Dashed).then(|| scaled(DASH));
-                for run in runs {
-                    let pts: Vec<(f64, f64)> = run.iter().map(|&pt| f.at(pt)).collect();
-                    png_polyline(&mut img, &pts, color, ts, dash);
-                }
-            }
-            for pt in marker_points(style, runs) {
-                png_marker(&mut img, f.at(pt), color, ts);
-            }
-        }
-        png_vline_labels(&mut img, &f, &p.vlines, ts);
-        self.png_text(&mut img, &f, &p, ts);
-        Ok(img)
+        let mut c = PngCanvas::new(width, height);
+        self.draw(&mut c, f64::from(width), f64::from(height))?;
+        Ok(c.img)
     }
+}
 
-    /// Plot area of a `width` x `height` image at text scale `ts` (see [`plot::png_area`]), and the ticks
-    /// of its x and y axes (as many as fit).
-    fn png_frame(&self, width: u32, height: u32, ts: u32, p: &Prepared) -> Result<(Frame, Ticks, Ticks)> {
-        let rows = self.series.len();
-        let (top, bottom) = plot::png_top_bottom(height, ts, rows);
-        let yt = p.y.ticks((bottom.saturating_sub(top) / (5 * LINE_HEIGHT * ts)).clamp(2, 6) as usize);
-        let y_label_w = yt.major.iter().map(|(_, label)| font::text_width(label, ts)).max().unwrap_or(0);
-        let (left, right, top, bottom) = plot::png_area(width, height, ts, rows, y_label_w)?;
-        let xt = p.x.ticks((((right - left) / f64::from(10 * ADVANCE * ts)) as usize).max(2));
-        Ok((Frame { left, right, top, bottom, x: p.x, y: p.y }, xt, yt))
-    }
-
-    /// Title, legend (a line and/or marker swatch and the legend text per series) and axis labels.
-    fn png_text(&self, img: &mut RgbImage, f: &Frame, p: &Prepared, ts: u32) {
-        plot::png_title(img, &self.title, ts);
-        let w = i64::from(3 * ADVANCE * ts);
-        let swatch = |img: &mut RgbImage, i: usize, (x, y): (i64, i64)| {
-            let (style, color) = (self.series[i].style, series_color(i));
-            let (x, y, w) = (x as f64, (y + i64::from(GLYPH_HEIGHT * ts / 2)) as f64, w as f64);
-            if style.has_line() {
-                let dash =
-                    (style == LineStyle::Dashed).then(|| (DASH.0 * f64::from(ts), DASH.1 * f64::from(ts)));
-                png_polyline(img, &[(x, y), (x + w - 1.0, y)], color, ts, dash);
-            }
-            if style.has_markers() {
-                png_marker(img, (x + (w / 2.0).floor(), y), color, ts);
-            }
-        };
-        plot::png_legend(img, f.left as i64, self.series.len(), ts, w, swatch, |i| self.legend_text(p, i));
-        plot::png_axis_labels(img, f.bounds(), &self.x_label, &self.y_label, ts);
-    }
+/// Ticks in output coordinates: (position, label) of the major ones and the positions of the minor ones.
+struct AxisTicks {
+    x_major: Vec<(f64, String)>,
+    x_minor: Vec<f64>,
+    y_major: Vec<(f64, String)>,
+    y_minor: Vec<f64>,
 }
 
 /// The points of `runs` (axis coordinates) that get a marker in `style`: all of them in a style with
@@ -515,128 +461,11 @@ fn marker_points(style: LineStyle, runs: &[Vec<(f64, f64)>]) -> impl Iterator<It
     runs.iter().filter(move |run| all || run.len() == 1).flatten().copied()
 }
 
-/// SVG grid lines at the major ticks, ticks (minor ones shorter, unlabelled), tick labels and axis lines.
-fn svg_axes(s: &mut String, f: &Frame, xt: &Ticks, yt: &Ticks) {
-    for (c, _) in &xt.major {
-        let x = f.px(*c);
-        let _ = writeln!(
-            s,
-            r#"<line x1="{x:.2}" y1="{:.2}" x2="{x:.2}" y2="{:.2}" stroke="{}"/>"#,
-            f.top,
-            f.bottom,
-            plot::SVG_GRID
-        );
-    }
-    for (c, label) in &yt.major {
-        plot::svg_y_tick(s, f.left, f.right, f.py(*c), label);
-    }
-    for c in &xt.minor {
-        let (x, y0, y1) = (f.px(*c), f.bottom, f.bottom + 3.0);
-        let _ = writeln!(s, r#"<line x1="{x:.2}" y1="{y0:.2}" x2="{x:.2}" y2="{y1:.2}" stroke="black"/>"#);
-    }
-    for c in &yt.minor {
-        let (y, x0, x1) = (f.py(*c), f.left - 3.0, f.left);
-        let _ = writeln!(s, r#"<line x1="{x0:.2}" y1="{y:.2}" x2="{x1:.2}" y2="{y:.2}" stroke="black"/>"#);
-    }
-    for (c, label) in &xt.major {
-        plot::svg_x_tick(s, f.bottom, f.px(*c), label);
-    }
-    plot::svg_axis_lines(s, f.bounds());
-}
-
-/// The reference lines, dashed across the plot area, each labelled near its top: right of the line, or
-/// left of it in the right quarter of the plot; consecutive labels are staggered down.
-fn svg_vlines(s: &mut String, f: &Frame, vlines: &[(f64, &str)]) {
-    let c = hex(VLINE_COLOR);
-    for (k, &(cx, label)) in vlines.iter().enumerate() {
-        let x = f.px(cx);
-        let _ = writeln!(
-            s,
-            r#"<line x1="{x:.2}" y1="{:.2}" x2="{x:.2}" y2="{:.2}" stroke="{c}" stroke-dasharray="{} {}"/>"#,
-            f.top, f.bottom, VLINE_DASH.0, VLINE_DASH.1
-        );
-        let (tx, anchor) =
-            if x > f.left + 0.75 * (f.right - f.left) { (x - 4.0, "end") } else { (x + 4.0, "start") };
-        let ty = f.top + 12.0 + 13.0 * (k % 4) as f64;
-        let _ = writeln!(
-            s,
-            r#"<text x="{tx:.2}" y="{ty:.2}" font-size="11" fill="{c}" text-anchor="{anchor}">{}</text>"#,
-            xml_escape(label)
-        );
-    }
-}
-
-/// PNG axis lines, ticks (minor ones shorter, unlabelled) and tick labels.
-fn png_axes(img: &mut RgbImage, f: &Frame, xt: &Ticks, yt: &Ticks, ts: u32) {
-    let black = Rgb([0; 3]);
-    let (l, r, t, b) = (f.left as i64, f.right as i64, f.top as i64, f.bottom as i64);
-    let minor = i64::from(2 * ts);
-    plot::png_axis_lines(img, (l, r, t, b));
-    for c in &xt.minor {
-        let x = f.px(*c).round() as i64;
-        rect(img, (x, b + 1), (x + 1, b + 1 + minor), |px| *px = black);
-    }
-    for c in &yt.minor {
-        let y = f.py(*c).round() as i64;
-        rect(img, (l - 1 - minor, y), (l - 1, y + 1), |px| *px = black);
-    }
-    for (c, label) in &yt.major {
-        plot::png_y_tick(img, l, f.py(*c).round() as i64, label, ts);
-    }
-    for (c, label) in &xt.major {
-        plot::png_x_tick(img, f.px(*c).round() as i64, b, label, ts);
-    }
-}
-
-/// The reference lines' labels near the top of the plot area, placed as in [`svg_vlines`].
-fn png_vline_labels(img: &mut RgbImage, f: &Frame, vlines: &[(f64, &str)], ts: u32) {
-    for (k, &(cx, label)) in vlines.iter().enumerate() {
-        let x = f.px(cx).round() as i64;
-        let (gap, w) = (i64::from(3 * ts), i64::from(font::text_width(label, ts)));
-        let tx = if x + gap + w > f.right as i64 { x - gap - w } else { x + gap };
-        let ty = f.top as i64 + i64::from(2 * ts) + (k % 4) as i64 * i64::from(LINE_HEIGHT * ts + ts);
-        font::draw_text_on(img, tx, ty, label, ts, Rgb(VLINE_COLOR));
-    }
-}
-
-/// Draw the polyline through `pts` in `color`, `t` pixels thick (a t x t square stamped at least once a
-/// pixel along it): solid, or dashed with `dash` = (on, off) lengths in pixels, the pattern running on
-/// across corners.
-fn png_polyline(img: &mut RgbImage, pts: &[(f64, f64)], color: [u8; 3], t: u32, dash: Option<(f64, f64)>) {
-    let (t, mut walked) = (i64::from(t), 0.0);
-    let half = (t - 1) / 2;
-    for w in pts.windows(2) {
-        let ((xa, ya), (xb, yb)) = (w[0], w[1]);
-        let len = (xb - xa).hypot(yb - ya);
-        let n = (len.ceil() as usize).clamp(1, 1 << 16);
-        for k in 0..=n {
-            let s = k as f64 / n as f64;
-            if let Some((on, off)) = dash {
-                if (walked + s * len) % (on + off) >= on {
-                    continue;
-                }
-            }
-            let (x, y) =
-                ((xa + (xb - xa) * s).round() as i64 - half, (ya + (yb - ya) * s).round() as i64 - half);
-            rect(img, (x, y), (x + t, y + t), |px| *px = Rgb(color));
-        }
-        walked += len;
-    }
-}
-
-/// A filled disc of radius 2·ts + 1 pixels in `color` around pixel (x.round(), y.round()).
-fn png_marker(img: &mut RgbImage, (x, y): (f64, f64), color: [u8; 3], ts: u32) {
-    let r = i64::from(2 * ts + 1);
-    let (cx, cy) = (x.round() as i64, y.round() as i64);
-    for dy in -r..=r {
-        let w = ((r * r + r - dy * dy) as f64).sqrt() as i64;
-        rect(img, (cx - w, cy + dy), (cx + w + 1, cy + dy + 1), |px| *px = Rgb(color));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canvas::hex;
+    use image::Rgb;
 
     fn labels(t: &Ticks) -> Vec<&str> {
         t.major.iter().map(|(_, l)| l.as_str()).collect()
@@ -925,5 +754,179 @@ mod tests {
         let path = dir.path().join("l.png");
         crate::save_rgb_png(&p.to_png(320, 240).unwrap(), &path).unwrap();
         assert_eq!(image::open(&path).unwrap().to_rgb8().dimensions(), (320, 240));
+    }
+
+    /// Seven series like the report's transition figure (log x, a reference line at N = d).
+    fn transition(pts: &[Vec<(f64, f64)>], names: &[String], vline: &str) -> LinePlot<'static> {
+        let styles = [LineStyle::LineAndMarkers, LineStyle::Dashed, LineStyle::Markers, LineStyle::Line];
+        let series = pts
+            .iter()
+            .zip(names)
+            .enumerate()
+            .map(|(i, (p, n))| LineSeries {
+                name: n.clone(),
+                points: Vec::leak(p.clone()),
+                style: styles[i % styles.len()],
+            })
+            .collect();
+        LinePlot {
+            title: "Memorization to generalization".into(),
+            x_label: "training-set size N".into(),
+            y_label: "median correlation σ ≥ 0".into(),
+            series,
+            log_x: true,
+            log_y: false,
+            vlines: vec![(256.0, vline.into())],
+        }
+    }
+
+    fn seven() -> Vec<Vec<(f64, f64)>> {
+        (0..7)
+            .map(|k| {
+                [1.0, 10.0, 100.0, 1000.0]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &n)| (n, 1.0 - 0.3 * j as f64 / (1.0 + k as f64) - 0.05 * k as f64))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn names(digit: usize) -> Vec<String> {
+        (0..7).map(|i| format!("Series {i}: corr(x_A, x_B) at run {digit}")).collect()
+    }
+
+    /// The box (x0, y0, x1, y1) that the text `t` may ink.
+    pub(crate) fn text_box(t: &crate::canvas::Text) -> (f64, f64, f64, f64) {
+        use crate::canvas::Anchor;
+        let w = f64::from(crate::text::text_width(&t.text, t.size as f32));
+        let (up, down) = (f64::from(crate::text::ascent(t.size as f32)), f64::from(crate::text::descent(t.size as f32)));
+        let before = match t.anchor {
+            Anchor::Start => 0.0,
+            Anchor::Middle => 0.5,
+            Anchor::End => 1.0,
+        };
+        if t.vertical {
+            (t.x - up, t.y - w * (1.0 - before), t.x + down, t.y + w * before)
+        } else {
+            (t.x - w * before, t.y - up, t.x + w * (1.0 - before), t.y + down)
+        }
+    }
+
+    /// Pixels of `img` in the box `b` (grown by one pixel) darker than mid-gray in every channel.
+    fn dark_in(img: &RgbImage, b: (f64, f64, f64, f64)) -> usize {
+        let (x0, y0) = ((b.0 - 1.0).max(0.0) as u32, (b.1 - 1.0).max(0.0) as u32);
+        let (x1, y1) = ((b.2 + 1.0).min(f64::from(img.width())) as u32, (b.3 + 1.0).min(f64::from(img.height())) as u32);
+        (y0..y1).flat_map(|y| (x0..x1).map(move |x| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 140)).count()
+    }
+
+    #[test]
+    fn svg_and_png_draw_the_same_items() {
+        use crate::canvas::{svg_texts, Recorder};
+        let pts = seven();
+        let p = transition(&pts, &names(1), "N = d");
+        for (w, h) in [(900, 560), (720, 480), (480, 400)] {
+            let mut svg = Recorder::new(SvgCanvas::new(f64::from(w), f64::from(h)));
+            let mut png = Recorder::new(PngCanvas::new(w, h));
+            p.draw(&mut svg, f64::from(w), f64::from(h)).unwrap();
+            p.draw(&mut png, f64::from(w), f64::from(h)).unwrap();
+            assert_eq!(svg.items, png.items, "{w} x {h}");
+            let texts: Vec<String> = png.texts().iter().map(|t| t.text.clone()).collect();
+            for want in ["Memorization to generalization", "training-set size N", "N = d", "1", "1000"] {
+                assert!(texts.iter().any(|t| t == want), "{w} x {h}: {want:?} not in {texts:?}");
+            }
+            assert!(texts.iter().any(|t| t.starts_with("median correlation σ")));
+            assert!(texts.iter().any(|t| t.starts_with("Series 6")), "{texts:?}");
+            // The SVG document has exactly these texts, and the PNG ink where each of them goes.
+            let doc = svg.inner.finish();
+            assert_eq!(svg_texts(&doc), texts);
+            assert_eq!(doc, p.to_svg_sized(w, h).unwrap());
+            assert_eq!(png.inner.img, p.to_png(w, h).unwrap());
+            for t in png.texts() {
+                assert!(dark_in(&png.inner.img, text_box(t)) > 0, "{w} x {h}: no ink for {t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn legend_and_reference_labels_stay_outside_the_plot_area() {
+        let pts = seven();
+        let (w, h) = (800, 560);
+        for (a, b) in [(names(1), names(2)), ((0..7).map(|i| format!("s{i}")).collect(), (0..7).map(|i| format!("s{}", i + 1)).collect())] {
+            let (pa, pb) = (transition(&pts, &a, "N = d"), transition(&pts, &b, "N = d"));
+            let (lay, ..) = pa.layout(f64::from(w), f64::from(h), &pa.prepare()).unwrap();
+            let lg = lay.legend.clone().unwrap();
+            let ((x0, y0), (x1, y1)) = lg.frame;
+            assert!(x0 > lay.right || y1 < lay.top, "{lg:?} overlaps the plot area");
+            assert_eq!(lg.entries.len(), 7);
+            // The names differ in a character of equal width, so nothing else moves: the two images
+            // differ only inside the legend box.
+            let (ia, ib) = (pa.to_png(w, h).unwrap(), pb.to_png(w, h).unwrap());
+            let mut changed = 0;
+            for (x, y, px) in ia.enumerate_pixels() {
+                if px != ib.get_pixel(x, y) {
+                    changed += 1;
+                    let (x, y) = (f64::from(x), f64::from(y));
+                    assert!(x >= x0 - 1.0 && x <= x1 + 1.0 && y >= y0 - 1.0 && y <= y1 + 1.0, "({x}, {y})");
+                    assert!(!(x >= lay.left && x <= lay.right && y >= lay.top && y <= lay.bottom), "({x}, {y})");
+                }
+            }
+            assert!(changed > 0);
+            // In the SVG the legend group's box lies right of the axes.
+            let svg = pa.to_svg_sized(w, h).unwrap();
+            let g = &svg[svg.find(r#"<g class="legend">"#).unwrap()..];
+            let rx: f64 = g[g.find("<rect x=\"").unwrap() + 9..].split('"').next().unwrap().parse().unwrap();
+            let axes = &svg[svg.find("<polyline points=\"").unwrap() + 18..];
+            let corners: Vec<f64> =
+                axes.split('"').next().unwrap().split([' ', ',']).map(|v| v.parse().unwrap()).collect();
+            assert!(rx > corners[4], "legend at {rx}, plot area right edge {}", corners[4]);
+        }
+        // The label of the reference line: changing it changes only the strip above the plot area,
+        // under the title and left of the legend; "N = d" and "N = D" differ.
+        let p = transition(&pts, &names(1), "N = d");
+        let (lay, ..) = p.layout(f64::from(w), f64::from(h), &p.prepare()).unwrap();
+        let title = lay.title.clone().unwrap();
+        let title_bottom = title.y + f64::from(crate::text::descent(title.size as f32));
+        let ia = p.to_png(w, h).unwrap();
+        let ib = transition(&pts, &names(1), "N = D").to_png(w, h).unwrap();
+        let diff: Vec<(u32, u32)> =
+            ia.enumerate_pixels().filter(|(x, y, px)| *px != ib.get_pixel(*x, *y)).map(|(x, y, _)| (x, y)).collect();
+        assert!(!diff.is_empty());
+        let lg = lay.legend.unwrap().frame;
+        for (x, y) in diff {
+            let (x, y) = (f64::from(x), f64::from(y));
+            assert!(y < lay.top && y > title_bottom && x < lg.0 .0, "({x}, {y})");
+        }
+    }
+
+    #[test]
+    #[ignore = "writes figures to /tmp/plotcheck for looking at"]
+    fn writes_check_figures() {
+        let dir = std::path::Path::new("/tmp/plotcheck");
+        std::fs::create_dir_all(dir).unwrap();
+        let pts = seven();
+        let real = [
+            "A: corr to nearest image of own set",
+            "B: corr to nearest image of own set",
+            "corr(x_A, x_B): the two models",
+            "A: corr to nearest image of S_B",
+            "oracle corr(x_A, x_B)",
+            "linear pair corr(x_A, x_B)",
+            "S_A vs nearest in S_B (no model)",
+        ]
+        .map(String::from);
+        let p = transition(&pts, &real, "N = d");
+        p.save(dir, "lineplot-900x560", 900, 560).unwrap();
+        p.save(dir, "lineplot-480x400", 480, 400).unwrap();
+        crate::save_svg(&p.to_svg().unwrap(), &dir.join("lineplot-default.svg")).unwrap();
+        let mse: Vec<(f64, f64)> = [1.0, 10.0, 100.0, 1000.0].iter().map(|&n: &f64| (n, 0.02 / n.sqrt())).collect();
+        let q = LinePlot {
+            title: "Denoising error on training and held-out images".into(),
+            y_label: "MSE per pixel ‖D(x + σz) − x‖²".into(),
+            log_y: true,
+            series: vec![LineSeries { name: "network, train (α = 0.1)".into(), points: Vec::leak(mse), style: LineStyle::LineAndMarkers }],
+            ..p.clone()
+        };
+        q.save(dir, "lineplot-logy-1400x1000", 1400, 1000).unwrap();
     }
 }

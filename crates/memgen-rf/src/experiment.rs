@@ -13,12 +13,12 @@
 
 use crate::dsm::{self, DsmConfig, PopulationConfig, Quadratic};
 use crate::features::{FeatureConfig, RandomFeatures};
-use crate::fit::{loglog_fit, PowerFit};
 use crate::flow::{initial, row_major, GradientFlow};
 use crate::kl::{kl_fp, kl_ode, kl_sde, Grid, OdeConfig, SdeConfig};
 use crate::score::RfScore;
 use crate::target::Mixture;
 use crate::{invalid, Result};
+use memgen_metrics::stats::{power_law_fit, PowerFit};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -346,19 +346,13 @@ fn fits(cfg: &ExperimentConfig, curves: &[Curve], population: &[Curve]) -> Fits 
     let (m_max, n_max) = (*cfg.ms.last().expect("validated"), *cfg.ns.last().expect("validated"));
     let at_m: Vec<&Curve> = curves.iter().filter(|c| c.m == m_max).collect();
     let at_n: Vec<&Curve> = curves.iter().filter(|c| c.n == Some(n_max)).collect();
-    let xs = |cs: &[&Curve], f: &dyn Fn(&Curve) -> f64| cs.iter().map(|c| f(c)).collect::<Vec<f64>>();
     let nf = |c: &Curve| c.n.unwrap_or(0) as f64;
     let floor = population.iter().find(|c| c.m == m_max).map(|c| c.kl_best);
-    let sub: Option<Vec<f64>> = floor.map(|f| at_m.iter().map(|c| c.kl_best - f).collect());
     Fits {
-        n: loglog_fit(&xs(&at_m, &nf), &xs(&at_m, &|c| c.kl_best)).ok(),
-        m: loglog_fit(&xs(&at_n, &|c| c.m as f64), &xs(&at_n, &|c| c.kl_best)).ok(),
-        n_floor_subtracted: sub.and_then(|s| loglog_fit(&xs(&at_m, &nf), &s).ok()),
-        m_population: loglog_fit(
-            &population.iter().map(|c| c.m as f64).collect::<Vec<_>>(),
-            &population.iter().map(|c| c.kl_best).collect::<Vec<_>>(),
-        )
-        .ok(),
+        n: power_law_fit(at_m.iter().map(|c| (nf(c), c.kl_best))),
+        m: power_law_fit(at_n.iter().map(|c| (c.m as f64, c.kl_best))),
+        n_floor_subtracted: floor.and_then(|f| power_law_fit(at_m.iter().map(|c| (nf(c), c.kl_best - f)))),
+        m_population: power_law_fit(population.iter().map(|c| (c.m as f64, c.kl_best))),
         n_bound: -0.4,
         m_bound: -0.8,
     }

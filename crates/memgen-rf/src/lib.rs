@@ -15,7 +15,7 @@
 //! - [`kl`]: KL(p0 ‖ p_θ) by the probability-flow change of variables (RK4; the ODE sampler's law),
 //!   from reverse-SDE samples (Euler–Maruyama + Gaussian KDE), and by the reverse SDE's Fokker–Planck
 //!   equation on the grid (1-D); Gaussian closed forms.
-//! - [`fit`]: log-log least-squares slopes.
+//! - rate fits use the one power-law fit of memgen, [`memgen_metrics::stats::power_law_fit`].
 //! - [`experiment`]: the (n, m) sweep of `memgen rf`: KL along τ, early-stopping optima, rate fits.
 //!
 //! Everything is f64; every random draw comes from a seeded `ChaCha8Rng`.
@@ -23,7 +23,6 @@
 pub mod dsm;
 pub mod experiment;
 pub mod features;
-pub mod fit;
 pub mod flow;
 pub mod kl;
 pub mod score;

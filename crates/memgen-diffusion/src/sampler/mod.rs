@@ -3,7 +3,7 @@
 //! A [`Sampler`] turns the model's noise estimate ε̂(x_t, t) into x_{t_prev}: [`DdpmSampler`] is the
 //! ancestral sampler of Ho, Jain & Abbeel 2020 (arXiv:2006.11239, Algorithm 2) and [`DdimSampler`] the
 //! implicit sampler of Song, Meng & Ermon 2020 (arXiv:2010.02502). The sampler never sees the model
-//! and the model never sees the schedule: [`sample`] calls the [`Denoiser`], converts its output to ε
+//! and the model never sees the schedule: [`SampleRequest::sample`] calls the [`Denoiser`], converts its output to ε
 //! ([`to_epsilon`]) and hands it to [`Sampler::step`].
 //!
 //! Shared noise (DESIGN.md): x_T of sample k is `noise.draw(k, T, ..)` with T = `schedule.len()`, and
@@ -116,104 +116,102 @@ impl SamplerConfig {
     }
 }
 
-/// Sample `first .. first + n` from `model` with `sampler`, returning (n, dims...) in f32.
-///
-/// x_T = `noise.batch(first, n, T, dims)`; then for each t in `sampler.timesteps()`: the model is
-/// called on (x_t, t) with t as an (n,) u32 tensor, its output is converted to ε per `prediction`
-/// (with ᾱ_t of `schedule`), z_t = `noise.batch(first, n, t, dims)` is drawn if the sampler needs
-/// it, and x_t is replaced by the step's `prev_sample`. The result is the last `prev_sample`,
-/// not clamped. Every operation here is per sample, so sample k's result depends on (seed, k)
-/// only, provided the model is itself per-sample (no batch statistics). `sampler` must have been
-/// built from `schedule` (only the range of its timesteps is checked).
-#[allow(clippy::too_many_arguments)]
-pub fn sample(
-    model: &dyn Denoiser,
-    prediction: Prediction,
-    schedule: &DdpmSchedule,
-    sampler: &dyn Sampler,
-    noise: &NoiseSource,
-    first: u64,
-    n: usize,
-    dims: &[usize],
-    device: &Device,
-) -> Result<Tensor> {
-    let big_t = schedule.len();
-    let mut shape = vec![n];
-    shape.extend_from_slice(dims);
-    if n == 0 {
-        return Tensor::zeros(shape, DType::F32, device);
-    }
-    let x_big_t = noise.batch(first, n, big_t as u64, dims, device)?;
-    denoise(model, prediction, schedule, sampler, noise, first, x_big_t)
+/// Everything the shared-noise reverse process needs besides which samples to draw: the denoiser,
+/// how to read its output, the schedule, the sampler (built from that schedule), the noise, the
+/// shape of one image and the device.
+#[derive(Clone, Copy)]
+pub struct SampleRequest<'a> {
+    pub model: &'a dyn Denoiser,
+    pub prediction: Prediction,
+    pub schedule: &'a DdpmSchedule,
+    pub sampler: &'a dyn Sampler,
+    pub noise: &'a NoiseSource,
+    /// The shape of one image, e.g. [1, 16, 16].
+    pub dims: &'a [usize],
+    pub device: &'a Device,
 }
 
-/// The reverse process from a given x_T (n, dims...) for samples `first .. first + n`: the same loop
-/// as [`sample`], with the per-step noise z_t of sample k still drawn from `noise` at (k, t).
-pub fn denoise(
-    model: &dyn Denoiser,
-    prediction: Prediction,
-    schedule: &DdpmSchedule,
-    sampler: &dyn Sampler,
-    noise: &NoiseSource,
-    first: u64,
-    x_big_t: Tensor,
-) -> Result<Tensor> {
-    let n = x_big_t.dim(0)?;
-    let dims = x_big_t.dims()[1..].to_vec();
-    let device = x_big_t.device().clone();
-    let (dims, device) = (&dims[..], &device);
-    let big_t = schedule.len();
-    if let Some(&t) = sampler.timesteps().iter().find(|&&t| t >= big_t) {
-        candle::bail!("sample: the sampler's timestep {t} is outside the schedule's 0..{big_t}");
-    }
-    let mut x = x_big_t;
-    for &t in sampler.timesteps() {
-        let t_in = Tensor::from_vec(vec![t as u32; n], n, device)?;
-        // Detached: with trainable weights the forward would otherwise record a graph, and every
-        // step's x would keep all earlier steps' activations alive.
-        let out = model.forward(&x, &t_in)?.detach();
-        if out.dims() != x.dims() {
-            candle::bail!("sample: the model returned shape {:?} for input {:?}", out.dims(), x.dims());
+impl SampleRequest<'_> {
+    /// Samples `first .. first + n`, returning (n, dims...) in f32.
+    ///
+    /// x_T = `noise.batch(first, n, T, dims)`; then for each t in `sampler.timesteps()`: the model is
+    /// called on (x_t, t) with t as an (n,) u32 tensor, its output is converted to ε per `prediction`
+    /// (with ᾱ_t of `schedule`), z_t = `noise.batch(first, n, t, dims)` is drawn if the sampler needs
+    /// it, and x_t is replaced by the step's `prev_sample`. The result is the last `prev_sample`,
+    /// not clamped. Every operation here is per sample, so sample k's result depends on (seed, k)
+    /// only, provided the model is itself per-sample (no batch statistics). `sampler` must have been
+    /// built from `schedule` (only the range of its timesteps is checked).
+    pub fn sample(&self, first: u64, n: usize) -> Result<Tensor> {
+        let big_t = self.schedule.len();
+        let mut shape = vec![n];
+        shape.extend_from_slice(self.dims);
+        if n == 0 {
+            return Tensor::zeros(shape, DType::F32, self.device);
         }
-        let eps = to_epsilon(prediction, &out, &x, schedule.alphas_cumprod[t])?;
-        let z =
-            if sampler.needs_noise(t) { Some(noise.batch(first, n, t as u64, dims, device)?) } else { None };
-        x = sampler.step(&eps, t, &x, z.as_ref())?.prev_sample.detach();
+        let x_big_t = self.noise.batch(first, n, big_t as u64, self.dims, self.device)?;
+        self.denoise(first, x_big_t)
     }
-    Ok(x)
-}
 
-/// Samples `0 .. count` in batches of at most `batch_size`, concatenated along dim 0.
-///
-/// Bit-identical to one call of [`sample`] for the whole range whatever `batch_size` (the noise of
-/// sample k is keyed by k), for per-sample models. Working memory is bounded by `batch_size`
-/// samples plus the output. `progress`, if given, advances by the number of samples of each batch.
-#[allow(clippy::too_many_arguments)]
-pub fn sample_batched(
-    model: &dyn Denoiser,
-    prediction: Prediction,
-    schedule: &DdpmSchedule,
-    sampler: &dyn Sampler,
-    noise: &NoiseSource,
-    count: usize,
-    batch_size: usize,
-    dims: &[usize],
-    device: &Device,
-    progress: Option<&indicatif::ProgressBar>,
-) -> Result<Tensor> {
-    if batch_size == 0 {
-        candle::bail!("sample_batched: batch_size must be at least 1");
-    }
-    if count == 0 {
-        return sample(model, prediction, schedule, sampler, noise, 0, 0, dims, device);
-    }
-    let mut parts = Vec::with_capacity(count.div_ceil(batch_size));
-    for start in (0..count).step_by(batch_size) {
-        let n = batch_size.min(count - start);
-        parts.push(sample(model, prediction, schedule, sampler, noise, start as u64, n, dims, device)?);
-        if let Some(pb) = progress {
-            pb.inc(n as u64);
+    /// The reverse process from a given x_T (n, dims...) for samples `first .. first + n`: the same
+    /// loop as [`SampleRequest::sample`], with the per-step noise z_t of sample k still drawn from
+    /// `noise` at (k, t). x_T must have the request's image shape; it stays on its own device.
+    pub fn denoise(&self, first: u64, x_big_t: Tensor) -> Result<Tensor> {
+        let n = x_big_t.dim(0)?;
+        let dims = x_big_t.dims()[1..].to_vec();
+        if dims != self.dims {
+            candle::bail!("sample: x_T has images of shape {dims:?}, the request {:?}", self.dims);
         }
+        let device = x_big_t.device().clone();
+        let big_t = self.schedule.len();
+        if let Some(&t) = self.sampler.timesteps().iter().find(|&&t| t >= big_t) {
+            candle::bail!("sample: the sampler's timestep {t} is outside the schedule's 0..{big_t}");
+        }
+        let mut x = x_big_t;
+        for &t in self.sampler.timesteps() {
+            let t_in = Tensor::from_vec(vec![t as u32; n], n, &device)?;
+            // Detached: with trainable weights the forward would otherwise record a graph, and every
+            // step's x would keep all earlier steps' activations alive.
+            let out = self.model.forward(&x, &t_in)?.detach();
+            if out.dims() != x.dims() {
+                candle::bail!("sample: the model returned shape {:?} for input {:?}", out.dims(), x.dims());
+            }
+            let eps = to_epsilon(self.prediction, &out, &x, self.schedule.alphas_cumprod[t])?;
+            let z = if self.sampler.needs_noise(t) {
+                Some(self.noise.batch(first, n, t as u64, &dims, &device)?)
+            } else {
+                None
+            };
+            x = self.sampler.step(&eps, t, &x, z.as_ref())?.prev_sample.detach();
+        }
+        Ok(x)
     }
-    Tensor::cat(&parts, 0)
+
+    /// Samples `0 .. count` in batches of at most `batch_size`, concatenated along dim 0.
+    ///
+    /// Bit-identical to one [`SampleRequest::sample`] of the whole range whatever `batch_size` (the
+    /// noise of sample k is keyed by k), for per-sample models. Working memory is bounded by
+    /// `batch_size` samples plus the output. `progress`, if given, advances by the number of samples
+    /// of each batch.
+    pub fn sample_batched(
+        &self,
+        count: usize,
+        batch_size: usize,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<Tensor> {
+        if batch_size == 0 {
+            candle::bail!("sample_batched: batch_size must be at least 1");
+        }
+        if count == 0 {
+            return self.sample(0, 0);
+        }
+        let mut parts = Vec::with_capacity(count.div_ceil(batch_size));
+        for start in (0..count).step_by(batch_size) {
+            let n = batch_size.min(count - start);
+            parts.push(self.sample(start as u64, n)?);
+            if let Some(pb) = progress {
+                pb.inc(n as u64);
+            }
+        }
+        Tensor::cat(&parts, 0)
+    }
 }
