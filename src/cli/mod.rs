@@ -254,4 +254,57 @@ mod tests {
         }
         assert!(!Cli::try_parse_from(["memgen", "data", "recipes"]).unwrap().json);
     }
+
+    /// Which subcommand each kind of planned job must run.
+    fn subcommand_of(kind: &memgen_experiment::JobKind) -> &'static str {
+        use memgen_experiment::JobKind as K;
+        match kind {
+            K::Prepare => "data prepare",
+            K::Train { .. } => "train",
+            K::Compare { .. } | K::Oracle { .. } | K::LinearPair { .. } => "compare",
+            K::DenoiseError { .. } => "denoise-error",
+            K::Linear => "linear",
+        }
+    }
+
+    #[test]
+    fn every_planned_job_parses_with_the_cli_definitions() {
+        use memgen_experiment::{exec, Experiment, Plan};
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tmp = tempfile::tempdir().unwrap();
+        let mut files: Vec<_> = std::fs::read_dir(repo.join("experiments"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 6, "{files:?}");
+        let mut checked = 0;
+        for file in &files {
+            let exp = Experiment::load(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            // Each shipped experiment as written, and with the blind network (whose jobs add the blind
+            // sampler's flags).
+            let mut blind = exp.clone();
+            blind.model = repo.join("models/blind-tiny.toml");
+            for (variant, exp) in [("", exp), (" (blind)", blind)] {
+                let plan = Plan::new(&exp, file.parent().unwrap(), tmp.path());
+                for job in &plan.jobs {
+                    for resume in [false, true] {
+                        let mut words = vec!["memgen".to_string()];
+                        words.extend(exec::argv(job, resume, 3));
+                        let line = words.join(" ");
+                        let what = format!("{}{variant}, job {}: `{line}`", file.display(), job.id);
+                        let matches = Cli::command()
+                            .try_get_matches_from(&words)
+                            .unwrap_or_else(|e| panic!("{what} does not parse:\n{e}"));
+                        assert_eq!(command_name(&matches), subcommand_of(&job.kind), "{what}");
+                        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| panic!("{what}: {e}"));
+                        assert_eq!(cli.threads, Some(3), "{what}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} command lines");
+    }
 }

@@ -5,10 +5,10 @@ use clap::{Args, ValueEnum};
 use memgen_diffusion::checkpoint;
 use memgen_diffusion::optim::AdamWConfig;
 use memgen_diffusion::run::{device, load_training_data, DataRef, RunConfig, Selection, Side};
-use memgen_io::{read_json, write_json};
 use memgen_diffusion::schedule::{BetaSchedule, ScheduleConfig};
 use memgen_diffusion::train::{run, LrDecay, RunOptions, TrainConfig, Trainer};
 use memgen_diffusion::{Error, ModelConfig};
+use memgen_io::{read_json, write_json};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]

@@ -170,7 +170,7 @@ pub fn calpha_optimal_slope(alpha: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::LinearDenoiser;
+    use crate::WienerDenoiser;
     use rand::SeedableRng;
     use rand_distr::{Distribution, StandardNormal};
 
@@ -203,7 +203,7 @@ mod tests {
     }
 
     /// N(μ, U diag(λ) Uᵀ) in d = 16 dims, U a Householder reflection, and `n` samples from it (f32).
-    fn gaussian(n: usize) -> (LinearDenoiser, Vec<f32>) {
+    fn gaussian(n: usize) -> (WienerDenoiser, Vec<f32>) {
         let d = 16;
         let v: Vec<f64> = (0..d).map(|i| 1.0 + i as f64 * 0.37 - (i % 3) as f64).collect();
         let vv: f64 = v.iter().map(|x| x * x).sum();
@@ -211,7 +211,7 @@ mod tests {
             (0..d * d).map(|k| (k / d == k % d) as u8 as f64 - 2.0 * v[k / d] * v[k % d] / vv).collect();
         let eigenvalues: Vec<f64> = (0..d).map(|i| 0.05 / (i + 1) as f64).collect();
         let mean: Vec<f64> = (0..d).map(|i| 0.3 + 0.02 * i as f64).collect();
-        let lin = LinearDenoiser::new(mean, basis, eigenvalues).unwrap();
+        let lin = WienerDenoiser::new(mean, basis, eigenvalues).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         let mut images = Vec::with_capacity(n * d);
         for _ in 0..n {

@@ -10,6 +10,7 @@
 
 use crate::{Error, Result};
 use candle::{DType, Device, Tensor};
+use memgen_diffusion::sampler::to_x0;
 use memgen_diffusion::{DdpmSchedule, Model, Prediction};
 
 /// A clean-image estimate x̂ = f(y, σ) for y = x + σ z. `y` has shape (B, C, H, W); the output too.
@@ -103,14 +104,10 @@ impl ImageDenoiser for ModelDenoiser {
             return Ok(m.denoise(&y)?.to_device(home)?);
         };
         let abar = s.alphas_cumprod[t];
-        let (a, b) = (abar.sqrt(), (1.0 - abar).sqrt());
-        let x_t = (y * a)?;
+        let x_t = (y * abar.sqrt())?;
         let ts = Tensor::full(t as u32, x_t.dim(0)?, &self.device)?;
         let out = self.model.forward_t(&x_t, &ts, false)?;
-        let x0 = match self.prediction {
-            Prediction::Epsilon => ((x_t - (out * b)?)? / a)?,
-            Prediction::X0 => out,
-        };
+        let x0 = to_x0(self.prediction, &out, &x_t, abar)?;
         Ok(x0.to_device(home)?)
     }
 
@@ -122,12 +119,14 @@ impl ImageDenoiser for ModelDenoiser {
     }
 }
 
-/// The optimal (posterior-mean) denoiser of Gaussian data x ~ N(μ, Σ), Σ = U diag(λ) Uᵀ:
-/// f*(y, σ) = μ + W_σ (y − μ), W_σ = U diag(λ_i / (λ_i + σ²)) Uᵀ, with mean squared error
-/// MSE*(σ²) = Σ_i σ² λ_i / (λ_i + σ²). Any other eigenvalues (e.g. a fitted spectrum) give the
-/// corresponding linear denoiser. Computed in the dtype of the input (f32 or f64).
+/// The Wiener filter: the optimal (posterior-mean) denoiser of Gaussian data x ~ N(μ, Σ),
+/// Σ = U diag(λ) Uᵀ: f*(y, σ) = μ + W_σ (y − μ), W_σ = U diag(λ_i / (λ_i + σ²)) Uᵀ, with mean squared
+/// error MSE*(σ²) = Σ_i σ² λ_i / (λ_i + σ²). Any other eigenvalues (e.g. a fitted spectrum) give the
+/// corresponding linear denoiser. Computed in the dtype of the input (f32 or f64). Not to be confused
+/// with `memgen_linear::sampling::LinearDenoiser`, the ε-predicting stand-in for a network that the
+/// DDPM/DDIM samplers run.
 #[derive(Debug, Clone)]
-pub struct LinearDenoiser {
+pub struct WienerDenoiser {
     /// μ, length d.
     pub mean: Vec<f64>,
     /// U, d x d row-major (column i = eigenvector i).
@@ -136,7 +135,7 @@ pub struct LinearDenoiser {
     pub eigenvalues: Vec<f64>,
 }
 
-impl LinearDenoiser {
+impl WienerDenoiser {
     /// Check the shapes: `basis` d x d for `mean` and `eigenvalues` of length d, λ ≥ 0.
     pub fn new(mean: Vec<f64>, basis: Vec<f64>, eigenvalues: Vec<f64>) -> Result<Self> {
         let d = mean.len();
@@ -145,7 +144,7 @@ impl LinearDenoiser {
                 "linear denoiser: mean of length {d} needs a {d} x {d} basis and {d} non-negative eigenvalues"
             )));
         }
-        Ok(LinearDenoiser { mean, basis, eigenvalues })
+        Ok(WienerDenoiser { mean, basis, eigenvalues })
     }
 
     /// Pixels per image.
@@ -180,7 +179,7 @@ impl LinearDenoiser {
     }
 }
 
-impl ImageDenoiser for LinearDenoiser {
+impl ImageDenoiser for WienerDenoiser {
     fn denoise(&self, y: &Tensor, sigma: f64) -> Result<Tensor> {
         let dims = y.dims().to_vec();
         let (b, d) = (dims[0], y.elem_count() / dims[0].max(1));
@@ -224,7 +223,7 @@ mod tests {
     fn linear_denoiser_matches_its_formula() {
         // 2-D, rotated basis: f(y) = μ + W (y − μ) with W = U diag(λ/(λ+σ²)) Uᵀ.
         let (c, s) = (0.6f64, 0.8f64);
-        let lin = LinearDenoiser::new(vec![0.5, 0.2], vec![c, -s, s, c], vec![2.0, 0.5]).unwrap();
+        let lin = WienerDenoiser::new(vec![0.5, 0.2], vec![c, -s, s, c], vec![2.0, 0.5]).unwrap();
         let sigma = 0.7;
         let y = Tensor::from_vec(vec![1.0f64, -0.3], (1, 1, 1, 2), &Device::Cpu).unwrap();
         let out = lin.denoise(&y, sigma).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();

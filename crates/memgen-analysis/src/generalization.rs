@@ -3,7 +3,7 @@
 //! rises, the test error falls, and the two meet), with the two denoisers of the same training set
 //! that bound a network from both sides:
 //!
-//! - the Gaussian (linear) denoiser of the set, x̂ = μ0 + Σ0 (Σ0 + σ² I)⁻¹ (y − μ0) ([`LinearDenoiser`]
+//! - the Gaussian (linear) denoiser of the set, x̂ = μ0 + Σ0 (Σ0 + σ² I)⁻¹ (y − μ0) ([`WienerDenoiser`]
 //!   from the set's mean and covariance): what learning the first two moments achieves;
 //! - the empirical optimal denoiser ([`OracleDenoiser`]), E[x | y] under the uniform distribution on
 //!   the set: the ideal memorizer, best possible on its own images and poor on fresh ones.
@@ -12,7 +12,7 @@
 //! the noise of image k at level i keyed by (seed, k, i), so every denoiser sees the same noisy images.
 
 use crate::curve::{denoise_curve, CurvePoint};
-use crate::{Error, ImageDenoiser, LinearDenoiser, Result};
+use crate::{Error, ImageDenoiser, WienerDenoiser, Result};
 use candle::{DType, Tensor};
 use memgen_linear::oracle::EmpiricalDenoiser;
 use memgen_linear::{Moments, Spectrum};
@@ -60,11 +60,11 @@ impl ImageDenoiser for OracleDenoiser {
 
 /// The Gaussian (linear) denoiser of the training images (N x d row-major): mean and covariance
 /// (1/N) of the set.
-pub fn gaussian_of(images: &[f32], dim: usize) -> Result<LinearDenoiser> {
+pub fn gaussian_of(images: &[f32], dim: usize) -> Result<WienerDenoiser> {
     let m = Moments::from_rows(images, dim).map_err(|e| Error::Invalid(e.to_string()))?;
     let s = Spectrum::of(&m.cov).map_err(|e| Error::Invalid(e.to_string()))?;
     let basis = (0..dim * dim).map(|k| s.vectors[(k / dim, k % dim)]).collect();
-    LinearDenoiser::new(m.mean, basis, s.values)
+    WienerDenoiser::new(m.mean, basis, s.values)
 }
 
 /// One denoiser's error on the training images and on held-out images, at every σ.

@@ -283,7 +283,7 @@ pub fn save_safetensors(path: &Path, j: &Jacobian, a: &Analysis) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LinearDenoiser, ModelDenoiser};
+    use crate::{WienerDenoiser, ModelDenoiser};
     use memgen_diffusion::blind::BlindConfig;
     use memgen_diffusion::init::seeded_var_builder;
     use memgen_diffusion::unet::UNetConfig;
@@ -443,7 +443,7 @@ mod tests {
         let lambdas: Vec<f64> = (0..d).map(|i| 0.5 / (1.0 + i as f64).powi(2)).collect();
         let basis: Vec<f64> = (0..d * d).map(|p| u[(p / d, p % d)]).collect();
         let mean: Vec<f64> = (0..d).map(|i| 0.5 + 0.01 * i as f64).collect();
-        let lin = LinearDenoiser::new(mean, basis, lambdas.clone()).unwrap();
+        let lin = WienerDenoiser::new(mean, basis, lambdas.clone()).unwrap();
         let sigma = 0.1;
         let y = Tensor::from_vec(
             (0..d).map(|i| (i as f64 * 0.37).sin()).collect::<Vec<f64>>(),
@@ -508,7 +508,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_inputs() {
-        let lin = LinearDenoiser::new(
+        let lin = WienerDenoiser::new(
             vec![0.0; 4],
             vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0],
             vec![1.0; 4],

@@ -61,7 +61,7 @@
 //! - [`kl_bound`], [`kl_bound_estimated`]: the integral, with the integrand per σ.; [`monte_carlo_bound`] of a denoiser,
 //!   [`optimal_check`] (f* itself: zero).
 
-use crate::{Error, ImageDenoiser, LinearDenoiser, Result};
+use crate::{Error, ImageDenoiser, WienerDenoiser, Result};
 use candle::{DType, Device, Tensor};
 use faer::{Mat, MatRef};
 use memgen_diffusion::noise::keyed_rng;
@@ -125,7 +125,7 @@ pub fn mse_linear_general(
 /// λ_j/(λ_j + σ²). With R = Ûᵀ V and δ = Ûᵀ(μ − μ̂):
 ///
 /// - MSE(f_N, σ²) = Σ_i (1 − g_i)² c_i + g_i² σ², c_i = Σ_j R_ij² λ_j + δ_i² = (Ûᵀ(Σ + (μ−μ̂)(μ−μ̂)ᵀ)Û)_ii
-///   ([`mse_linear_general`] in the basis where W is diagonal; [`LinearDenoiser::mse_on`] of `c`);
+///   ([`mse_linear_general`] in the basis where W is diagonal; [`WienerDenoiser::mse_on`] of `c`);
 /// - MSE*(σ²) = Σ_j σ² λ_j / (λ_j + σ²);
 /// - excess = E‖f_N − f*‖² = Σ_ij (g_i − g*_j)² R_ij² (λ_j + σ²) + Σ_i (1 − g_i)² δ_i², from
 ///   f_N − f* = (W_N − W*)(y − μ) + (I − W_N)(μ̂ − μ), y − μ ~ N(0, Σ + σ² I): a sum of non-negative
@@ -146,8 +146,8 @@ pub struct GaussianLinearMse {
 
 impl GaussianLinearMse {
     /// `fitted`: (μ̂, Û, ŝ), the fitted linear denoiser; `truth`: (μ, V, λ), the data distribution
-    /// (whose own [`LinearDenoiser`] is f*). Both bases orthonormal.
-    pub fn new(fitted: &LinearDenoiser, truth: &LinearDenoiser) -> Result<Self> {
+    /// (whose own [`WienerDenoiser`] is f*). Both bases orthonormal.
+    pub fn new(fitted: &WienerDenoiser, truth: &WienerDenoiser) -> Result<Self> {
         let d = truth.dim();
         if fitted.dim() != d {
             return Err(invalid(format!(
@@ -256,7 +256,7 @@ fn kl_terms(c: &[f64], v: &[f64], l: &[f64]) -> f64 {
 /// e.g. a sampler that maps the null space of Σ̂ onto μ̂). O(d³). This is the direction the bound is
 /// on, for the exact output of a discrete sampler (memgen-linear's `SamplingDistribution`).
 pub fn kl_truth_to_eigen(
-    truth: &LinearDenoiser,
+    truth: &WienerDenoiser,
     mean: &[f64],
     basis: &[f64],
     variances: &[f64],
@@ -271,7 +271,7 @@ pub fn kl_truth_to_eigen(
     if variances.iter().any(|&v| !(v > 0.0)) {
         return Ok(f64::INFINITY);
     }
-    let model = LinearDenoiser::new(mean.to_vec(), basis.to_vec(), variances.to_vec())?;
+    let model = WienerDenoiser::new(mean.to_vec(), basis.to_vec(), variances.to_vec())?;
     Ok(kl_terms(
         GaussianLinearMse::new(&model, truth)?.projected_second_moment(),
         variances,
@@ -296,14 +296,14 @@ pub fn optimal_mse(eigenvalues: &[f64], sigma: f64) -> f64 {
 
 /// The linear denoiser of a training set: (μ̂, Û, ŝ) from its moments and eigendecomposition
 /// (memgen-linear's [`memgen_linear::Spectrum`]; eigenvalues clamped at 0 there).
-pub fn fitted_denoiser(mean: &[f64], spectrum: &memgen_linear::Spectrum) -> Result<LinearDenoiser> {
+pub fn fitted_denoiser(mean: &[f64], spectrum: &memgen_linear::Spectrum) -> Result<WienerDenoiser> {
     let d = mean.len();
     let u = &spectrum.vectors;
     if u.nrows() != d || u.ncols() != d {
         return Err(invalid(format!("eigenvectors {}x{} for a mean of {d} entries", u.nrows(), u.ncols())));
     }
     let basis = (0..d * d).map(|k| u[(k / d, k % d)]).collect();
-    LinearDenoiser::new(mean.to_vec(), basis, spectrum.values.clone())
+    WienerDenoiser::new(mean.to_vec(), basis, spectrum.values.clone())
 }
 
 /// The noise levels of the integral: `points` values log-spaced from `sigma_min` to `sigma_max`
@@ -481,7 +481,7 @@ pub struct McMse {
 /// y is handed to the denoiser in `cfg.dtype`.
 pub fn mse_monte_carlo(
     den: &dyn ImageDenoiser,
-    truth: &LinearDenoiser,
+    truth: &WienerDenoiser,
     dims: &[usize],
     sigma: f64,
     cfg: &McConfig,
@@ -562,7 +562,7 @@ pub fn mse_monte_carlo(
 /// (a trained network) on the Gaussian data `truth`, and the Monte-Carlo MSEs per σ.
 pub fn monte_carlo_bound(
     den: &dyn ImageDenoiser,
-    truth: &LinearDenoiser,
+    truth: &WienerDenoiser,
     dims: &[usize],
     grid: &SigmaGrid,
     cfg: &McConfig,
@@ -599,7 +599,7 @@ pub struct OptimalCheck {
 /// [`OptimalCheck`] of `truth` on images of shape `dims`: closed form on `grid`, Monte Carlo on
 /// `mc_grid` with `cfg` (its dtype replaced by f64, then f32).
 pub fn optimal_check(
-    truth: &LinearDenoiser,
+    truth: &WienerDenoiser,
     dims: &[usize],
     grid: &SigmaGrid,
     mc_grid: &SigmaGrid,
@@ -652,20 +652,20 @@ mod tests {
     }
 
     /// N(μ, V diag(λ) Vᵀ) in d dimensions with a power-law spectrum and a random basis.
-    fn gaussian(d: usize, seed: u64) -> LinearDenoiser {
+    fn gaussian(d: usize, seed: u64) -> WienerDenoiser {
         let mean = (0..d).map(|i| 0.5 + 0.1 * (i as f64).sin()).collect();
         let eig = (1..=d).map(|k| 0.3 / k as f64).collect();
-        LinearDenoiser::new(mean, random_basis(d, seed), eig).unwrap()
+        WienerDenoiser::new(mean, random_basis(d, seed), eig).unwrap()
     }
 
-    fn cov_of(g: &LinearDenoiser) -> Mat<f64> {
+    fn cov_of(g: &WienerDenoiser) -> Mat<f64> {
         let d = g.dim();
         Mat::from_fn(d, d, |r, c| {
             (0..d).map(|i| g.basis[r * d + i] * g.eigenvalues[i] * g.basis[c * d + i]).sum()
         })
     }
 
-    fn rows_of(g: &LinearDenoiser, n: usize, seed: u64) -> Vec<f32> {
+    fn rows_of(g: &WienerDenoiser, n: usize, seed: u64) -> Vec<f32> {
         let d = g.dim();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut out = Vec::with_capacity(n * d);
@@ -679,7 +679,7 @@ mod tests {
         out
     }
 
-    fn fit(rows: &[f32], d: usize) -> LinearDenoiser {
+    fn fit(rows: &[f32], d: usize) -> WienerDenoiser {
         let m = memgen_linear::Moments::from_rows(rows, d).unwrap();
         fitted_denoiser(&m.mean, &memgen_linear::Spectrum::of(&m.cov).unwrap()).unwrap()
     }
@@ -755,9 +755,9 @@ mod tests {
         let d = 5;
         let truth = gaussian(d, 4);
         let cov = cov_of(&truth);
-        // The same basis: W = U diag(g) Uᵀ with other eigenvalues, m = μ: LinearDenoiser::mse_on.
+        // The same basis: W = U diag(g) Uᵀ with other eigenvalues, m = μ: WienerDenoiser::mse_on.
         let other =
-            LinearDenoiser::new(truth.mean.clone(), truth.basis.clone(), vec![0.2, 0.05, 0.4, 0.0, 0.01])
+            WienerDenoiser::new(truth.mean.clone(), truth.basis.clone(), vec![0.2, 0.05, 0.4, 0.0, 0.01])
                 .unwrap();
         for s in SIGMAS {
             let w = Mat::from_fn(d, d, |i, j| other.matrix(s)[i * d + j]);

@@ -3,7 +3,7 @@
 //! Everything here works on an [`ImageDenoiser`]: f(y, σ) ≈ E[x | y], y = x + σ z, z ~ N(0, I), the
 //! clean-image estimate at additive Gaussian noise of standard deviation σ (pixels in [0, 1]). A
 //! time-conditioned DDPM network and a noise-blind network are both turned into one
-//! ([`ModelDenoiser`]); [`LinearDenoiser`] is the closed-form affine denoiser of a Gaussian, the
+//! ([`ModelDenoiser`]); [`WienerDenoiser`] is the closed-form affine denoiser of a Gaussian, the
 //! reference the numerical tools are checked against.
 
 pub mod curve;
@@ -12,7 +12,7 @@ pub mod generalization;
 pub mod jacobian;
 pub mod klbound;
 
-pub use denoiser::{ImageDenoiser, LinearDenoiser, ModelDenoiser};
+pub use denoiser::{ImageDenoiser, WienerDenoiser, ModelDenoiser};
 
 /// Errors of the analyses.
 #[derive(Debug, thiserror::Error)]

@@ -150,6 +150,67 @@ impl Layer {
     }
 }
 
+/// Where a block sits: which level of the down or up path, or the middle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Down(usize),
+    Mid,
+    Up(usize),
+}
+
+/// One block of the network with the sizes it works at: the one description of the architecture
+/// (module docs) that both [`UNet::new`] (which builds it) and the parameter and FLOP counts read.
+/// `side` is the side of the block's output map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    /// Sinusoidal embedding of width `sinusoidal`, then `Linear – SiLU – Linear` to `dim`.
+    TimeEmbed { sinusoidal: usize, dim: usize },
+    /// The 3x3 input conv.
+    ConvIn { cin: usize, cout: usize, side: usize },
+    /// Residual block `j` of `place`, `cin → cout` channels (with the time embedding of width `temb`).
+    Res { place: Place, j: usize, cin: usize, cout: usize, temb: usize, side: usize },
+    /// Attention block `j` of `place`, after residual block `j`.
+    Attn { place: Place, j: usize, c: usize, side: usize },
+    /// The stride-2 3x3 conv after down level `level` (`side` is its output side).
+    Downsample { level: usize, c: usize, side: usize },
+    /// Nearest ×2 upsampling and a 3x3 conv after up level `level` (`side` is its output side).
+    Upsample { level: usize, c: usize, side: usize },
+    /// GroupNorm – SiLU – 3x3 conv, `cin → cout`.
+    Out { cin: usize, cout: usize, side: usize },
+}
+
+impl Block {
+    /// The parameterised layers of the block, in construction order.
+    fn layers(&self) -> Vec<Layer> {
+        match *self {
+            Block::TimeEmbed { sinusoidal, dim } => {
+                vec![Layer::Linear { din: sinusoidal, dout: dim }, Layer::Linear { din: dim, dout: dim }]
+            }
+            Block::ConvIn { cin, cout, side } => vec![Layer::Conv { cin, cout, k: 3, side }],
+            Block::Res { cin, cout, temb, side, .. } => {
+                let mut l = vec![
+                    Layer::GroupNorm { c: cin },
+                    Layer::Conv { cin, cout, k: 3, side },
+                    Layer::Linear { din: temb, dout: cout },
+                    Layer::GroupNorm { c: cout },
+                    Layer::Conv { cin: cout, cout, k: 3, side },
+                ];
+                if cin != cout {
+                    l.push(Layer::Conv { cin, cout, k: 1, side });
+                }
+                l
+            }
+            Block::Attn { c, side, .. } => vec![Layer::Attention { c, side }],
+            Block::Downsample { c, side, .. } | Block::Upsample { c, side, .. } => {
+                vec![Layer::Conv { cin: c, cout: c, k: 3, side }]
+            }
+            Block::Out { cin, cout, side } => {
+                vec![Layer::GroupNorm { c: cin }, Layer::Conv { cin, cout, k: 3, side }]
+            }
+        }
+    }
+}
+
 impl UNetConfig {
     /// `unet-tiny` (models/unet-tiny.toml), for tests: widths 8/16, 1 res block, 4 groups, time
     /// embedding 32 (40,489 parameters).
@@ -243,64 +304,60 @@ impl UNetConfig {
         Ok(())
     }
 
-    /// Every parameterised layer, in construction order, with the resolution it runs at.
-    fn layers(&self, side: usize) -> Vec<Layer> {
-        let t = self.time_embed_dim;
+    /// Every block, in construction order, with the resolution it runs at for `side` x `side` inputs.
+    /// The skips (module docs) are pushed by `ConvIn`, every down `Res` (after its `Attn`) and every
+    /// `Downsample`, and popped by the up `Res` blocks, whose inputs are `[h, skip]`.
+    fn blocks(&self, side: usize) -> Vec<Block> {
+        let temb = self.time_embed_dim;
         let mut out = vec![
-            Layer::Linear { din: self.base_channels, dout: t },
-            Layer::Linear { din: t, dout: t },
-            Layer::Conv { cin: self.in_channels, cout: self.base_channels, k: 3, side },
+            Block::TimeEmbed { sinusoidal: self.base_channels, dim: temb },
+            Block::ConvIn { cin: self.in_channels, cout: self.base_channels, side },
         ];
-        let res = |out: &mut Vec<Layer>, cin: usize, cout: usize, side: usize| {
-            out.push(Layer::GroupNorm { c: cin });
-            out.push(Layer::Conv { cin, cout, k: 3, side });
-            out.push(Layer::Linear { din: t, dout: cout });
-            out.push(Layer::GroupNorm { c: cout });
-            out.push(Layer::Conv { cin: cout, cout, k: 3, side });
-            if cin != cout {
-                out.push(Layer::Conv { cin, cout, k: 1, side });
-            }
-        };
         let mut side = side;
         let mut ch = self.base_channels;
         let mut skips = vec![ch];
         for i in 0..self.levels() {
-            let attn = self.attention_levels.contains(&i);
-            for _ in 0..self.num_res_blocks {
-                res(&mut out, ch, self.level_channels(i), side);
-                ch = self.level_channels(i);
-                if attn {
-                    out.push(Layer::Attention { c: ch, side });
+            let w = self.level_channels(i);
+            for j in 0..self.num_res_blocks {
+                out.push(Block::Res { place: Place::Down(i), j, cin: ch, cout: w, temb, side });
+                ch = w;
+                if self.attention_levels.contains(&i) {
+                    out.push(Block::Attn { place: Place::Down(i), j, c: ch, side });
                 }
                 skips.push(ch);
             }
             if i + 1 < self.levels() {
                 side = side.div_ceil(2);
-                out.push(Layer::Conv { cin: ch, cout: ch, k: 3, side });
+                out.push(Block::Downsample { level: i, c: ch, side });
                 skips.push(ch);
             }
         }
-        for _ in 0..MID_RES_BLOCKS {
-            res(&mut out, ch, ch, side);
+        for j in 0..MID_RES_BLOCKS {
+            out.push(Block::Res { place: Place::Mid, j, cin: ch, cout: ch, temb, side });
         }
         for i in (0..self.levels()).rev() {
-            let attn = self.attention_levels.contains(&i);
-            for _ in 0..self.num_res_blocks + 1 {
+            let w = self.level_channels(i);
+            for j in 0..self.num_res_blocks + 1 {
                 let skip = skips.pop().expect("one skip per up block");
-                res(&mut out, ch + skip, self.level_channels(i), side);
-                ch = self.level_channels(i);
-                if attn {
-                    out.push(Layer::Attention { c: ch, side });
+                out.push(Block::Res { place: Place::Up(i), j, cin: ch + skip, cout: w, temb, side });
+                ch = w;
+                if self.attention_levels.contains(&i) {
+                    out.push(Block::Attn { place: Place::Up(i), j, c: ch, side });
                 }
             }
             if i > 0 {
                 side *= 2;
-                out.push(Layer::Conv { cin: ch, cout: ch, k: 3, side });
+                out.push(Block::Upsample { level: i, c: ch, side });
             }
         }
-        out.push(Layer::GroupNorm { c: ch });
-        out.push(Layer::Conv { cin: ch, cout: self.out_channels, k: 3, side });
+        debug_assert!(skips.is_empty());
+        out.push(Block::Out { cin: ch, cout: self.out_channels, side });
         out
+    }
+
+    /// Every parameterised layer of [`UNetConfig::blocks`], in construction order.
+    fn layers(&self, side: usize) -> Vec<Layer> {
+        self.blocks(side).iter().flat_map(Block::layers).collect()
     }
 
     /// Number of trainable parameters, computed from the config alone (unet-s: 3,541,569).
@@ -323,6 +380,12 @@ struct Level<S> {
     /// Empty, or one attention block per residual block.
     attn: Vec<AttentionBlock>,
     resample: Option<S>,
+}
+
+impl<S> Default for Level<S> {
+    fn default() -> Self {
+        Level { res: Vec::new(), attn: Vec::new(), resample: None }
+    }
 }
 
 impl<S> Level<S> {
@@ -350,77 +413,71 @@ pub struct UNet {
 }
 
 impl UNet {
-    /// Build the network of `cfg`, creating (seeded init) or loading its variables through `vb`.
+    /// Build the network of `cfg`, creating (seeded init) or loading its variables through `vb`: one
+    /// module per [`Block`] of the config, named by its place (module docs).
     pub fn new(cfg: &UNetConfig, vb: VarBuilder) -> Result<Self> {
         cfg.check()?;
         let pad1 = Conv2dConfig { padding: 1, ..Default::default() };
         let g = cfg.norm_groups;
-        let res_cfg = |cin, cout| ResBlockConfig {
-            in_channels: cin,
-            out_channels: cout,
-            temb_dim: cfg.time_embed_dim,
-            norm_groups: g,
-            dropout: cfg.dropout,
+        let mut down: Vec<Level<Downsample>> = (0..cfg.levels()).map(|_| Level::default()).collect();
+        let mut up: Vec<Level<Upsample>> = (0..cfg.levels()).map(|_| Level::default()).collect();
+        let (mut time_embed, mut conv_in, mut mid, mut out) = (None, None, Vec::new(), None);
+        let at = |place: Place| match place {
+            Place::Down(i) => vb.pp("down").pp(i),
+            Place::Mid => vb.pp("mid"),
+            Place::Up(i) => vb.pp("up").pp(i),
         };
-        let time_embed = TimeEmbedding::new(
-            &TimeEmbeddingConfig { sinusoidal_dim: cfg.base_channels, embed_dim: cfg.time_embed_dim },
-            vb.pp("time_embed"),
-        )?;
-        let conv_in = conv2d(cfg.in_channels, cfg.base_channels, 3, pad1, vb.pp("conv_in"))?;
-
-        let mut ch = cfg.base_channels;
-        let mut skips = vec![ch];
-        let mut down = Vec::with_capacity(cfg.levels());
-        for i in 0..cfg.levels() {
-            let vb = vb.pp("down").pp(i);
-            let w = cfg.level_channels(i);
-            let with_attn = cfg.attention_levels.contains(&i);
-            let (mut res, mut attn) = (Vec::new(), Vec::new());
-            for j in 0..cfg.num_res_blocks {
-                res.push(ResBlock::new(&res_cfg(ch, w), vb.pp("res").pp(j))?);
-                ch = w;
-                if with_attn {
-                    let a = AttentionConfig { channels: w, norm_groups: g };
-                    attn.push(AttentionBlock::new(&a, vb.pp("attn").pp(j))?);
+        // The side does not change what is built; 1 keeps every block's side positive.
+        for block in cfg.blocks(1) {
+            match block {
+                Block::TimeEmbed { sinusoidal, dim } => {
+                    let c = TimeEmbeddingConfig { sinusoidal_dim: sinusoidal, embed_dim: dim };
+                    time_embed = Some(TimeEmbedding::new(&c, vb.pp("time_embed"))?);
                 }
-                skips.push(ch);
-            }
-            let resample = if i + 1 < cfg.levels() {
-                skips.push(ch);
-                Some(Downsample::new(ch, vb.pp("downsample"))?)
-            } else {
-                None
-            };
-            down.push(Level { res, attn, resample });
-        }
-
-        let mid = (0..MID_RES_BLOCKS)
-            .map(|j| ResBlock::new(&res_cfg(ch, ch), vb.pp("mid").pp("res").pp(j)))
-            .collect::<Result<Vec<_>>>()?;
-
-        let mut up = Vec::with_capacity(cfg.levels());
-        for i in (0..cfg.levels()).rev() {
-            let vb = vb.pp("up").pp(i);
-            let w = cfg.level_channels(i);
-            let with_attn = cfg.attention_levels.contains(&i);
-            let (mut res, mut attn) = (Vec::new(), Vec::new());
-            for j in 0..cfg.num_res_blocks + 1 {
-                let skip = skips.pop().expect("one skip per up block");
-                res.push(ResBlock::new(&res_cfg(ch + skip, w), vb.pp("res").pp(j))?);
-                ch = w;
-                if with_attn {
-                    let a = AttentionConfig { channels: w, norm_groups: g };
-                    attn.push(AttentionBlock::new(&a, vb.pp("attn").pp(j))?);
+                Block::ConvIn { cin, cout, .. } => {
+                    conv_in = Some(conv2d(cin, cout, 3, pad1, vb.pp("conv_in"))?)
+                }
+                Block::Res { place, j, cin, cout, temb, .. } => {
+                    let c = ResBlockConfig {
+                        in_channels: cin,
+                        out_channels: cout,
+                        temb_dim: temb,
+                        norm_groups: g,
+                        dropout: cfg.dropout,
+                    };
+                    let r = ResBlock::new(&c, at(place).pp("res").pp(j))?;
+                    match place {
+                        Place::Down(i) => down[i].res.push(r),
+                        Place::Mid => mid.push(r),
+                        Place::Up(i) => up[i].res.push(r),
+                    }
+                }
+                Block::Attn { place, j, c, .. } => {
+                    let a = AttentionBlock::new(
+                        &AttentionConfig { channels: c, norm_groups: g },
+                        at(place).pp("attn").pp(j),
+                    )?;
+                    match place {
+                        Place::Down(i) => down[i].attn.push(a),
+                        Place::Mid => candle::bail!("UNet: no attention in the middle"),
+                        Place::Up(i) => up[i].attn.push(a),
+                    }
+                }
+                Block::Downsample { level, c, .. } => {
+                    down[level].resample = Some(Downsample::new(c, at(Place::Down(level)).pp("downsample"))?);
+                }
+                Block::Upsample { level, c, .. } => {
+                    up[level].resample = Some(Upsample::new(c, at(Place::Up(level)).pp("upsample"))?);
+                }
+                Block::Out { cin, cout, .. } => {
+                    let norm = group_norm(g, cin, NORM_EPS, vb.pp("out").pp("norm"))?;
+                    out = Some((norm, conv2d(cin, cout, 3, pad1, vb.pp("out").pp("conv"))?));
                 }
             }
-            let resample = if i > 0 { Some(Upsample::new(ch, vb.pp("upsample"))?) } else { None };
-            up.push(Level { res, attn, resample });
         }
-        up.reverse();
-        debug_assert!(skips.is_empty());
-
-        let out_norm = group_norm(g, ch, NORM_EPS, vb.pp("out").pp("norm"))?;
-        let out_conv = conv2d(ch, cfg.out_channels, 3, pad1, vb.pp("out").pp("conv"))?;
+        let (Some(time_embed), Some(conv_in), Some((out_norm, out_conv))) = (time_embed, conv_in, out) else {
+            candle::bail!("UNet: the block list lacks the time embedding, conv_in or the output block")
+        };
         Ok(UNet { cfg: cfg.clone(), time_embed, conv_in, down, mid, up, out_norm, out_conv })
     }
 

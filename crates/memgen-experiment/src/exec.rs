@@ -162,6 +162,14 @@ fn move_aside(path: &Path) -> Result<()> {
     std::fs::rename(path, path.with_file_name(name)).map_err(|e| Error::io(path, e))
 }
 
+/// The arguments after the `memgen` binary that run `job` (or, with `resume`, continue an interrupted
+/// training) on `threads` threads: exactly what the executor starts.
+pub fn argv(job: &Job, resume: bool, threads: usize) -> Vec<String> {
+    let mut v = vec!["--threads".to_string(), threads.to_string()];
+    v.extend(command_line(job, resume));
+    v
+}
+
 /// The command line that runs (or continues) `job`.
 fn command_line(job: &Job, resume: bool) -> Vec<String> {
     match (&job.kind, resume) {
@@ -260,14 +268,14 @@ fn spawn(plan: &Plan, job: &Job, resume: bool, threads: usize, exe: &Path) -> Re
     let log = log_path(&plan.root, &job.id);
     let mut file =
         std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| Error::io(&log, e))?;
-    let line = command_line(job, resume);
+    let line = argv(job, resume, threads);
     use std::io::Write;
-    writeln!(file, "$ memgen --threads {threads} {}", line.join(" ")).map_err(|e| Error::io(&log, e))?;
+    writeln!(file, "$ memgen {}", line.join(" ")).map_err(|e| Error::io(&log, e))?;
     let err = file.try_clone().map_err(|e| Error::io(&log, e))?;
     let stamp = Stamp { id: job.id.clone(), args: job.args.clone(), threads, seconds: 0.0 };
     write_json(&started_path(&plan.root, &job.id), &stamp)?;
     let mut cmd = Command::new(exe);
-    cmd.arg("--threads").arg(threads.to_string()).args(&line);
+    cmd.args(&line);
     cmd.stdin(Stdio::null()).stdout(file).stderr(err).env("RAYON_NUM_THREADS", threads.to_string());
     die_with_parent(&mut cmd);
     cmd.spawn().map_err(|e| Error::io(exe, e))

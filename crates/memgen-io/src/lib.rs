@@ -19,13 +19,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FileError {
-    /// An I/O failure.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O failure. Its message holds the OS error, so it reports no separate source (an error
+    /// chain would print the OS error twice).
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     /// A file that exists but is not what its format requires (bad JSON or TOML, wrong magic,
     /// truncation, missing tensors, ...).
     #[error("{path}: {msg}")]
@@ -39,7 +36,7 @@ pub enum FileError {
 impl FileError {
     /// [`FileError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        FileError::Io { path: path.into(), source }
+        FileError::Io { path: path.into(), cause: source }
     }
 
     /// [`FileError::BadFile`] for `path`.
@@ -186,7 +183,10 @@ mod tests {
     fn a_missing_or_bad_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("none.json");
-        assert!(matches!(read_json::<Rec>(&path), Err(FileError::Io { .. })));
+        let err = read_json::<Rec>(&path).unwrap_err();
+        assert!(matches!(err, FileError::Io { .. }));
+        // The OS error is in the message once, and not again as a source.
+        assert!(err.to_string().contains("none.json") && std::error::Error::source(&err).is_none(), "{err}");
         std::fs::write(&path, "{\"step\": 1}").unwrap();
         let err = read_json::<Rec>(&path).unwrap_err();
         assert!(matches!(err, FileError::BadFile { .. }));

@@ -194,7 +194,13 @@ impl Canvas for SvgCanvas {
         );
     }
 
-    fn rect(&mut self, (x0, y0): (f64, f64), (x1, y1): (f64, f64), fill: Option<Fill>, stroke: Option<Stroke>) {
+    fn rect(
+        &mut self,
+        (x0, y0): (f64, f64),
+        (x1, y1): (f64, f64),
+        fill: Option<Fill>,
+        stroke: Option<Stroke>,
+    ) {
         let (w, h) = (x1 - x0, y1 - y0);
         let (f, st) = (Self::fill_attrs(fill), Self::stroke_attrs(stroke));
         let _ = writeln!(self.s, r#"<rect x="{x0:.2}" y="{y0:.2}" width="{w:.2}" height="{h:.2}"{f}{st}/>"#);
@@ -298,7 +304,8 @@ impl PngCanvas {
         if pts.len() < 3 || pts.iter().any(|(x, y)| !x.is_finite() || !y.is_finite()) {
             return;
         }
-        let (ymin, ymax) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+        let (ymin, ymax) =
+            pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
         let h = f64::from(self.img.height());
         let (r0, r1) = ((ymin - 0.5).ceil().max(0.0), (ymax - 0.5).floor().min(h - 1.0));
         let mut xs = Vec::new();
@@ -359,7 +366,13 @@ impl Canvas for PngCanvas {
         }
     }
 
-    fn rect(&mut self, (x0, y0): (f64, f64), (x1, y1): (f64, f64), fill: Option<Fill>, stroke: Option<Stroke>) {
+    fn rect(
+        &mut self,
+        (x0, y0): (f64, f64),
+        (x1, y1): (f64, f64),
+        fill: Option<Fill>,
+        stroke: Option<Stroke>,
+    ) {
         if let Some(f) = fill {
             let (a, b) = ((x0.round() as i64, y0.round() as i64), (x1.round() as i64, y1.round() as i64));
             self.span(a, b, |px| blend(px, f));
@@ -499,10 +512,19 @@ mod tests {
 
     #[test]
     fn svg_elements_and_numbers() {
-        assert_eq!((num(6.0), num(1.5), num(14.0449), num(-0.001)), ("6".into(), "1.5".into(), "14.04".into(), "0".into()));
+        assert_eq!(
+            (num(6.0), num(1.5), num(14.0449), num(-0.001)),
+            ("6".into(), "1.5".into(), "14.04".into(), "0".into())
+        );
         let mut c = SvgCanvas::new(100.0, 50.0);
         c.line(&[(0.0, 1.0), (2.0, 3.0)], Stroke { color: [1, 2, 3], width: 1.5, dash: Some((6.0, 4.0)) });
-        c.path(&[vec![(0.0, 0.0), (1.0, 1.0)]], true, Some(Fill { color: [255, 0, 0], opacity: 0.25 }), None, "a<b");
+        c.path(
+            &[vec![(0.0, 0.0), (1.0, 1.0)]],
+            true,
+            Some(Fill { color: [255, 0, 0], opacity: 0.25 }),
+            None,
+            "a<b",
+        );
         c.text(&Text {
             text: "N = d".into(),
             x: 5.0,
@@ -515,7 +537,9 @@ mod tests {
         let svg = c.finish();
         assert!(svg.contains(r#"font-family="DejaVu Sans, Verdana, sans-serif""#));
         assert!(svg.contains(r##"stroke="#010203" stroke-width="1.5" stroke-dasharray="6 4""##));
-        assert!(svg.contains(r##"<path d="M0.00 0.00 L1.00 1.00 Z" fill="#ff0000" fill-opacity="0.25" stroke="none""##));
+        assert!(svg.contains(
+            r##"<path d="M0.00 0.00 L1.00 1.00 Z" fill="#ff0000" fill-opacity="0.25" stroke="none""##
+        ));
         assert!(svg.contains("<title>a&lt;b</title>"));
         assert!(svg.contains(r#"<text transform="translate(5.00 20.00) rotate(-90)" font-size="12" text-anchor="middle">N = d</text>"#));
         assert_eq!(svg_texts(&svg), ["N = d"]);
@@ -536,9 +560,18 @@ mod tests {
         assert_eq!(c.img.get_pixel(3, 10).0, [128, 128, 255]);
         // End-anchored text ends at its anchor.
         let mut c = PngCanvas::new(100, 30);
-        let t = Text { text: "Wow".into(), x: 80.0, y: 20.0, size: 14.0, anchor: Anchor::End, vertical: false, color: [0; 3] };
+        let t = Text {
+            text: "Wow".into(),
+            x: 80.0,
+            y: 20.0,
+            size: 14.0,
+            anchor: Anchor::End,
+            vertical: false,
+            color: [0; 3],
+        };
         c.text(&t);
-        let cols: Vec<u32> = (0..100).filter(|&x| (0..30).any(|y| c.img.get_pixel(x, y).0[0] < 128)).collect();
+        let cols: Vec<u32> =
+            (0..100).filter(|&x| (0..30).any(|y| c.img.get_pixel(x, y).0[0] < 128)).collect();
         let w = text::text_width("Wow", 14.0);
         assert!(*cols.last().unwrap() <= 80 && *cols.last().unwrap() >= 77, "{cols:?}");
         assert!((cols[0] as f32 - (80.0 - w)).abs() <= 2.0, "{cols:?}");

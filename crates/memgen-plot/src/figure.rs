@@ -255,7 +255,8 @@ mod tests {
         let below = ink_rows(&out, 54..out.height());
         assert!(!below.is_empty() && below[0] >= 55 && *below.last().unwrap() < 69, "{below:?}");
         // "0.5" is centred on the 32-px image (columns 4..36).
-        let cols: Vec<u32> = (0..out.width()).filter(|&x| (55..69).any(|y| out.get_pixel(x, y)[0] < 128)).collect();
+        let cols: Vec<u32> =
+            (0..out.width()).filter(|&x| (55..69).any(|y| out.get_pixel(x, y)[0] < 128)).collect();
         let mid = (cols[0] + cols.last().unwrap()) as f32 / 2.0;
         assert!((mid - 19.5).abs() <= 1.5, "{cols:?}");
         // Mixed case: "Col" and "COL" are drawn differently.
@@ -289,7 +290,8 @@ mod tests {
         let out = table.render(&cfg).unwrap();
         let (x0, y0) = table.cell_origin(&cfg, 0, 0);
         let rows = (y0 + 33) as u32..out.height();
-        let cols: Vec<u32> = (0..out.width()).filter(|&x| rows.clone().any(|y| out.get_pixel(x, y)[0] < 200)).collect();
+        let cols: Vec<u32> =
+            (0..out.width()).filter(|&x| rows.clone().any(|y| out.get_pixel(x, y)[0] < 200)).collect();
         assert!(!cols.is_empty(), "the label is drawn");
         assert!(cols[0] as usize >= x0 - 2 && *cols.last().unwrap() as usize <= x0 + 32 + 2, "{cols:?}");
         let cut = text::truncate(&long, 12.0, 36.0);

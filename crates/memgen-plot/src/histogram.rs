@@ -198,7 +198,7 @@ impl HistogramPlot<'_> {
 
     /// The layout of the plot in a `width` x `height` output, its frame, the y ticks (position, label)
     /// and the x ticks (as many as fit).
-    fn layout(&self, width: f64, height: f64, p: &Prepared) -> Result<(Layout, Frame, Vec<(f64, String)>, Vec<(f64, String)>)> {
+    fn layout(&self, width: f64, height: f64, p: &Prepared) -> Result<(Layout, Frame, Labelled, Labelled)> {
         let spec = Spec {
             title: &self.title,
             x_label: &self.x_label,
@@ -207,7 +207,9 @@ impl HistogramPlot<'_> {
             vlines: Vec::new(),
         };
         let y_values = ticks(0.0, p.y_top, p.y_step);
-        let lay = Layout::new(width, height, &spec, |_| y_values.iter().map(|&v| format_tick(v, p.y_step)).collect())?;
+        let lay = Layout::new(width, height, &spec, |_| {
+            y_values.iter().map(|&v| format_tick(v, p.y_step)).collect()
+        })?;
         let f = Frame {
             left: lay.left,
             right: lay.right,
@@ -220,9 +222,16 @@ impl HistogramPlot<'_> {
         let yt = y_values.iter().map(|&v| (f.y(v), format_tick(v, p.y_step))).collect();
         let x_ticks = |target| {
             let step = nice_step(self.hi - self.lo, target);
-            ticks(self.lo, self.hi, step).into_iter().map(|v| (f.x(v), format_tick(v, step))).collect::<Vec<_>>()
+            ticks(self.lo, self.hi, step)
+                .into_iter()
+                .map(|v| (f.x(v), format_tick(v, step)))
+                .collect::<Vec<_>>()
         };
-        let xt = (2..=lay.x_target()).rev().map(x_ticks).find(|t| lay.x_labels_fit(t)).unwrap_or_else(|| x_ticks(2));
+        let xt = (2..=lay.x_target())
+            .rev()
+            .map(x_ticks)
+            .find(|t| lay.x_labels_fit(t))
+            .unwrap_or_else(|| x_ticks(2));
         Ok((lay, f, yt, xt))
     }
 
@@ -236,7 +245,13 @@ impl HistogramPlot<'_> {
         for (i, fracs) in p.fracs.iter().enumerate() {
             let color = series_color(i);
             let fill = Fill { color, opacity: FILL_OPACITY };
-            c.path(&[f.steps(fracs)], true, Some(fill), Some(Stroke::solid(color, lay.style.line_width())), &self.series[i].name);
+            c.path(
+                &[f.steps(fracs)],
+                true,
+                Some(fill),
+                Some(Stroke::solid(color, lay.style.line_width())),
+                &self.series[i].name,
+            );
         }
         lay.draw_axes(c, &xt, &[], &yt, &[]);
         lay.draw_text(c, |c: &mut dyn Canvas, i: usize, ((x0, y0), (x1, y1)): Rect| {
@@ -275,6 +290,9 @@ impl HistogramPlot<'_> {
         Ok(c.img)
     }
 }
+
+/// Ticks in output coordinates: the position and label of each.
+type Labelled = Vec<(f64, String)>;
 
 /// Write `svg` to `path` atomically (temporary file, then rename).
 pub fn save_svg(svg: &str, path: &Path) -> Result<()> {
@@ -437,7 +455,8 @@ mod tests {
             assert_eq!(svg.items, png.items, "{w} x {h}");
             let texts: Vec<String> = png.texts().iter().map(|t| t.text.clone()).collect();
             assert_eq!(svg_texts(&svg.inner.finish()), texts);
-            for want in ["Distances", "L2 distance", Y_LABEL, "A vs S_B 1 (n=50)", "corr(x_A, x_B) 1 (n=400)"] {
+            for want in ["Distances", "L2 distance", Y_LABEL, "A vs S_B 1 (n=50)", "corr(x_A, x_B) 1 (n=400)"]
+            {
                 assert!(texts.iter().any(|t| t == want), "{w} x {h}: {want:?} not in {texts:?}");
             }
             // Names that differ in one digit change only pixels in the legend box, none in the plot area.
@@ -481,8 +500,9 @@ mod tests {
         save_rgb_png(&p.to_png(800, 500).unwrap(), &dir.join("histogram-800x500.png")).unwrap();
         save_rgb_png(&p.to_png(400, 300).unwrap(), &dir.join("histogram-400x300.png")).unwrap();
         // A labeled table as `memgen compare` draws it.
-        let im: Vec<Vec<f32>> =
-            (0..4).map(|k| (0..256).map(|i| ((i % 16 + i / 16 + 4 * k) % 17) as f32 / 16.0).collect()).collect();
+        let im: Vec<Vec<f32>> = (0..4)
+            .map(|k| (0..256).map(|i| ((i % 16 + i / 16 + 4 * k) % 17) as f32 / 16.0).collect())
+            .collect();
         let header = ["sample A", "NN in S_A", "sample B", "NN in S_B"].map(String::from).to_vec();
         let labels = ["#0", "0.963", "AB −0.052 σ", "a label far too long for its column"];
         let rows = (0..3)

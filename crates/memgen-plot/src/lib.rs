@@ -3,7 +3,6 @@
 
 mod canvas;
 pub mod figure;
-pub mod font;
 pub mod grid;
 pub mod histogram;
 pub mod html;

@@ -334,7 +334,8 @@ impl LinePlot<'_> {
                 break;
             }
         }
-        let major = |t: &Ticks, at: &dyn Fn(f64) -> f64| t.major.iter().map(|(c, l)| (at(*c), l.clone())).collect();
+        let major =
+            |t: &Ticks, at: &dyn Fn(f64) -> f64| t.major.iter().map(|(c, l)| (at(*c), l.clone())).collect();
         let minor = |t: &Ticks, at: &dyn Fn(f64) -> f64| t.minor.iter().map(|c| at(*c)).collect();
         let (px, py) = (|c| f.px(c), |c| f.py(c));
         let ticks = AxisTicks {
@@ -361,7 +362,8 @@ impl LinePlot<'_> {
             }
             let (style, name) = (self.series[i].style, self.series[i].name.as_str());
             if style.has_line() {
-                let pts: Vec<Vec<(f64, f64)>> = runs.iter().map(|r| r.iter().map(|&q| f.at(q)).collect()).collect();
+                let pts: Vec<Vec<(f64, f64)>> =
+                    runs.iter().map(|r| r.iter().map(|&q| f.at(q)).collect()).collect();
                 c.path(&pts, false, None, Some(self.stroke(i, lay.style)), name);
             }
             let markers: Vec<(f64, f64)> = marker_points(style, runs).map(|q| f.at(q)).collect();
@@ -800,7 +802,8 @@ mod tests {
     pub(crate) fn text_box(t: &crate::canvas::Text) -> (f64, f64, f64, f64) {
         use crate::canvas::Anchor;
         let w = f64::from(crate::text::text_width(&t.text, t.size as f32));
-        let (up, down) = (f64::from(crate::text::ascent(t.size as f32)), f64::from(crate::text::descent(t.size as f32)));
+        let (up, down) =
+            (f64::from(crate::text::ascent(t.size as f32)), f64::from(crate::text::descent(t.size as f32)));
         let before = match t.anchor {
             Anchor::Start => 0.0,
             Anchor::Middle => 0.5,
@@ -816,8 +819,12 @@ mod tests {
     /// Pixels of `img` in the box `b` (grown by one pixel) darker than mid-gray in every channel.
     fn dark_in(img: &RgbImage, b: (f64, f64, f64, f64)) -> usize {
         let (x0, y0) = ((b.0 - 1.0).max(0.0) as u32, (b.1 - 1.0).max(0.0) as u32);
-        let (x1, y1) = ((b.2 + 1.0).min(f64::from(img.width())) as u32, (b.3 + 1.0).min(f64::from(img.height())) as u32);
-        (y0..y1).flat_map(|y| (x0..x1).map(move |x| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 140)).count()
+        let (x1, y1) =
+            ((b.2 + 1.0).min(f64::from(img.width())) as u32, (b.3 + 1.0).min(f64::from(img.height())) as u32);
+        (y0..y1)
+            .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 140))
+            .count()
     }
 
     #[test]
@@ -852,7 +859,10 @@ mod tests {
     fn legend_and_reference_labels_stay_outside_the_plot_area() {
         let pts = seven();
         let (w, h) = (800, 560);
-        for (a, b) in [(names(1), names(2)), ((0..7).map(|i| format!("s{i}")).collect(), (0..7).map(|i| format!("s{}", i + 1)).collect())] {
+        for (a, b) in [
+            (names(1), names(2)),
+            ((0..7).map(|i| format!("s{i}")).collect(), (0..7).map(|i| format!("s{}", i + 1)).collect()),
+        ] {
             let (pa, pb) = (transition(&pts, &a, "N = d"), transition(&pts, &b, "N = d"));
             let (lay, ..) = pa.layout(f64::from(w), f64::from(h), &pa.prepare()).unwrap();
             let lg = lay.legend.clone().unwrap();
@@ -868,7 +878,10 @@ mod tests {
                     changed += 1;
                     let (x, y) = (f64::from(x), f64::from(y));
                     assert!(x >= x0 - 1.0 && x <= x1 + 1.0 && y >= y0 - 1.0 && y <= y1 + 1.0, "({x}, {y})");
-                    assert!(!(x >= lay.left && x <= lay.right && y >= lay.top && y <= lay.bottom), "({x}, {y})");
+                    assert!(
+                        !(x >= lay.left && x <= lay.right && y >= lay.top && y <= lay.bottom),
+                        "({x}, {y})"
+                    );
                 }
             }
             assert!(changed > 0);
@@ -889,8 +902,11 @@ mod tests {
         let title_bottom = title.y + f64::from(crate::text::descent(title.size as f32));
         let ia = p.to_png(w, h).unwrap();
         let ib = transition(&pts, &names(1), "N = D").to_png(w, h).unwrap();
-        let diff: Vec<(u32, u32)> =
-            ia.enumerate_pixels().filter(|(x, y, px)| *px != ib.get_pixel(*x, *y)).map(|(x, y, _)| (x, y)).collect();
+        let diff: Vec<(u32, u32)> = ia
+            .enumerate_pixels()
+            .filter(|(x, y, px)| *px != ib.get_pixel(*x, *y))
+            .map(|(x, y, _)| (x, y))
+            .collect();
         assert!(!diff.is_empty());
         let lg = lay.legend.unwrap().frame;
         for (x, y) in diff {
@@ -919,12 +935,17 @@ mod tests {
         p.save(dir, "lineplot-900x560", 900, 560).unwrap();
         p.save(dir, "lineplot-480x400", 480, 400).unwrap();
         crate::save_svg(&p.to_svg().unwrap(), &dir.join("lineplot-default.svg")).unwrap();
-        let mse: Vec<(f64, f64)> = [1.0, 10.0, 100.0, 1000.0].iter().map(|&n: &f64| (n, 0.02 / n.sqrt())).collect();
+        let mse: Vec<(f64, f64)> =
+            [1.0, 10.0, 100.0, 1000.0].iter().map(|&n: &f64| (n, 0.02 / n.sqrt())).collect();
         let q = LinePlot {
             title: "Denoising error on training and held-out images".into(),
             y_label: "MSE per pixel ‖D(x + σz) − x‖²".into(),
             log_y: true,
-            series: vec![LineSeries { name: "network, train (α = 0.1)".into(), points: Vec::leak(mse), style: LineStyle::LineAndMarkers }],
+            series: vec![LineSeries {
+                name: "network, train (α = 0.1)".into(),
+                points: Vec::leak(mse),
+                style: LineStyle::LineAndMarkers,
+            }],
             ..p.clone()
         };
         q.save(dir, "lineplot-logy-1400x1000", 1400, 1000).unwrap();

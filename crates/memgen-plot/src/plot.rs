@@ -81,7 +81,6 @@ pub(crate) fn xml_escape(s: &str) -> String {
     out
 }
 
-
 /// Text sizes and spacing of a plot: all in px, proportional to `s`, which is 1 for a 640 x 480 plot (and
 /// the 720 x 480 SVG), larger for larger outputs and at least 0.75.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -213,7 +212,12 @@ impl Layout {
     /// Lay out a plot of `spec` in `width` x `height` px, with room on the left for the y tick labels
     /// `y_labels(target)` returns for about `target` ticks. Errors if that leaves a plot area under
     /// 16 x 16 px.
-    pub fn new(width: f64, height: f64, spec: &Spec, y_labels: impl Fn(usize) -> Vec<String>) -> Result<Layout> {
+    pub fn new(
+        width: f64,
+        height: f64,
+        spec: &Spec,
+        y_labels: impl Fn(usize) -> Vec<String>,
+    ) -> Result<Layout> {
         let too_small = || {
             Error::Invalid(format!(
                 "a {width} x {height} image is too small for this plot ({} series)",
@@ -247,8 +251,10 @@ impl Layout {
         // The legend: right of the plot if it is narrow enough, else in rows above it.
         let lg = LegendMetrics::new(st);
         let widths: Vec<f64> = spec.legend.iter().map(|t| width_of_entry(t, &lg)).collect();
+        let note_row = line(st.note_size()) + 2.0 * s;
+        let strip_guess = if spec.vlines.is_empty() { 0.0 } else { note_row + 3.0 * s };
         let mut widest = widths.iter().fold(0.0f64, |a, &b| a.max(b));
-        if (spec.legend.len() as f64) * lg.row + 2.0 * lg.pad > bottom - top {
+        if (spec.legend.len() as f64) * lg.row + 2.0 * lg.pad > bottom - top - strip_guess {
             // Not all entries may fit beside the plot: leave room for the line that counts the others.
             widest = widest.max(text_w(&more_text(spec.legend.len()), st.legend_size()));
         }
@@ -263,20 +269,17 @@ impl Layout {
             }
         }
         // (Below the rows, room for the top y tick label, which reaches above the plot area.)
-        let above_h =
-            if above_rows.is_empty() { 0.0 } else { above_rows.len() as f64 * lg.row + line(tick) / 2.0 + 3.0 * s };
+        let above_h = if above_rows.is_empty() {
+            0.0
+        } else {
+            above_rows.len() as f64 * lg.row + line(tick) / 2.0 + 3.0 * s
+        };
         // The y tick labels, for a plot area about as high as it will be.
-        let note_row = line(st.note_size()) + 2.0 * s;
-        let strip_guess = if spec.vlines.is_empty() { 0.0 } else { note_row + 3.0 * s };
         let est_h = bottom - top - above_h - strip_guess;
         let y_target = ((est_h / (40.0 * s)).floor().max(0.0) as usize).clamp(2, 6);
         let y_w = y_labels(y_target).iter().fold(0.0f64, |a, l| a.max(text_w(l, tick)));
         let left = (left0 + y_w + 3.0 * s + st.tick_len()).ceil();
-        let right = if legend_right {
-            width - m - right_box - lg.gap
-        } else {
-            width - (20.0 * s).max(m)
-        };
+        let right = if legend_right { width - m - right_box - lg.gap } else { width - (20.0 * s).max(m) };
         let right = right.floor();
         if right < left + 16.0 {
             return Err(too_small());
@@ -552,7 +555,13 @@ impl LegendMetrics {
 
     /// The legend in `rows` above the plot area (as [`flow`] placed them), from `at`, `avail` px wide;
     /// the entries of rows left out are counted at the end of the last row.
-    fn rows_above(&self, spec: &Spec, rows: &[Vec<(usize, f64)>], (x0, y0): (f64, f64), avail: f64) -> Legend {
+    fn rows_above(
+        &self,
+        spec: &Spec,
+        rows: &[Vec<(usize, f64)>],
+        (x0, y0): (f64, f64),
+        avail: f64,
+    ) -> Legend {
         let mut entries = Vec::new();
         let mut x_end = x0;
         for (r, row) in rows.iter().enumerate() {
@@ -634,8 +643,10 @@ mod tests {
         assert!(v.y <= l.top && v.y - ascent(v.size) >= t.y + descent(t.size));
         assert!(v.x + text_w(&v.text, v.size) / 2.0 <= l.right + 0.01);
         // Long entries: rows above the plot area.
-        let long: Vec<String> = (0..3).map(|i| format!("a rather long legend entry number {i} of three")).collect();
-        let l = Layout::new(640.0, 480.0, &spec(long, vec![(0.5, "N = d"), (0.52, "N = 2d")]), labels).unwrap();
+        let long: Vec<String> =
+            (0..3).map(|i| format!("a rather long legend entry number {i} of three")).collect();
+        let l =
+            Layout::new(640.0, 480.0, &spec(long, vec![(0.5, "N = d"), (0.52, "N = 2d")]), labels).unwrap();
         let lg = l.legend.as_ref().unwrap();
         assert!(!lg.right && lg.entries.len() == 3 && lg.frame.1 .1 <= l.top);
         assert!(!overlap(lg.frame, area(&l)));

@@ -81,29 +81,46 @@ pub fn truncate(s: &str, size_px: f32, max_width: f32) -> String {
     if text_width(s, size_px) <= max_width {
         return s.to_string();
     }
-    let mut out = String::new();
-    for c in s.chars() {
-        let mut longer = out.clone();
-        longer.push(c);
-        longer.push('…');
-        if text_width(&longer, size_px) > max_width {
+    if !(size_px.is_finite() && size_px > 0.0) {
+        return String::new();
+    }
+    // Measure prefixes as the text is laid out: the pen after each character, plus the kerning and
+    // advance of "…" after it.
+    let (font, k) = (font(), px_per_unit(f64::from(size_px)));
+    let dots = font.glyph_id('…');
+    let limit = f64::from(max_width) / k;
+    let with_dots = |pen: f64, last: Option<GlyphId>| {
+        pen + last.map_or(0.0, |p| f64::from(font.kern_unscaled(p, dots)))
+            + f64::from(font.h_advance_unscaled(dots))
+    };
+    if with_dots(0.0, None) > limit {
+        return String::new();
+    }
+    let (mut pen, mut prev, mut end) = (0.0f64, None, 0);
+    for (i, c) in s.char_indices() {
+        let id = font.glyph_id(c);
+        let next = pen
+            + prev.map_or(0.0, |p| f64::from(font.kern_unscaled(p, id)))
+            + f64::from(font.h_advance_unscaled(id));
+        if with_dots(next, Some(id)) > limit {
             break;
         }
-        out.push(c);
+        (pen, prev, end) = (next, Some(id), i + c.len_utf8());
     }
-    out.push('…');
-    if text_width(&out, size_px) <= max_width {
-        out
-    } else {
-        String::new()
-    }
+    format!("{}…", &s[..end])
 }
 
 /// Rasterize `s` at `size` px in a coordinate system (u along the text, v down from the baseline) whose
 /// pixel grid is offset by (`fu`, `fv`) ∈ [0, 1)² from the text's origin: calls `put(a, b, coverage)`
 /// for each covered grid cell [a, a+1) x [b, b+1) of a glyph that may reach u ∈ [`u_lo`, `u_hi`) (the
 /// others are skipped before they are rasterized).
-fn raster(s: &str, size: f64, (fu, fv): (f64, f64), (u_lo, u_hi): (f64, f64), mut put: impl FnMut(i64, i64, f32)) {
+fn raster(
+    s: &str,
+    size: f64,
+    (fu, fv): (f64, f64),
+    (u_lo, u_hi): (f64, f64),
+    mut put: impl FnMut(i64, i64, f32),
+) {
     let font = font();
     let k = px_per_unit(size);
     let scale = PxScale::from((f64::from(font.height_unscaled()) * k) as f32);
@@ -303,13 +320,20 @@ mod tests {
         assert!(t.ends_with('…') && text_width(&t, 12.0) <= 50.0 && t.len() > 3, "{t}");
         assert_eq!(truncate("label", 12.0, 1.0), "");
         assert_eq!(truncate("", 12.0, 0.0), "");
+        // The longest prefix that fits, by measured width, and fast on long text.
+        let long = "Wi".repeat(100_000);
+        let t = truncate(&long, 12.0, 300.0);
+        let longer = format!("{}…", &long[..t.len() - '…'.len_utf8() + 1]);
+        assert!(text_width(&t, 12.0) <= 300.0 && text_width(&longer, 12.0) > 300.0, "{t}");
+        assert_eq!(truncate("abc", f32::NAN, 100.0), "abc"); // measured 0 wide, as text_width says
     }
 
     #[test]
     fn clipping_never_panics() {
         let mut img = GrayImage::from_pixel(10, 10, Luma([255]));
         let long = "W".repeat(10_000);
-        let xs = [f32::MIN, -1e12, -1e6, -7.5, -1.0, 0.0, 5.0, 9.9, 10.0, 1e9, f32::MAX, f32::NAN, f32::INFINITY];
+        let xs =
+            [f32::MIN, -1e12, -1e6, -7.5, -1.0, 0.0, 5.0, 9.9, 10.0, 1e9, f32::MAX, f32::NAN, f32::INFINITY];
         for &x in &xs {
             for &y in &xs {
                 for size in [0.0, 1.0, 12.0, 300.0, 5000.0, f32::MAX, -3.0, f32::NAN] {

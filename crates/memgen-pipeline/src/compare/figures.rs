@@ -6,8 +6,8 @@ use crate::Result;
 use memgen_metrics::scores::{MemorizationSummary, PairScores};
 use memgen_metrics::{CompareConfig, Comparison, Images, MemorizationScore};
 use memgen_plot::figure::{Cell, LabeledTable, TableConfig};
-use memgen_plot::font;
 use memgen_plot::histogram::{save_rgb_png, save_svg, HistogramPlot, Series};
+use memgen_plot::text::text_width;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -107,8 +107,8 @@ pub(super) fn memorization_table<'a>(
 pub(super) fn table_config(table: &LabeledTable) -> TableConfig {
     let cfg = TableConfig::default();
     let labels = table.rows.iter().flatten().map(|c| c.label.as_str());
-    let widest = table.header.iter().map(String::as_str).chain(labels).map(|l| font::text_width(l, 1)).max();
-    let need = (widest.unwrap_or(0) as usize).saturating_sub(cfg.pad);
+    let widest = table.header.iter().map(String::as_str).chain(labels).map(|l| text_width(l, cfg.font_px));
+    let need = (widest.fold(0.0f32, f32::max).ceil() as usize).saturating_sub(cfg.pad);
     TableConfig { scale: need.div_ceil(table.width.max(1)).max(cfg.scale), ..cfg }
 }
 
