@@ -262,7 +262,10 @@ fn prepared_dataset_reading_survives_truncation_and_mutation() {
     std::fs::write(&path, &valid).unwrap();
     let manifest = out.join(MANIFEST_FILE);
     let valid = std::fs::read(&manifest).unwrap();
-    fuzz(&valid, valid.len(), 16, &|b| {
+    // The JSON ends at its last non-blank byte: the final newline is not needed to read it.
+    let complete = valid.trim_ascii_end().len();
+    assert!(complete < valid.len(), "the manifest ends in a newline");
+    fuzz(&valid, complete, 16, &|b| {
         std::fs::write(&manifest, b).unwrap();
         PreparedDataset::read(&out).is_ok()
     });

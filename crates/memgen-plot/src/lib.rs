@@ -22,12 +22,9 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A figure file that cannot be encoded or written.
+    #[error(transparent)]
+    File(#[from] memgen_io::FileError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -42,20 +39,11 @@ where
 {
     let mut bytes = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
+        .map_err(|e| memgen_io::FileError::bad_file(path, format!("cannot encode PNG: {e}")))?;
     write_atomic(path, &bytes)
 }
 
-/// Write `bytes` to `path` atomically: to `<path>.<pid>.tmp` next to it, then rename that over `path`
-/// (the temporary file is removed if the write or the rename fails).
+/// [`memgen_io::write_atomic`] with this crate's error.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let mut name =
-        path.file_name().ok_or_else(|| io(std::io::Error::other("not a file name")))?.to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(name);
-    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    Ok(memgen_io::write_atomic(path, bytes)?)
 }
