@@ -16,6 +16,17 @@ use memgen_diffusion::{DdpmSchedule, Denoiser, NoiseSource, Prediction, Schedule
 
 const DEV: Device = Device::Cpu;
 
+/// The request of the tests: images of shape [`DIMS`] on [`DEV`].
+fn request<'a>(
+    model: &'a dyn Denoiser,
+    prediction: Prediction,
+    schedule: &'a DdpmSchedule,
+    sampler: &'a dyn Sampler,
+    noise: &'a NoiseSource,
+) -> SampleRequest<'a> {
+    SampleRequest { model, prediction, schedule, sampler, noise, dims: &DIMS, device: &DEV }
+}
+
 fn schedule() -> DdpmSchedule {
     DdpmSchedule::new(&ScheduleConfig::default()).unwrap()
 }
@@ -105,17 +116,9 @@ fn point_mass_is_reproduced_exactly_by_every_sampler() {
     let model = point_mass_eps(&s, &xs);
     for (name, sampler) in samplers(&s) {
         for seed in [0, 1, 12345] {
-            let out = SampleRequest {
-                model: &model,
-                prediction: Prediction::Epsilon,
-                schedule: &s,
-                sampler: sampler.as_ref(),
-                noise: &NoiseSource::new(seed),
-                dims: &DIMS,
-                device: &DEV,
-            }
-            .sample(0, 8)
-            .unwrap();
+            let out = request(&model, Prediction::Epsilon, &s, sampler.as_ref(), &NoiseSource::new(seed))
+                .sample(0, 8)
+                .unwrap();
             assert_eq!(out.dims(), &[8, 1, 4, 4]);
             let err = max_abs_diff(&out, &xs);
             if seed == 0 {
@@ -277,17 +280,9 @@ fn gaussian_data_is_sampled_with_the_right_mean_and_variance() {
         ),
     ];
     for (name, sampler, steps, bm, bv, cv) in cases {
-        let out = SampleRequest {
-            model: &model,
-            prediction: Prediction::Epsilon,
-            schedule: &s,
-            sampler: sampler.as_ref(),
-            noise: &NoiseSource::new(11),
-            dims: &DIMS,
-            device: &DEV,
-        }
-        .sample(0, n)
-        .unwrap();
+        let out = request(&model, Prediction::Epsilon, &s, sampler.as_ref(), &NoiseSource::new(11))
+            .sample(0, n)
+            .unwrap();
         let v = flat(&out);
         for (ty, &(m_true, sd_true)) in TYPES.iter().enumerate() {
             let var_true = sd_true * sd_true;
@@ -366,43 +361,13 @@ fn x0_prediction_gives_the_same_samples_as_epsilon_prediction() {
     let x0_model = gaussian_model(&s, &mu, &var, Prediction::X0);
     let noise = NoiseSource::new(5);
     for (name, sampler) in samplers(&s) {
-        let a = SampleRequest {
-            model: &eps_model,
-            prediction: Prediction::Epsilon,
-            schedule: &s,
-            sampler: sampler.as_ref(),
-            noise: &noise,
-            dims: &DIMS,
-            device: &DEV,
-        }
-        .sample(0, 16)
-        .unwrap();
-        let b = SampleRequest {
-            model: &x0_model,
-            prediction: Prediction::X0,
-            schedule: &s,
-            sampler: sampler.as_ref(),
-            noise: &noise,
-            dims: &DIMS,
-            device: &DEV,
-        }
-        .sample(0, 16)
-        .unwrap();
+        let a = request(&eps_model, Prediction::Epsilon, &s, sampler.as_ref(), &noise).sample(0, 16).unwrap();
+        let b = request(&x0_model, Prediction::X0, &s, sampler.as_ref(), &noise).sample(0, 16).unwrap();
         let err = max_abs_diff(&a, &b);
         println!("{name}: max |eps path - x0 path| = {err:.2e}");
         assert!(err < 1e-5, "{name}: {err}");
         // Not trivially equal: declaring the x0 model as an ε model gives other samples.
-        let c = SampleRequest {
-            model: &x0_model,
-            prediction: Prediction::Epsilon,
-            schedule: &s,
-            sampler: sampler.as_ref(),
-            noise: &noise,
-            dims: &DIMS,
-            device: &DEV,
-        }
-        .sample(0, 16)
-        .unwrap();
+        let c = request(&x0_model, Prediction::Epsilon, &s, sampler.as_ref(), &noise).sample(0, 16).unwrap();
         assert!(max_abs_diff(&a, &c) > 0.1, "{name}");
     }
 }
@@ -465,17 +430,7 @@ fn recorded_run(
         model.forward(x, t)
     };
     let rec = Recording { inner: sampler, seen: RefCell::new(Vec::new()) };
-    let out = SampleRequest {
-        model: &spy,
-        prediction: Prediction::Epsilon,
-        schedule: s,
-        sampler: &rec,
-        noise: &NoiseSource::new(seed),
-        dims: &DIMS,
-        device: &DEV,
-    }
-    .sample(first, n)
-    .unwrap();
+    let out = request(&spy, Prediction::Epsilon, s, &rec, &NoiseSource::new(seed)).sample(first, n).unwrap();
     let inputs = inputs.into_inner();
     assert_eq!(inputs.len(), sampler.timesteps().len(), "one model call per timestep");
     (inputs[0].clone(), rec.seen.into_inner(), out)
@@ -532,71 +487,23 @@ fn batching_does_not_change_a_single_bit() {
         Box::new(DdpmSampler::new(&s, VarianceType::Posterior)) as Box<dyn Sampler>,
         Box::new(DdimSampler::new(&s, 40, 0.3).unwrap()),
     ] {
-        let whole = SampleRequest {
-            model: &model,
-            prediction: Prediction::Epsilon,
-            schedule: &s,
-            sampler: sampler.as_ref(),
-            noise: &noise,
-            dims: &DIMS,
-            device: &DEV,
-        }
-        .sample(0, 10)
-        .unwrap();
+        let whole = request(&model, Prediction::Epsilon, &s, sampler.as_ref(), &noise).sample(0, 10).unwrap();
         for bs in [1, 3, 7, 10, 64] {
             let pb = indicatif::ProgressBar::hidden();
-            let out = SampleRequest {
-                model: &model,
-                prediction: Prediction::Epsilon,
-                schedule: &s,
-                sampler: sampler.as_ref(),
-                noise: &noise,
-                dims: &DIMS,
-                device: &DEV,
-            }
-            .sample_batched(10, bs, Some(&pb))
-            .unwrap();
+            let out = request(&model, Prediction::Epsilon, &s, sampler.as_ref(), &noise)
+                .sample_batched(10, bs, Some(&pb))
+                .unwrap();
             assert_eq!(out.dims(), &[10, 1, 4, 4]);
             assert_eq!(flat(&out), flat(&whole), "batch size {bs}");
             assert_eq!(pb.position(), 10);
         }
         // A sub-range run reproduces its rows of the whole run.
-        let part = SampleRequest {
-            model: &model,
-            prediction: Prediction::Epsilon,
-            schedule: &s,
-            sampler: sampler.as_ref(),
-            noise: &noise,
-            dims: &DIMS,
-            device: &DEV,
-        }
-        .sample(4, 3)
-        .unwrap();
+        let part = request(&model, Prediction::Epsilon, &s, sampler.as_ref(), &noise).sample(4, 3).unwrap();
         assert_eq!(flat(&part), flat(&whole.narrow(0, 4, 3).unwrap()));
     }
     let ddpm = DdpmSampler::new(&s, VarianceType::Beta);
-    assert!(SampleRequest {
-        model: &model,
-        prediction: Prediction::Epsilon,
-        schedule: &s,
-        sampler: &ddpm,
-        noise: &noise,
-        dims: &DIMS,
-        device: &DEV
-    }
-    .sample_batched(10, 0, None)
-    .is_err());
-    let empty = SampleRequest {
-        model: &model,
-        prediction: Prediction::Epsilon,
-        schedule: &s,
-        sampler: &ddpm,
-        noise: &noise,
-        dims: &DIMS,
-        device: &DEV,
-    }
-    .sample_batched(0, 4, None)
-    .unwrap();
+    assert!(request(&model, Prediction::Epsilon, &s, &ddpm, &noise).sample_batched(10, 0, None).is_err());
+    let empty = request(&model, Prediction::Epsilon, &s, &ddpm, &noise).sample_batched(0, 4, None).unwrap();
     assert_eq!(empty.dims(), &[0, 1, 4, 4]);
 }
 
@@ -644,19 +551,8 @@ fn ddim_timesteps_validation_and_determinism() {
     // Deterministic given x_T: same seed, same samples; and the result depends on x_T only.
     let (mu, var) = gaussian_params();
     let model = gaussian_model(&s, &mu, &var, Prediction::Epsilon);
-    let run = |seed| {
-        SampleRequest {
-            model: &model,
-            prediction: Prediction::Epsilon,
-            schedule: &s,
-            sampler: &ddim,
-            noise: &NoiseSource::new(seed),
-            dims: &DIMS,
-            device: &DEV,
-        }
-        .sample(0, 4)
-        .unwrap()
-    };
+    let run =
+        |seed| request(&model, Prediction::Epsilon, &s, &ddim, &NoiseSource::new(seed)).sample(0, 4).unwrap();
     assert_eq!(flat(&run(4)), flat(&run(4)));
     assert_ne!(flat(&run(4)), flat(&run(5)));
 }
@@ -686,28 +582,8 @@ fn ddim_with_all_steps_and_eta_one_is_ddpm_with_the_posterior_variance() {
         let (a, b) = (ddpm.sigma(t), ddim.sigma(t).unwrap());
         assert!((a - b).abs() < 1e-12 * a, "t = {t}: {a} vs {b}");
     }
-    let a = SampleRequest {
-        model: &model,
-        prediction: Prediction::Epsilon,
-        schedule: &s,
-        sampler: &ddpm,
-        noise: &noise,
-        dims: &DIMS,
-        device: &DEV,
-    }
-    .sample(0, 16)
-    .unwrap();
-    let b = SampleRequest {
-        model: &model,
-        prediction: Prediction::Epsilon,
-        schedule: &s,
-        sampler: &ddim,
-        noise: &noise,
-        dims: &DIMS,
-        device: &DEV,
-    }
-    .sample(0, 16)
-    .unwrap();
+    let a = request(&model, Prediction::Epsilon, &s, &ddpm, &noise).sample(0, 16).unwrap();
+    let b = request(&model, Prediction::Epsilon, &s, &ddim, &noise).sample(0, 16).unwrap();
     let err = max_abs_diff(&a, &b);
     println!("ddim(1000, eta 1) vs ddpm posterior: max diff {err:.2e}");
     assert!(err < 1e-4, "{err}");
