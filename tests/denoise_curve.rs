@@ -33,6 +33,12 @@ fn denoise_curve_of_a_tiny_run() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let rec = json(&out.join("denoise-curve.json"));
+    // The file is the library's typed record.
+    let typed: memgen_analysis::curve::DenoiseCurveRecord =
+        memgen_io::read_json(&out.join("denoise-curve.json")).unwrap();
+    assert_eq!((typed.points.len(), typed.held_out_indices.len(), typed.count), (5, 20, 20));
+    assert_eq!(typed.alpha_source.as_deref(), Some("dataset manifest"));
+    assert_eq!(typed.fit.map(|f| (f.sigma_min, f.sigma_max, f.fit.points)), Some((0.01, 0.1, 3)));
     let points = rec["points"].as_array().unwrap();
     assert_eq!(points.len(), 5);
     for (p, want) in points.iter().zip([0.01, 0.03, 0.1, 0.3, 1.0]) {

@@ -3,13 +3,14 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use memgen_analysis::curve::{calpha_optimal_slope, denoise_curve, fit_range, CurvePoint, PowerFit};
+use memgen_analysis::curve::{
+    calpha_optimal_slope, denoise_curve, fit_range, CurvePoint, CurveRow, DenoiseCurveRecord, RangeFit,
+};
 use memgen_analysis::ModelDenoiser;
 use memgen_data::dataset::PreparedDataset;
 use memgen_diffusion::run::{RunConfig, SplitRecord};
 use memgen_io::{read_json, write_json};
 use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
-use serde::Serialize;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -58,24 +59,6 @@ pub struct DenoiseCurveArgs {
     /// Device to run the network on: `cpu`, or `cuda:N` when built with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-}
-
-/// One row of the curve: the library's point plus the timestep the network was run at.
-#[derive(Debug, Serialize)]
-struct Row {
-    #[serde(flatten)]
-    point: CurvePoint,
-    /// DDPM timestep whose σ_t is nearest to σ (None for a blind network).
-    timestep: Option<usize>,
-}
-
-/// The fitted rate and the range it was fitted over.
-#[derive(Debug, Serialize)]
-struct Fit {
-    sigma_min: f64,
-    sigma_max: f64,
-    #[serde(flatten)]
-    fit: PowerFit,
 }
 
 pub fn run_denoise_curve(a: DenoiseCurveArgs) -> Result<()> {
@@ -128,26 +111,41 @@ pub fn run_denoise_curve(a: DenoiseCurveArgs) -> Result<()> {
     let start = std::time::Instant::now();
     let curve = denoise_curve(&den, &images, dims, &sigmas, a.seed, a.batch_size)?;
     let seconds = start.elapsed().as_secs_f64();
-    let fit = fit_range(&curve, fit_min, a.fit_max).map(|fit| Fit {
+    let fit = fit_range(&curve, fit_min, a.fit_max).map(|fit| RangeFit {
         sigma_min: fit_min,
         sigma_max: a.fit_max,
         fit,
     });
     let theory = alpha.map(calpha_optimal_slope);
-    let rows: Vec<Row> =
-        curve.iter().map(|&point| Row { point, timestep: den.timestep(point.sigma) }).collect();
+    let rows: Vec<CurveRow> =
+        curve.iter().map(|&point| CurveRow { point, timestep: den.timestep(point.sigma) }).collect();
 
     let out = a.out.clone().unwrap_or_else(|| a.run.join("denoise-curve"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let record = serde_json::json!({
-        "run": a.run, "data": a.data, "content_hash": m.content_hash, "ema": ema,
-        "model": cfg.train.model, "schedule": cfg.train.schedule, "train_steps": cfg.train.steps,
-        "training_images": train.len(), "count": a.count, "held_out_indices": held, "seed": a.seed,
-        "batch_size": a.batch_size, "sigmas": sigmas, "points": rows,
-        "fit": fit, "alpha": alpha, "alpha_source": alpha_source, "theoretical_slope": theory,
-        "threads": super::threads(), "seconds": seconds,
-    });
+    let record = DenoiseCurveRecord {
+        run: a.run.clone(),
+        data: a.data.clone(),
+        content_hash: m.content_hash.clone(),
+        ema,
+        model: cfg.train.model.clone(),
+        schedule: cfg.train.schedule,
+        train_steps: cfg.train.steps,
+        training_images: train.len(),
+        count: a.count,
+        held_out_indices: held,
+        seed: a.seed,
+        batch_size: a.batch_size,
+        sigmas,
+        points: rows,
+        fit,
+        alpha,
+        alpha_source: alpha_source.map(String::from),
+        theoretical_slope: theory,
+        threads: super::threads(),
+        seconds,
+    };
     write_json(&out.join("denoise-curve.json"), &record)?;
+    let DenoiseCurveRecord { points: rows, fit, .. } = record;
     memgen_io::write_atomic(&out.join("denoise-curve.csv"), csv(&rows).as_bytes())?;
     let title = format!("Denoising error of {} ({} held-out images)", run_name(&a.run), a.count);
     plot(&out, &title, &curve, fit.as_ref(), alpha)?;
@@ -209,7 +207,7 @@ fn run_name(run: &Path) -> String {
     run.file_name().map_or_else(|| run.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-fn table(rows: &[Row], fit: Option<&Fit>, alpha: Option<f64>) -> String {
+fn table(rows: &[CurveRow], fit: Option<&RangeFit>, alpha: Option<f64>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "| σ | σ_eff | t | MSE | ± SE | PSNR (dB) | input MSE | MSE / σ² |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
@@ -250,7 +248,7 @@ fn table(rows: &[Row], fit: Option<&Fit>, alpha: Option<f64>) -> String {
     s
 }
 
-fn csv(rows: &[Row]) -> String {
+fn csv(rows: &[CurveRow]) -> String {
     let mut s = String::from("sigma,effective_sigma,timestep,mse,mse_se,psnr,input_mse\n");
     for r in rows {
         let p = &r.point;
@@ -266,7 +264,13 @@ fn csv(rows: &[Row]) -> String {
 
 /// denoise-curve.svg/.png: MSE vs σ (log-log), the fitted line over the fit range, the optimal slope
 /// through the first fitted point, and σ² (the error of not denoising).
-fn plot(out: &Path, title: &str, curve: &[CurvePoint], fit: Option<&Fit>, alpha: Option<f64>) -> Result<()> {
+fn plot(
+    out: &Path,
+    title: &str,
+    curve: &[CurvePoint],
+    fit: Option<&RangeFit>,
+    alpha: Option<f64>,
+) -> Result<()> {
     let mse: Vec<(f64, f64)> = curve.iter().map(|p| (p.sigma, p.mse)).collect();
     let identity: Vec<(f64, f64)> = curve.iter().map(|p| (p.sigma, p.sigma * p.sigma)).collect();
     let in_fit: Vec<&CurvePoint> = fit.map_or(vec![], |f| {

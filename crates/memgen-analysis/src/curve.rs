@@ -167,6 +167,56 @@ pub fn calpha_optimal_slope(alpha: f64) -> f64 {
     2.0 * alpha / (alpha + 1.0)
 }
 
+/// One row of a network's curve: the point plus the DDPM timestep the network was run at (the one
+/// whose σ_t is nearest to σ; `None` for a blind network).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurveRow {
+    #[serde(flatten)]
+    pub point: CurvePoint,
+    pub timestep: Option<usize>,
+}
+
+/// The small-σ rate ([`fit_range`]) and the σ range it was fitted over.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RangeFit {
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    #[serde(flatten)]
+    pub fit: PowerFit,
+}
+
+/// denoise-curve.json, the record of `memgen denoise-curve`: which network on which held-out images,
+/// the curve, its fitted rate and, for C^alpha data, the optimal rate 2α/(α+1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenoiseCurveRecord {
+    pub run: std::path::PathBuf,
+    pub data: std::path::PathBuf,
+    /// The dataset's content hash.
+    pub content_hash: String,
+    /// The EMA weights (else the raw ones).
+    pub ema: bool,
+    pub model: memgen_diffusion::ModelConfig,
+    pub schedule: memgen_diffusion::ScheduleConfig,
+    pub train_steps: usize,
+    pub training_images: usize,
+    /// Held-out images measured, and their dataset indices.
+    pub count: usize,
+    pub held_out_indices: Vec<usize>,
+    /// Seed of the added noise.
+    pub seed: u64,
+    pub batch_size: usize,
+    pub sigmas: Vec<f64>,
+    pub points: Vec<CurveRow>,
+    pub fit: Option<RangeFit>,
+    /// α of the C^alpha data, and where it came from (`--alpha` or the dataset manifest).
+    pub alpha: Option<f64>,
+    pub alpha_source: Option<String>,
+    /// [`calpha_optimal_slope`] of `alpha`.
+    pub theoretical_slope: Option<f64>,
+    pub threads: usize,
+    pub seconds: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
