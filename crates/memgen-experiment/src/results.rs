@@ -136,8 +136,8 @@ pub(crate) fn read_train(path: &Path) -> Result<Option<TrainResult>> {
     if !path.exists() {
         return Ok(None);
     }
-    let lines: Vec<LogLine> = memgen_io::read_json_lines(path)?;
-    Ok(lines.last().map(|l| TrainResult {
+    let last: Option<LogLine> = memgen_io::read_last_json_line(path)?;
+    Ok(last.map(|l| TrainResult {
         steps: l.step as u64,
         final_loss: l.loss,
         seconds: l.wall_s,

@@ -1,9 +1,9 @@
 //! memgen-io: what every memgen stage shares on disk and on the terminal.
 //!
-//! * [`write_atomic`], [`write_json`], [`read_json`], [`append_json_line`], [`read_json_lines`]: the one
-//!   place where stage records are written and read. A write goes to `<name>.<pid>.tmp` next to the
-//!   target, is synced, and is renamed over it, so a reader never sees half a file and an interrupted
-//!   write leaves the old file as it was.
+//! * [`write_atomic`], [`write_json`], [`read_json`], [`append_json_line`], [`read_last_json_line`]:
+//!   the one place where stage records are written and read. A write goes to `<name>.<pid>.tmp` next
+//!   to the target, is synced, and is renamed over it, so a reader never sees half a file and an
+//!   interrupted write leaves the old file as it was.
 //! * [`FileError`]: the file failures every library crate reports the same way (each names its file).
 //! * [`progress`]: the progress bars of long stages.
 
@@ -114,18 +114,14 @@ pub fn append_json_line<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     writeln!(f, "{text}").map_err(|e| FileError::io(path, e))
 }
 
-/// Read every line of a JSON-lines file as a `T`; blank lines are skipped, and a bad line is an error
-/// naming the file and its line number.
-pub fn read_json_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+/// The last non-blank line of a JSON-lines file as a `T` (`None` for a file with no such line),
+/// without parsing the lines before it; a bad last line is an error naming the file.
+pub fn read_last_json_line<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     let text = std::fs::read_to_string(path).map_err(|e| FileError::io(path, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| FileError::bad_file(path, format!("line {}: invalid JSON: {e}", i + 1)))
-        })
-        .collect()
+    let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else { return Ok(None) };
+    serde_json::from_str(line)
+        .map(Some)
+        .map_err(|e| FileError::bad_file(path, format!("last line: invalid JSON: {e}")))
 }
 
 #[cfg(test)]
@@ -166,17 +162,22 @@ mod tests {
     }
 
     #[test]
-    fn json_lines_append_and_read_back_and_bad_lines_are_named() {
+    fn json_lines_append_and_the_last_line_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.jsonl");
         for step in 1..=3 {
             append_json_line(&path, &Rec { step, loss: 0.5 / step as f64 }).unwrap();
         }
-        let recs: Vec<Rec> = read_json_lines(&path).unwrap();
-        assert_eq!(recs.iter().map(|r| r.step).collect::<Vec<_>>(), [1, 2, 3]);
-        std::fs::write(&path, "{\"step\": 1, \"loss\": 0.5}\n\n{\"step\": \"x\"}\n").unwrap();
-        let err = read_json_lines::<Rec>(&path).unwrap_err().to_string();
-        assert!(err.contains("log.jsonl") && err.contains("line 3"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+        assert_eq!(read_last_json_line::<Rec>(&path).unwrap(), Some(Rec { step: 3, loss: 0.5 / 3.0 }));
+        // Only the last line is read: a bad earlier line does not matter, a bad last line does.
+        std::fs::write(&path, "not json\n{\"step\": 7, \"loss\": 0.5}\n\n").unwrap();
+        assert_eq!(read_last_json_line::<Rec>(&path).unwrap().map(|r| r.step), Some(7));
+        std::fs::write(&path, "\n  \n").unwrap();
+        assert!(read_last_json_line::<Rec>(&path).unwrap().is_none());
+        std::fs::write(&path, "{\"step\": 7, \"loss\": 0.5}\n{\"step\": 8\n").unwrap();
+        let err = read_last_json_line::<Rec>(&path).unwrap_err().to_string();
+        assert!(err.contains("log.jsonl") && err.contains("last line"), "{err}");
     }
 
     #[test]

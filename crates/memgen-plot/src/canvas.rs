@@ -9,6 +9,7 @@
 
 use crate::plot::xml_escape;
 use crate::text;
+use crate::Result;
 use image::{Rgb, RgbImage};
 use std::fmt::Write as _;
 
@@ -112,6 +113,29 @@ pub(crate) fn hex(c: Color) -> String {
 
 /// The font the SVG documents ask for: the embedded font of the PNGs first.
 pub(crate) const SVG_FONT_FAMILY: &str = "DejaVu Sans, Verdana, sans-serif";
+
+/// `draw` onto a fresh `width` x `height` SVG canvas: the document it makes. The one place the plots
+/// turn a drawing routine into SVG text.
+pub(crate) fn render_svg(
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(&mut dyn Canvas, f64, f64) -> Result<()>,
+) -> Result<String> {
+    let mut c = SvgCanvas::new(f64::from(width), f64::from(height));
+    draw(&mut c, f64::from(width), f64::from(height))?;
+    Ok(c.finish())
+}
+
+/// `draw` onto a fresh white `width` x `height` RGB image, as [`render_svg`] does onto SVG.
+pub(crate) fn render_png(
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(&mut dyn Canvas, f64, f64) -> Result<()>,
+) -> Result<RgbImage> {
+    let mut c = PngCanvas::new(width, height);
+    draw(&mut c, f64::from(width), f64::from(height))?;
+    Ok(c.img)
+}
 
 /// An SVG 1.1 document being written.
 pub(crate) struct SvgCanvas {

@@ -6,7 +6,7 @@
 //! The y axis of a plot is the fraction of each series' (non-NaN) values that fall in a bin, so series of
 //! different sizes compare; values outside the plot's range pile up in its end bins (see [`Histogram`]).
 
-use crate::canvas::{Canvas, Fill, PngCanvas, Stroke, SvgCanvas};
+use crate::canvas::{render_png, render_svg, Canvas, Fill, Stroke};
 use crate::plot::{format_tick, nice_step, ticks, Layout, Rect, Spec, SVG_HEIGHT, SVG_WIDTH};
 use crate::{Error, Result};
 use image::RgbImage;
@@ -275,9 +275,7 @@ impl HistogramPlot<'_> {
     /// is XML-escaped and asks for DejaVu Sans. Errors as [`Histogram::new`], and if the document is too
     /// small to leave a plot area of at least 16 x 16 px.
     pub fn to_svg_sized(&self, width: u32, height: u32) -> Result<String> {
-        let mut c = SvgCanvas::new(f64::from(width), f64::from(height));
-        self.draw(&mut c, f64::from(width), f64::from(height))?;
-        Ok(c.finish())
+        render_svg(width, height, |c, w, h| self.draw(c, w, h))
     }
 
     /// The plot drawn into a `width` x `height` RGB image: the items of [`Self::to_svg_sized`], text in
@@ -285,9 +283,7 @@ impl HistogramPlot<'_> {
     /// colours. Errors as [`Histogram::new`], and if the image is too small to leave a plot area of at
     /// least 16 x 16 pixels.
     pub fn to_png(&self, width: u32, height: u32) -> Result<RgbImage> {
-        let mut c = PngCanvas::new(width, height);
-        self.draw(&mut c, f64::from(width), f64::from(height))?;
-        Ok(c.img)
+        render_png(width, height, |c, w, h| self.draw(c, w, h))
     }
 }
 
@@ -436,7 +432,7 @@ mod tests {
 
     #[test]
     fn svg_and_png_draw_the_same_items_and_the_legend_stays_outside() {
-        use crate::canvas::{svg_texts, Recorder};
+        use crate::canvas::{svg_texts, PngCanvas, Recorder, SvgCanvas};
         let [a, b, c] = three_series();
         let named = |k: usize| {
             plot(vec![

@@ -15,7 +15,7 @@
 //! A point is drawn only if both its coordinates are finite and, on a log axis, positive; the others are
 //! left out and counted ([`LinePlot::skipped_points`], and in the legend), and a line breaks there.
 
-use crate::canvas::{Canvas, PngCanvas, Stroke, SvgCanvas};
+use crate::canvas::{render_png, render_svg, Canvas, Stroke};
 use crate::histogram::series_color;
 use crate::plot::{format_tick, nice_step, ticks, Layout, Rect, Spec, Style, SVG_HEIGHT, SVG_WIDTH};
 use crate::Result;
@@ -423,9 +423,7 @@ impl LinePlot<'_> {
     /// coordinates are finite. Errors if the document is too small to leave a plot area of at least
     /// 16 x 16 px.
     pub fn to_svg_sized(&self, width: u32, height: u32) -> Result<String> {
-        let mut c = SvgCanvas::new(f64::from(width), f64::from(height));
-        self.draw(&mut c, f64::from(width), f64::from(height))?;
-        Ok(c.finish())
+        render_svg(width, height, |c, w, h| self.draw(c, w, h).map(|_| ()))
     }
 
     /// Write the plot as a `width` x `height` `DIR/NAME.svg` and `DIR/NAME.png` (both atomically, from
@@ -442,9 +440,7 @@ impl LinePlot<'_> {
     /// exact colours (not anti-aliased). Errors if the image is too small to leave a plot area of at
     /// least 16 x 16 pixels.
     pub fn to_png(&self, width: u32, height: u32) -> Result<RgbImage> {
-        let mut c = PngCanvas::new(width, height);
-        self.draw(&mut c, f64::from(width), f64::from(height))?;
-        Ok(c.img)
+        render_png(width, height, |c, w, h| self.draw(c, w, h).map(|_| ()))
     }
 }
 
@@ -829,7 +825,7 @@ mod tests {
 
     #[test]
     fn svg_and_png_draw_the_same_items() {
-        use crate::canvas::{svg_texts, Recorder};
+        use crate::canvas::{svg_texts, PngCanvas, Recorder, SvgCanvas};
         let pts = seven();
         let p = transition(&pts, &names(1), "N = d");
         for (w, h) in [(900, 560), (720, 480), (480, 400)] {

@@ -169,23 +169,11 @@ pub(super) fn memorization_lines(
     c: &CompareConfig,
 ) {
     let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
-    let (corr, ratio) = (&m.corr, &m.l2_ratio);
-    let name = format!("{side} vs {set}: corr > {}", c.corr_threshold);
-    let _ = writeln!(
-        s,
-        "{name:<30} {:>8} {:>8} {:>8} {:>12.3}",
-        f(corr.median),
-        f(corr.q1),
-        f(corr.q3),
-        m.memorized_by_corr
-    );
-    let name = format!("{side} vs {set}: ratio < {:.3}", c.ratio_threshold);
-    let _ = writeln!(
-        s,
-        "{name:<30} {:>8} {:>8} {:>8} {:>12.3}",
-        f(ratio.median),
-        f(ratio.q1),
-        f(ratio.q3),
-        m.memorized_by_ratio
-    );
+    let rows = [
+        (format!("{side} vs {set}: corr > {}", c.corr_threshold), &m.corr, m.memorized_by_corr),
+        (format!("{side} vs {set}: ratio < {:.3}", c.ratio_threshold), &m.l2_ratio, m.memorized_by_ratio),
+    ];
+    for (name, q, memorized) in rows {
+        let _ = writeln!(s, "{name:<30} {:>8} {:>8} {:>8} {memorized:>12.3}", f(q.median), f(q.q1), f(q.q3));
+    }
 }
