@@ -335,6 +335,11 @@ fn blind_models_train_and_sample_with_the_ascent_sampler() {
         "8",
         "--quiet",
     ]));
+    // The blind network's training defaults (Kadkhodaie et al.): Adam at 1e-3 halved every 25% of
+    // the run, no warm-up, no EMA; the batch size given on the command line wins.
+    let cfg = memgen_diffusion::run::RunConfig::load(&run).unwrap().train;
+    assert_eq!((cfg.lr, cfg.warmup_steps, cfg.ema_decay, cfg.batch_size), (1e-3, 0, 0.0, 8));
+    assert_eq!(cfg.lr_decay, memgen_diffusion::train::LrDecay::Halving { fraction: 0.25 });
     let out = tmp.path().join("s");
     ok(&memgen(&[
         "sample",

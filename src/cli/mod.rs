@@ -300,11 +300,82 @@ mod tests {
                         assert_eq!(command_name(&matches), subcommand_of(&job.kind), "{what}");
                         let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| panic!("{what}: {e}"));
                         assert_eq!(cli.threads, Some(3), "{what}");
+                        let command = exec::command(job, resume);
+                        assert!(command_name(&matches).starts_with(command.subcommand()), "{what}");
+                        let (_, sub) = matches.subcommand().unwrap();
+                        fields_arrive(&command, sub, &what);
                         checked += 1;
                     }
                 }
             }
         }
         assert!(checked > 100, "only {checked} command lines");
+    }
+
+    /// Every typed field of a planned command reaches the CLI argument it is meant for (clap's ids are
+    /// the argument structs' field names), with its value.
+    fn fields_arrive(command: &memgen_experiment::Command, m: &clap::ArgMatches, what: &str) {
+        use memgen_experiment::command::{BaselinePair, Command as C, Sampling};
+        use std::path::PathBuf;
+        fn one<T: Clone + Send + Sync + 'static>(m: &clap::ArgMatches, id: &str) -> Option<T> {
+            m.get_one::<T>(id).cloned()
+        }
+        let path = |id: &str| one::<PathBuf>(m, id);
+        let sampling = |s: &Sampling| {
+            assert_eq!(one::<u64>(m, "noise_seed"), Some(s.noise_seed), "{what}");
+            assert_eq!(one::<usize>(m, "count"), Some(s.count), "{what}");
+        };
+        match command {
+            C::Prepare { source, out, .. } => {
+                let (name, m) = m.subcommand().unwrap();
+                assert_eq!(name, "prepare", "{what}");
+                assert_eq!(one::<String>(m, "source").as_ref(), Some(source), "{what}");
+                assert_eq!(one::<PathBuf>(m, "out").as_ref(), Some(out), "{what}");
+            }
+            C::Train(t) => {
+                let (data, model, out) = (path("data"), path("model"), path("out"));
+                assert_eq!((data, model, out), (Some(t.data.clone()), Some(t.model.clone()), Some(t.out.clone())), "{what}");
+                let side = one::<train::SideArg>(m, "split").map(|s| format!("{s:?}").to_lowercase());
+                assert_eq!(side, Some(t.split.to_string()), "{what}");
+                assert_eq!(one::<usize>(m, "n"), Some(t.n), "{what}");
+                assert_eq!(one::<usize>(m, "steps"), Some(t.steps), "{what}");
+                assert_eq!(one::<u64>(m, "split_seed"), Some(t.split_seed), "{what}");
+                assert_eq!(one::<u64>(m, "seed"), Some(t.seed), "{what}");
+                assert_eq!(one::<usize>(m, "batch_size"), Some(t.batch_size), "{what}");
+                assert_eq!(one::<usize>(m, "warmup"), Some(t.warmup), "{what}");
+                assert_eq!(one::<usize>(m, "checkpoint_every"), Some(t.checkpoint_every), "{what}");
+                assert_eq!(one::<f64>(m, "lr"), Some(t.lr), "{what}");
+                assert_eq!(one::<f64>(m, "ema_decay"), Some(t.ema_decay), "{what}");
+            }
+            C::Resume { run, steps } => {
+                assert_eq!(path("resume").as_ref(), Some(run), "{what}");
+                assert_eq!(one::<usize>(m, "steps"), Some(*steps), "{what}");
+            }
+            C::Compare { run_a, run_b, sampling: s, out } => {
+                assert_eq!((path("run_a"), path("run_b")), (Some(run_a.clone()), Some(run_b.clone())), "{what}");
+                assert_eq!(path("out").as_ref(), Some(out), "{what}");
+                sampling(s);
+            }
+            C::Baseline { pair, data, n, split_seed, sampling: s, out } => {
+                let flag = |id: &str| m.get_flag(id);
+                assert_eq!((flag("oracle"), flag("linear")), (*pair == BaselinePair::Oracle, *pair == BaselinePair::Linear), "{what}");
+                assert_eq!((path("data").as_ref(), path("out").as_ref()), (Some(data), Some(out)), "{what}");
+                assert_eq!(one::<usize>(m, "n"), Some(*n), "{what}");
+                assert_eq!(one::<u64>(m, "split_seed"), Some(*split_seed), "{what}");
+                sampling(s);
+            }
+            C::DenoiseError { run, data, exclude_split, out, .. } => {
+                assert_eq!((path("run").as_ref(), path("data").as_ref()), (Some(run), Some(data)), "{what}");
+                assert_eq!(path("out").as_ref(), Some(out), "{what}");
+                assert_eq!(one::<usize>(m, "exclude_split"), Some(*exclude_split), "{what}");
+            }
+            C::Linear { data, n, split_seed, out, .. } => {
+                assert_eq!(one::<String>(m, "data"), Some(data.display().to_string()), "{what}");
+                let sizes: Vec<usize> = m.get_many::<usize>("n").unwrap().copied().collect();
+                assert_eq!(&sizes, n, "{what}");
+                assert_eq!(one::<u64>(m, "split_seed"), Some(*split_seed), "{what}");
+                assert_eq!(path("out").as_ref(), Some(out), "{what}");
+            }
+        }
     }
 }

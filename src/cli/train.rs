@@ -6,7 +6,7 @@ use memgen_diffusion::checkpoint;
 use memgen_diffusion::optim::AdamWConfig;
 use memgen_diffusion::run::{device, load_training_data, DataRef, RunConfig, Selection, Side};
 use memgen_diffusion::schedule::{BetaSchedule, ScheduleConfig};
-use memgen_diffusion::train::{run, LrDecay, RunOptions, TrainConfig, Trainer};
+use memgen_diffusion::train::{run, LrDecay, RunOptions, TrainConfig, TrainDefaults, Trainer};
 use memgen_diffusion::{Error, ModelConfig};
 use memgen_io::{read_json, write_json};
 use std::path::{Path, PathBuf};
@@ -50,24 +50,28 @@ pub struct TrainArgs {
     /// Optimisation steps (with --resume: the new total).
     #[arg(long)]
     pub steps: Option<usize>,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// Peak learning rate of AdamW.
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr: f64,
-    /// Linear warm-up steps.
-    #[arg(long, default_value_t = 100)]
-    pub warmup: usize,
-    /// Halve the learning rate every FRACTION of the run (e.g. 0.25); default: constant.
+    /// Images per step. Default: 64 for a time-conditioned UNet, 128 for a blind network.
     #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate of AdamW. Default: 2e-4 for a time-conditioned UNet, 1e-3 for a blind
+    /// network.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Linear warm-up steps. Default: 100 for a time-conditioned UNet, 0 for a blind network.
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Halve the learning rate every FRACTION of the run (e.g. 0.25); 0 keeps it constant. Default:
+    /// constant for a time-conditioned UNet, 0.25 for a blind network.
+    #[arg(long, value_name = "FRACTION")]
     pub lr_halving: Option<f64>,
     /// AdamW decoupled weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Decay of the weights' exponential moving average; with warm-up the decay of step s is
-    /// min(EMA_DECAY, (1 + s)/(10 + s)).
-    #[arg(long, default_value_t = 0.999)]
-    pub ema_decay: f64,
+    /// min(EMA_DECAY, (1 + s)/(10 + s)); 0 keeps no average (the EMA weights are the raw weights).
+    /// Default: 0.999 for a time-conditioned UNet, 0 for a blind network.
+    #[arg(long)]
+    pub ema_decay: Option<f64>,
     /// Keep the EMA decay at --ema-decay from the first step: the average then still holds a share
     /// EMA_DECAY^s of the random initial weights after s steps (13.5% after 2,000 steps at 0.999).
     #[arg(long)]
@@ -137,8 +141,15 @@ fn start(a: TrainArgs) -> Result<()> {
         },
         (None, None) => Selection::All,
     };
+    let model = ModelConfig::load(&model)?;
+    let defaults = TrainDefaults::for_model(&model);
+    let lr_decay = match a.lr_halving {
+        None => defaults.lr_decay,
+        Some(f) if f == 0.0 => LrDecay::Constant,
+        Some(fraction) => LrDecay::Halving { fraction },
+    };
     let cfg = TrainConfig {
-        model: ModelConfig::load(&model)?,
+        model,
         schedule: ScheduleConfig {
             kind: match a.schedule {
                 ScheduleArg::Linear => BetaSchedule::Linear,
@@ -148,12 +159,12 @@ fn start(a: TrainArgs) -> Result<()> {
             ..Default::default()
         },
         steps: a.steps.unwrap_or(10_000),
-        batch_size: a.batch_size,
-        lr: a.lr,
-        warmup_steps: a.warmup,
-        lr_decay: a.lr_halving.map_or(LrDecay::Constant, |fraction| LrDecay::Halving { fraction }),
+        batch_size: a.batch_size.unwrap_or(defaults.batch_size),
+        lr: a.lr.unwrap_or(defaults.lr),
+        warmup_steps: a.warmup.unwrap_or(defaults.warmup_steps),
+        lr_decay,
         optimizer: AdamWConfig { weight_decay: a.weight_decay, ..Default::default() },
-        ema_decay: a.ema_decay,
+        ema_decay: a.ema_decay.unwrap_or(defaults.ema_decay),
         ema_warmup: !a.no_ema_warmup,
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,

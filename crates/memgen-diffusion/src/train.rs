@@ -36,6 +36,44 @@ pub enum LrDecay {
     Halving { fraction: f64 },
 }
 
+/// The optimisation defaults of a network kind, which `memgen train` and experiment files use where
+/// they set nothing.
+///
+/// - Time-conditioned UNets (DDPM): AdamW at lr 2e-4 with 100 warm-up steps, constant after, batch 64,
+///   EMA decay 0.999.
+/// - Blind networks, as Kadkhodaie et al. (2024) train them: Adam at lr 1e-3, halved every 25% of
+///   the run, no warm-up, batch 128, and no EMA (decay 0: the average is the raw weights).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainDefaults {
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub lr_decay: LrDecay,
+    pub ema_decay: f64,
+}
+
+impl TrainDefaults {
+    /// The defaults for `model`'s kind.
+    pub fn for_model(model: &ModelConfig) -> Self {
+        match model {
+            ModelConfig::Blind(_) => TrainDefaults {
+                batch_size: 128,
+                lr: 1e-3,
+                warmup_steps: 0,
+                lr_decay: LrDecay::Halving { fraction: 0.25 },
+                ema_decay: 0.0,
+            },
+            ModelConfig::Unet(_) => TrainDefaults {
+                batch_size: 64,
+                lr: 2e-4,
+                warmup_steps: 100,
+                lr_decay: LrDecay::Constant,
+                ema_decay: 0.999,
+            },
+        }
+    }
+}
+
 /// Everything a training run needs besides the data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -30,6 +30,7 @@
 //! ```
 
 use crate::{Error, Result};
+use memgen_diffusion::train::{LrDecay, TrainDefaults};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -81,14 +82,14 @@ pub struct TrainSpec {
     #[serde(default)]
     pub min_steps: usize,
     pub max_steps: Option<usize>,
-    #[serde(default = "default_batch")]
-    pub batch_size: usize,
-    #[serde(default = "default_lr")]
-    pub lr: f64,
-    #[serde(default = "default_warmup")]
-    pub warmup: usize,
-    #[serde(default = "default_ema")]
-    pub ema_decay: f64,
+    /// Images per step, learning rate, warm-up steps, EMA decay and the halving fraction of the
+    /// learning rate (0: constant): where not set, the network kind's defaults
+    /// ([`TrainDefaults::for_model`]).
+    pub batch_size: Option<usize>,
+    pub lr: Option<f64>,
+    pub warmup: Option<usize>,
+    pub ema_decay: Option<f64>,
+    pub lr_halving: Option<f64>,
     /// Seed of model A's weights and training draws; model B uses `seed + 1`, so that agreement
     /// between the two cannot come from a shared initialisation.
     #[serde(default)]
@@ -98,6 +99,36 @@ pub struct TrainSpec {
     /// Further `memgen train` flags (e.g. `["--lr-halving", "0.25", "--device", "cuda:0"]`).
     #[serde(default)]
     pub args: Vec<String>,
+}
+
+/// The `memgen train` flags the planner writes itself (from `[train]` keys and the job's N and side).
+const PLANNED_TRAIN_FLAGS: [&str; 15] = [
+    "--data",
+    "--model",
+    "--out",
+    "--n",
+    "--split",
+    "--split-seed",
+    "--steps",
+    "--batch-size",
+    "--lr",
+    "--warmup",
+    "--lr-halving",
+    "--ema-decay",
+    "--seed",
+    "--checkpoint-every",
+    "--resume",
+];
+
+/// The optimisation flags of every training job of an experiment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Optimization {
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup: usize,
+    pub ema_decay: f64,
+    /// `--lr-halving`, written only where set (0: constant).
+    pub lr_halving: Option<f64>,
 }
 
 /// Sampling and scoring of each pair of models (`memgen compare`).
@@ -202,18 +233,6 @@ impl Default for ClusterSpec {
     }
 }
 
-fn default_batch() -> usize {
-    64
-}
-fn default_lr() -> f64 {
-    2e-4
-}
-fn default_warmup() -> usize {
-    100
-}
-fn default_ema() -> f64 {
-    0.999
-}
 fn default_seeds() -> Vec<u64> {
     vec![0]
 }
@@ -303,26 +322,50 @@ impl TrainSpec {
                 return bad(format!("[train] max_steps ({max}) must be at least 1 and min_steps"));
             }
         }
-        if self.batch_size == 0 || !(self.lr.is_finite() && self.lr > 0.0) {
+        if self.batch_size == Some(0) || self.lr.is_some_and(|lr| !(lr.is_finite() && lr > 0.0)) {
             return bad("[train] batch_size must be at least 1 and lr positive".into());
         }
-        if !(0.0..1.0).contains(&self.ema_decay) {
-            return bad(format!("[train] ema_decay must lie in [0, 1), got {}", self.ema_decay));
+        if let Some(d) = self.ema_decay.filter(|d| !(0.0..1.0).contains(d)) {
+            return bad(format!("[train] ema_decay must lie in [0, 1), got {d}"));
+        }
+        if let Some(f) = self.lr_halving.filter(|f| !(0.0..=1.0).contains(f)) {
+            return bad(format!("[train] lr_halving must lie in [0, 1] (0: constant), got {f}"));
         }
         if self.checkpoint_every == Some(0) {
             return bad("[train] checkpoint_every must be at least 1".into());
         }
+        if let Some(flag) = self.args.iter().find(|a| PLANNED_TRAIN_FLAGS.contains(&a.as_str())) {
+            return bad(format!(
+                "[train] args: {flag} is set by the planner; use the [train] key instead (for example \
+                 lr_halving = 0.25 for --lr-halving)"
+            ));
+        }
         Ok(())
     }
 
-    /// Optimisation steps for a training set of `n` images: `steps`, or
+    /// The optimisation settings, with `defaults` (the network kind's) where the file sets none.
+    pub fn optimization(&self, defaults: &TrainDefaults) -> Optimization {
+        let halving = match defaults.lr_decay {
+            LrDecay::Halving { fraction } => Some(fraction),
+            LrDecay::Constant => None,
+        };
+        Optimization {
+            batch_size: self.batch_size.unwrap_or(defaults.batch_size),
+            lr: self.lr.unwrap_or(defaults.lr),
+            warmup: self.warmup.unwrap_or(defaults.warmup_steps),
+            ema_decay: self.ema_decay.unwrap_or(defaults.ema_decay),
+            lr_halving: self.lr_halving.or(halving),
+        }
+    }
+
+    /// Optimisation steps for a training set of `n` images at `batch_size`: `steps`, or
     /// `clamp(ceil(epochs · n / batch_size), min_steps, max_steps)` (at least 1).
-    pub fn steps_for(&self, n: usize) -> usize {
+    pub fn steps_for(&self, n: usize, batch_size: usize) -> usize {
         if let Some(s) = self.steps {
             return s;
         }
         let epochs = self.epochs.unwrap_or(1.0);
-        let raw = (epochs * n as f64 / self.batch_size as f64).ceil() as usize;
+        let raw = (epochs * n as f64 / batch_size as f64).ceil() as usize;
         let s = raw.max(self.min_steps).max(1);
         self.max_steps.map_or(s, |m| s.min(m))
     }
@@ -358,12 +401,12 @@ batch_size = 8
         assert_eq!(e.sample.noise_seeds, vec![0]);
         assert!(!e.baselines.linear);
         // ceil(100 * 1 / 8) = 13; ceil(100 * 4 / 8) = 50; 100 * 5 / 8 = 62.5 -> capped at 50.
-        assert_eq!(e.train.steps_for(1), 13);
-        assert_eq!(e.train.steps_for(4), 50);
-        assert_eq!(e.train.steps_for(5), 50);
+        assert_eq!(e.train.steps_for(1, 8), 13);
+        assert_eq!(e.train.steps_for(4, 8), 50);
+        assert_eq!(e.train.steps_for(5, 8), 50);
         let mut t = e.train.clone();
         t.epochs = Some(1.0);
-        assert_eq!(t.steps_for(1), 10, "min_steps is a floor");
+        assert_eq!(t.steps_for(1, 8), 10, "min_steps is a floor");
         assert_eq!(t.checkpoint_every_for(5000), 500);
         assert_eq!(t.checkpoint_every_for(300), 100);
     }
@@ -378,6 +421,8 @@ batch_size = 8
             (MINIMAL.replace("epochs = 100", "epochs = -1"), "positive"),
             (MINIMAL.replace("batch_size = 8", "batch_size = 8\nlearning_rate = 1"), "unknown field"),
             (MINIMAL.replace("name = \"t\"", "name = \"a/b\""), "file name"),
+            (MINIMAL.replace("batch_size = 8", "batch_size = 8\nargs = [\"--lr-halving\", \"0.5\"]"), "lr_halving = 0.25"),
+            (MINIMAL.replace("batch_size = 8", "batch_size = 8\nlr_halving = 2"), "[0, 1]"),
         ];
         for (text, want) in cases {
             let err = Experiment::parse(&text).unwrap_err().to_string();

@@ -108,7 +108,7 @@ pub fn setup(plan: &Plan, model_source: &Path, experiment_text: &str, force: boo
 
 /// Whether `job` has a stamp recording the plan's command line.
 fn finished(plan: &Plan, job: &Job) -> bool {
-    read_json::<Stamp>(&stamp_path(&plan.root, &job.id)).is_ok_and(|s| s.args == job.args)
+    read_json::<Stamp>(&stamp_path(&plan.root, &job.id)).is_ok_and(|s| s.args == job.args())
 }
 
 /// Whether `job` is finished, or how it would run; a conflicting stamp is an error (or, with `force`,
@@ -117,7 +117,7 @@ pub fn state(plan: &Plan, job: &Job, force: bool) -> Result<JobState> {
     let stamp = stamp_path(&plan.root, &job.id);
     if stamp.exists() {
         let s: Stamp = read_json(&stamp)?;
-        if s.args == job.args {
+        if s.args == job.args() {
             return Ok(JobState::Done);
         }
         conflict(plan, job, &stamp, force)?;
@@ -125,7 +125,7 @@ pub fn state(plan: &Plan, job: &Job, force: bool) -> Result<JobState> {
     let started = started_path(&plan.root, &job.id);
     if started.exists() {
         let s: Stamp = read_json(&started)?;
-        if s.args != job.args {
+        if s.args != job.args() {
             conflict(plan, job, &started, force)?;
         }
     }
@@ -166,22 +166,17 @@ fn move_aside(path: &Path) -> Result<()> {
 /// training) on `threads` threads: exactly what the executor starts.
 pub fn argv(job: &Job, resume: bool, threads: usize) -> Vec<String> {
     let mut v = vec!["--threads".to_string(), threads.to_string()];
-    v.extend(command_line(job, resume));
+    v.extend(command(job, resume).argv());
     v
 }
 
-/// The command line that runs (or continues) `job`.
-fn command_line(job: &Job, resume: bool) -> Vec<String> {
+/// The command that runs `job`, or with `resume` continues an interrupted training.
+pub fn command(job: &Job, resume: bool) -> crate::Command {
     match (&job.kind, resume) {
-        (JobKind::Train { steps, .. }, true) => vec![
-            "train".into(),
-            "--resume".into(),
-            job.output.display().to_string(),
-            "--steps".into(),
-            steps.to_string(),
-            "--quiet".into(),
-        ],
-        _ => job.args.clone(),
+        (JobKind::Train { steps, .. }, true) => {
+            crate::Command::Resume { run: job.output.clone(), steps: *steps }
+        }
+        _ => job.command.clone(),
     }
 }
 
@@ -272,7 +267,7 @@ fn spawn(plan: &Plan, job: &Job, resume: bool, threads: usize, exe: &Path) -> Re
     use std::io::Write;
     writeln!(file, "$ memgen {}", line.join(" ")).map_err(|e| Error::io(&log, e))?;
     let err = file.try_clone().map_err(|e| Error::io(&log, e))?;
-    let stamp = Stamp { id: job.id.clone(), args: job.args.clone(), threads, seconds: 0.0 };
+    let stamp = Stamp { id: job.id.clone(), args: job.args(), threads, seconds: 0.0 };
     write_json(&started_path(&plan.root, &job.id), &stamp)?;
     let mut cmd = Command::new(exe);
     cmd.args(&line);
@@ -304,7 +299,7 @@ fn die_with_parent(_cmd: &mut Command) {}
 
 fn finish(plan: &Plan, job: &Job, run: &Running) -> Result<f64> {
     let seconds = run.started.elapsed().as_secs_f64();
-    let stamp = Stamp { id: job.id.clone(), args: job.args.clone(), threads: run.threads, seconds };
+    let stamp = Stamp { id: job.id.clone(), args: job.args(), threads: run.threads, seconds };
     write_json(&stamp_path(&plan.root, &job.id), &stamp)?;
     let _ = std::fs::remove_file(started_path(&plan.root, &job.id));
     Ok(seconds)

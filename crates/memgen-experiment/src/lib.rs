@@ -8,6 +8,7 @@
 //! command line, so a killed sweep resumes where it stopped, and a changed experiment is detected job
 //! by job.
 
+pub mod command;
 pub mod config;
 pub mod exec;
 pub mod plan;
@@ -17,6 +18,7 @@ pub mod slurm;
 pub mod verdict;
 
 pub use config::Experiment;
+pub use command::Command;
 pub use plan::{Job, JobKind, Plan, Stage};
 
 use memgen_io::FileError;

@@ -12,7 +12,10 @@
 //! ROOT/report                   (the report, gathered from all of the above)
 //! ```
 
+use crate::command::{BaselinePair, Command, Sampling, TrainCommand};
 use crate::config::Experiment;
+use memgen_diffusion::model::ModelConfig;
+use memgen_diffusion::train::TrainDefaults;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -57,8 +60,8 @@ pub struct Job {
     pub stage: Stage,
     #[serde(flatten)]
     pub kind: JobKind,
-    /// The command line after `memgen` (without `--threads`, which the executor adds).
-    pub args: Vec<String>,
+    /// The command it runs.
+    pub command: Command,
     /// Ids of the jobs this one reads the output of.
     pub deps: Vec<String>,
     /// The directory the job writes.
@@ -74,6 +77,8 @@ pub struct Plan {
     pub data_dir: PathBuf,
     /// The experiment's copy of the network config (`ROOT/model.toml`).
     pub model_file: PathBuf,
+    /// The network config the jobs train (its kind sets the training defaults).
+    pub model: ModelConfig,
     pub jobs: Vec<Job>,
 }
 
@@ -107,12 +112,11 @@ pub fn linear_dir(root: &Path) -> PathBuf {
     root.join("linear")
 }
 
-fn s<T: ToString>(v: T) -> String {
-    v.to_string()
-}
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
+impl Job {
+    /// The command line after `memgen` (without `--threads`, which the executor adds).
+    pub fn args(&self) -> Vec<String> {
+        self.command.argv()
+    }
 }
 
 impl Plan {
@@ -127,22 +131,21 @@ impl Plan {
         let mut data_deps = Vec::new();
         if let Some(source) = &exp.data.source {
             let resolved = exp_dir.join(source);
-            let source = if resolved.exists() { p(&resolved) } else { source.clone() };
-            let mut args = vec![s("data"), s("prepare"), source];
-            args.extend(exp.data.args.iter().cloned());
-            args.extend([s("--out"), p(&data_dir)]);
+            let source = if resolved.exists() { resolved.display().to_string() } else { source.clone() };
+            let command = Command::Prepare { source, extra: exp.data.args.clone(), out: data_dir.clone() };
             jobs.push(Job {
                 id: "prepare".into(),
                 stage: Stage::Data,
                 kind: JobKind::Prepare,
-                args,
+                command,
                 deps: vec![],
                 output: data_dir.clone(),
             });
             data_deps.push("prepare".to_string());
         }
-        let plan = Plan { root: root.to_path_buf(), data_dir, model_file, jobs: Vec::new() };
-        let blind = is_blind(&exp_dir.join(&exp.model));
+        let model = model_config(&exp_dir.join(&exp.model));
+        let blind = matches!(model, ModelConfig::Blind(_));
+        let plan = Plan { root: root.to_path_buf(), data_dir, model_file, model, jobs: Vec::new() };
         for n in exp.sizes() {
             for side in ['a', 'b'] {
                 jobs.push(plan.train_job(exp, n, side, &data_deps));
@@ -173,21 +176,32 @@ impl Plan {
 
     fn train_job(&self, exp: &Experiment, n: usize, side: char, deps: &[String]) -> Job {
         let t = &exp.train;
-        let steps = t.steps_for(n);
+        let o = t.optimization(&TrainDefaults::for_model(&self.model));
+        let steps = t.steps_for(n, o.batch_size);
         let seed = t.seed + u64::from(side == 'b');
         let out = run_dir(&self.root, n, side);
-        let mut args = vec![s("train"), s("--data"), p(&self.data_dir), s("--model"), p(&self.model_file)];
-        args.extend([s("--n"), s(n), s("--split"), s(side), s("--split-seed"), s(exp.split_seed)]);
-        args.extend([s("--steps"), s(steps), s("--batch-size"), s(t.batch_size), s("--lr"), s(t.lr)]);
-        args.extend([s("--warmup"), s(t.warmup), s("--ema-decay"), s(t.ema_decay), s("--seed"), s(seed)]);
-        args.extend([s("--checkpoint-every"), s(t.checkpoint_every_for(steps)), s("--quiet")]);
-        args.extend(t.args.iter().cloned());
-        args.extend([s("--out"), p(&out)]);
+        let command = Command::Train(TrainCommand {
+            data: self.data_dir.clone(),
+            model: self.model_file.clone(),
+            n,
+            split: side,
+            split_seed: exp.split_seed,
+            steps,
+            batch_size: o.batch_size,
+            lr: o.lr,
+            warmup: o.warmup,
+            ema_decay: o.ema_decay,
+            lr_halving: o.lr_halving,
+            seed,
+            checkpoint_every: t.checkpoint_every_for(steps),
+            extra: t.args.clone(),
+            out: out.clone(),
+        });
         Job {
             id: format!("train-n{n}-{side}"),
             stage: Stage::Train,
             kind: JobKind::Train { n, side, steps },
-            args,
+            command,
             deps: deps.to_vec(),
             output: out,
         }
@@ -196,14 +210,13 @@ impl Plan {
     fn compare_job(&self, exp: &Experiment, n: usize, seed: u64) -> Job {
         let (a, b) = (run_dir(&self.root, n, 'a'), run_dir(&self.root, n, 'b'));
         let out = compare_dir(&self.root, n, seed);
-        let mut args = vec![s("compare"), p(&a), p(&b)];
-        args.extend(sample_args(exp, seed, &exp.sample.args));
-        args.extend([s("--out"), p(&out)]);
+        let sampling = sampling(exp, seed, &exp.sample.args);
+        let command = Command::Compare { run_a: a, run_b: b, sampling, out: out.clone() };
         Job {
             id: format!("compare-n{n}-seed{seed}"),
             stage: Stage::Evaluate,
             kind: JobKind::Compare { n, noise_seed: seed },
-            args,
+            command,
             deps: vec![format!("train-n{n}-a"), format!("train-n{n}-b")],
             output: out,
         }
@@ -216,7 +229,7 @@ impl Plan {
             id: format!("oracle-n{n}-seed{seed}"),
             stage: Stage::Evaluate,
             kind: JobKind::Oracle { n, noise_seed: seed },
-            args: self.baseline_args(exp, "--oracle", sampler, n, seed, &out),
+            command: self.baseline(exp, BaselinePair::Oracle, sampler, n, seed, &out),
             deps: deps.to_vec(),
             output: out,
         }
@@ -227,14 +240,14 @@ impl Plan {
     fn linear_pair_job(&self, exp: &Experiment, n: usize, seed: u64, blind: bool, deps: &[String]) -> Job {
         let mut sampler = exp.baselines.linear_pair_args.clone().unwrap_or_else(|| exp.sample.args.clone());
         if blind && !sampler.iter().any(|a| a == "--blind") {
-            sampler.push(s("--blind"));
+            sampler.push("--blind".to_string());
         }
         let out = linear_pair_dir(&self.root, n, seed);
         Job {
             id: format!("linear-pair-n{n}-seed{seed}"),
             stage: Stage::Evaluate,
             kind: JobKind::LinearPair { n, noise_seed: seed },
-            args: self.baseline_args(exp, "--linear", &sampler, n, seed, &out),
+            command: self.baseline(exp, BaselinePair::Linear, &sampler, n, seed, &out),
             deps: deps.to_vec(),
             output: out,
         }
@@ -244,50 +257,57 @@ impl Plan {
     /// S_A(largest) ∪ S_B(largest), one held-out set for every run.
     fn denoise_error_job(&self, exp: &Experiment, n: usize, side: char, largest: usize) -> Job {
         let out = denoise_error_dir(&self.root, n, side);
-        let mut args =
-            vec![s("denoise-error"), p(&run_dir(&self.root, n, side)), s("--data"), p(&self.data_dir)];
-        args.extend([s("--exclude-split"), s(largest)]);
-        args.extend(exp.baselines.denoise_error_args.iter().cloned());
-        args.extend([s("--out"), p(&out)]);
+        let command = Command::DenoiseError {
+            run: run_dir(&self.root, n, side),
+            data: self.data_dir.clone(),
+            exclude_split: largest,
+            extra: exp.baselines.denoise_error_args.clone(),
+            out: out.clone(),
+        };
         Job {
             id: format!("denoise-error-n{n}-{side}"),
             stage: Stage::Evaluate,
             kind: JobKind::DenoiseError { n, side },
-            args,
+            command,
             deps: vec![format!("train-n{n}-{side}")],
             output: out,
         }
     }
 
-    /// `compare FLAG --data .. --n N ..` of a baseline pair (`--oracle` or `--linear`) writing `out`.
-    fn baseline_args(
+    /// `compare --oracle|--linear --data .. --n N ..` of a baseline pair writing `out`.
+    fn baseline(
         &self,
         exp: &Experiment,
-        flag: &str,
+        pair: BaselinePair,
         sampler: &[String],
         n: usize,
         seed: u64,
         out: &Path,
-    ) -> Vec<String> {
-        let mut args = vec![s("compare"), s(flag), s("--data"), p(&self.data_dir), s("--n"), s(n)];
-        args.extend([s("--split-seed"), s(exp.split_seed)]);
-        args.extend(sample_args(exp, seed, sampler));
-        args.extend([s("--out"), p(out)]);
-        args
+    ) -> Command {
+        Command::Baseline {
+            pair,
+            data: self.data_dir.clone(),
+            n,
+            split_seed: exp.split_seed,
+            sampling: sampling(exp, seed, sampler),
+            out: out.to_path_buf(),
+        }
     }
 
     fn linear_job(&self, exp: &Experiment, deps: &[String]) -> Job {
-        let sizes: Vec<String> = exp.sizes().iter().map(|n| n.to_string()).collect();
         let out = linear_dir(&self.root);
-        let mut args = vec![s("linear"), s("--data"), p(&self.data_dir), s("--n"), sizes.join(",")];
-        args.extend([s("--split-seed"), s(exp.split_seed)]);
-        args.extend(exp.baselines.linear_args.iter().cloned());
-        args.extend([s("--out"), p(&out)]);
+        let command = Command::Linear {
+            data: self.data_dir.clone(),
+            n: exp.sizes(),
+            split_seed: exp.split_seed,
+            extra: exp.baselines.linear_args.clone(),
+            out: out.clone(),
+        };
         Job {
             id: "linear".into(),
             stage: Stage::Evaluate,
             kind: JobKind::Linear,
-            args,
+            command,
             deps: deps.to_vec(),
             output: out,
         }
@@ -304,19 +324,14 @@ impl Plan {
     }
 }
 
-/// Whether the network config at `path` is a blind model; false when it cannot be read (the
-/// training job then reports the error).
-fn is_blind(path: &Path) -> bool {
-    matches!(
-        memgen_diffusion::model::ModelConfig::load(path),
-        Ok(memgen_diffusion::model::ModelConfig::Blind(_))
-    )
+/// The network config at `path`, or where it cannot be read the default UNet's (the training jobs
+/// then report the error).
+fn model_config(path: &Path) -> ModelConfig {
+    ModelConfig::load(path).unwrap_or_else(|_| ModelConfig::Unet(Default::default()))
 }
 
-fn sample_args(exp: &Experiment, seed: u64, sampler: &[String]) -> Vec<String> {
-    let mut args = vec![s("--noise-seed"), s(seed), s("--count"), s(exp.sample.count)];
-    args.extend(sampler.iter().cloned());
-    args
+fn sampling(exp: &Experiment, seed: u64, sampler: &[String]) -> Sampling {
+    Sampling { noise_seed: seed, count: exp.sample.count, extra: sampler.to_vec() }
 }
 
 #[cfg(test)]
@@ -372,8 +387,8 @@ mod tests {
         }
         let b = plan.job("train-n10-b").unwrap();
         let arg = |name: &str| {
-            let i = b.args.iter().position(|a| a == name).unwrap();
-            b.args[i + 1].clone()
+            let i = b.args().iter().position(|a| a == name).unwrap();
+            b.args()[i + 1].clone()
         };
         assert_eq!(
             (arg("--n"), arg("--split"), arg("--seed"), arg("--steps")),
@@ -382,15 +397,15 @@ mod tests {
         assert_eq!(arg("--out"), "/root/x/runs/n10-b");
         assert_eq!(arg("--data"), "/root/x/data");
         let c = plan.job("compare-n10-seed4").unwrap();
-        assert_eq!(c.args[..3], ["compare", "/root/x/runs/n10-a", "/root/x/runs/n10-b"]);
+        assert_eq!(c.args()[..3], ["compare", "/root/x/runs/n10-a", "/root/x/runs/n10-b"]);
         assert_eq!(c.deps, ["train-n10-a", "train-n10-b"]);
-        assert!(plan.job("linear").unwrap().args.contains(&"1,10".to_string()));
+        assert!(plan.job("linear").unwrap().args().contains(&"1,10".to_string()));
         let de = plan.job("denoise-error-n1-b").unwrap();
-        assert_eq!(de.args[..4], ["denoise-error", "/root/x/runs/n1-b", "--data", "/root/x/data"]);
-        assert_eq!(de.args[4..6], ["--exclude-split", "10"], "one held-out set: outside the largest pair");
+        assert_eq!(de.args()[..4], ["denoise-error", "/root/x/runs/n1-b", "--data", "/root/x/data"]);
+        assert_eq!(de.args()[4..6], ["--exclude-split", "10"], "one held-out set: outside the largest pair");
         assert_eq!(de.deps, ["train-n1-b"]);
         let lp = plan.job("linear-pair-n10-seed4").unwrap();
-        assert_eq!(lp.args[..6], ["compare", "--linear", "--data", "/root/x/data", "--n", "10"]);
+        assert_eq!(lp.args()[..6], ["compare", "--linear", "--data", "/root/x/data", "--n", "10"]);
         assert_eq!(lp.output, Path::new("/root/x/linear-pair/n10-seed-4"));
         assert_eq!(lp.deps, ["prepare"]);
     }
@@ -408,11 +423,49 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("m.toml"), "arch = \"blind\"\nin_channels = 1\n").unwrap();
         let blind = Plan::new(&exp, dir.path(), Path::new("/root"));
-        assert!(blind.job("linear-pair-n1-seed3").unwrap().args.contains(&"--blind".to_string()));
-        assert!(!plan.job("linear-pair-n1-seed3").unwrap().args.contains(&"--blind".to_string()));
+        assert!(blind.job("linear-pair-n1-seed3").unwrap().args().contains(&"--blind".to_string()));
+        assert!(!plan.job("linear-pair-n1-seed3").unwrap().args().contains(&"--blind".to_string()));
         // The linear pair is on by default, and off with `linear_pair = false`.
         assert!(plan.job("linear-pair-n1-seed3").is_some());
         let off = experiment("[baselines]\nlinear_pair = false\n");
         assert!(Plan::new(&off, Path::new("/exp"), Path::new("/root")).job("linear-pair-n1-seed3").is_none());
+    }
+
+    /// The training flags of job `id`.
+    fn train_flags(plan: &Plan, id: &str) -> (usize, f64, usize, f64, Option<f64>) {
+        match &plan.job(id).unwrap().command {
+            Command::Train(t) => (t.batch_size, t.lr, t.warmup, t.ema_decay, t.lr_halving),
+            other => panic!("{id} is not a training: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn training_defaults_follow_the_network_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.toml"), "arch = \"blind\"\nin_channels = 1\n").unwrap();
+        let exp = experiment("");
+        let unet = Plan::new(&exp, Path::new("/exp"), Path::new("/root"));
+        let blind = Plan::new(&exp, dir.path(), Path::new("/root"));
+        assert_eq!(train_flags(&unet, "train-n1-a"), (64, 2e-4, 100, 0.999, None));
+        assert!(!unet.job("train-n1-a").unwrap().args().contains(&"--lr-halving".to_string()));
+        assert_eq!(train_flags(&blind, "train-n1-a"), (128, 1e-3, 0, 0.0, Some(0.25)));
+        let args = blind.job("train-n1-b").unwrap().args();
+        let i = args.iter().position(|a| a == "--lr-halving").unwrap();
+        assert_eq!(args[i + 1], "0.25");
+        // The file's own values win over either kind's defaults; lr_halving = 0 is a constant rate.
+        let set = experiment("").train;
+        let exp = Experiment {
+            train: crate::config::TrainSpec {
+                batch_size: Some(32),
+                lr: Some(5e-4),
+                warmup: Some(7),
+                ema_decay: Some(0.99),
+                lr_halving: Some(0.0),
+                ..set
+            },
+            ..exp
+        };
+        let blind = Plan::new(&exp, dir.path(), Path::new("/root"));
+        assert_eq!(train_flags(&blind, "train-n10-a"), (32, 5e-4, 7, 0.99, Some(0.0)));
     }
 }

@@ -251,7 +251,7 @@ fn job_table(plan: &Plan) -> Block {
                 j.id.clone(),
                 stamp.as_ref().map_or("not finished".into(), |s| format!("{:.1}", s.seconds)),
                 stamp.as_ref().map_or("-".into(), |s| s.threads.to_string()),
-                format!("memgen {}", j.args.join(" ")),
+                format!("memgen {}", j.args().join(" ")),
             ]
         })
         .collect();
