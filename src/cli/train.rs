@@ -6,9 +6,9 @@ use memgen_diffusion::checkpoint;
 use memgen_diffusion::optim::AdamWConfig;
 use memgen_diffusion::run::{device, load_training_data, DataRef, RunConfig, Selection, Side};
 use memgen_diffusion::schedule::{BetaSchedule, ScheduleConfig};
-use memgen_diffusion::train::{run, LrDecay, RunOptions, TrainConfig, TrainDefaults, Trainer};
-use memgen_diffusion::{Error, ModelConfig};
-use memgen_io::{read_json, write_json};
+use memgen_diffusion::train::{fit, FitOptions, LrDecay, TrainConfig, TrainDefaults, Trainer};
+use memgen_diffusion::ModelConfig;
+use memgen_io::write_json;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -179,7 +179,8 @@ fn start(a: TrainArgs) -> Result<()> {
         memgen_version: env!("CARGO_PKG_VERSION").into(),
     };
     if out.join("config.json").exists() {
-        refuse_or_replace(&out, &run_cfg, a.force)?;
+        let aside = run_cfg.replace_existing(&out, a.force)?;
+        eprintln!("--force: moved the old run {} to {}", out.display(), aside.display());
     }
     let (images, record) = load_training_data(&run_cfg.data, &dev)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -202,7 +203,10 @@ fn start(a: TrainArgs) -> Result<()> {
 
 fn resume(dir: &Path, steps: Option<usize>, quiet: bool, force: bool) -> Result<()> {
     super::output::input("--resume", dir, "a run directory from `memgen train`")?;
-    let mut run_cfg = load_for_resume(dir, force)?;
+    let (mut run_cfg, forced) = RunConfig::load_for_resume(dir, env!("CARGO_PKG_VERSION"), force)?;
+    if let Some(version) = forced {
+        eprintln!("note: resuming a run written by memgen {version} with memgen {} (--force)", run_cfg.memgen_version);
+    }
     if let Some(s) = steps {
         run_cfg.train.steps = s;
         run_cfg.train.validate()?;
@@ -228,103 +232,8 @@ fn resume(dir: &Path, steps: Option<usize>, quiet: bool, force: bool) -> Result<
     finish(&mut trainer, dir, quiet)
 }
 
-/// RUN/config.json for `--resume`: refused when another memgen version wrote it, unless `force`.
-fn load_for_resume(dir: &Path, force: bool) -> Result<RunConfig> {
-    let path = dir.join("config.json");
-    let raw: serde_json::Value = read_json(&path)
-        .with_context(|| format!("{} is not a run directory that can be resumed", dir.display()))?;
-    let version = raw.get("memgen_version").and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
-    let ours = env!("CARGO_PKG_VERSION");
-    if version != ours && !force {
-        return Err(Error::refused(
-            &path,
-            format!(
-                "written by memgen {version}, this is memgen {ours}: its config and checkpoints may \
-                 not mean the same here; resume it with the memgen that started it, or pass --force to \
-                 resume it anyway"
-            ),
-        )
-        .into());
-    }
-    let mut cfg: RunConfig = serde_json::from_value(raw).with_context(|| {
-        format!(
-            "{}: not a run config this memgen ({ours}) understands (written by {version})",
-            path.display()
-        )
-    })?;
-    if version != ours {
-        eprintln!("note: resuming a run written by memgen {version} with memgen {ours} (--force)");
-        cfg.memgen_version = ours.to_string();
-    }
-    Ok(cfg)
-}
-
-/// `--out` names a directory that already holds a run: refuse, saying what differs from the new
-/// config (or that it is the same run, to be continued with --resume); with `force` move it aside.
-fn refuse_or_replace(out: &Path, new: &RunConfig, force: bool) -> Result<()> {
-    let path = out.join("config.json");
-    let old: serde_json::Value = read_json(&path)?;
-    let mut new_v = serde_json::to_value(new)?;
-    // The thread count does not make another run.
-    new_v["threads"] = old.get("threads").cloned().unwrap_or_default();
-    let diffs = json_diff("", &old, &new_v);
-    if force {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let mut name = out.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".replaced-{t}"));
-        let aside = out.with_file_name(name);
-        std::fs::rename(out, &aside)
-            .with_context(|| format!("moving {} aside to {}", out.display(), aside.display()))?;
-        eprintln!("--force: moved the old run {} to {}", out.display(), aside.display());
-        return Ok(());
-    }
-    if diffs.is_empty() {
-        return Err(Error::refused(
-            out,
-            format!(
-                "already holds this run (same config); continue it with `memgen train --resume {}`",
-                out.display()
-            ),
-        )
-        .into());
-    }
-    let shown: Vec<String> = diffs.iter().take(8).cloned().collect();
-    let more = if diffs.len() > 8 { format!(" and {} more", diffs.len() - 8) } else { String::new() };
-    Err(Error::refused(
-        out,
-        format!(
-            "already holds a run with a different config ({}{more}); use another --out, \
-             `memgen train --resume {}` to continue the old run, or --force to replace it (the old \
-             run is moved aside, not deleted)",
-            shown.join("; "),
-            out.display()
-        ),
-    )
-    .into())
-}
-
-/// The differences between two JSON values, as `key.path: OLD -> NEW`.
-fn json_diff(prefix: &str, old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
-    use serde_json::Value;
-    match (old, new) {
-        (Value::Object(a), Value::Object(b)) => {
-            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            keys.into_iter()
-                .flat_map(|k| {
-                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                    json_diff(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null))
-                })
-                .collect()
-        }
-        _ if old == new => Vec::new(),
-        _ => vec![format!("{prefix}: {old} -> {new}")],
-    }
-}
-
 fn finish(trainer: &mut Trainer, out: &Path, quiet: bool) -> Result<()> {
-    let last = run(trainer, out, RunOptions { quiet, stop_at: None })?;
+    let last = fit(trainer, out, FitOptions { quiet, stop_at: None })?;
     super::output::result(serde_json::json!({
         "run": out,
         "config": out.join("config.json"),

@@ -70,6 +70,89 @@ impl RunConfig {
     pub fn save(&self, run: &Path) -> Result<()> {
         write_json(&run.join("config.json"), self)
     }
+
+    /// RUN/config.json for a resume by memgen `ours`: refused when another memgen version wrote it,
+    /// unless `force`. Returns the config (its version set to `ours`) and, where forced, the version
+    /// that wrote it.
+    pub fn load_for_resume(run: &Path, ours: &str, force: bool) -> Result<(Self, Option<String>)> {
+        let path = run.join("config.json");
+        let raw: serde_json::Value = read_json(&path).map_err(|e| {
+            Error::Invalid(format!("{} is not a run directory that can be resumed: {e}", run.display()))
+        })?;
+        let version = raw.get("memgen_version").and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
+        if version != ours && !force {
+            return Err(Error::refused(
+                &path,
+                format!(
+                    "written by memgen {version}, this is memgen {ours}: its config and checkpoints may \
+                     not mean the same here; resume it with the memgen that started it, or pass --force \
+                     to resume it anyway"
+                ),
+            ));
+        }
+        let mut cfg: RunConfig = serde_json::from_value(raw).map_err(|e| {
+            Error::bad_file(&path, format!("not a run config this memgen ({ours}) understands (written by {version}): {e}"))
+        })?;
+        if version == ours {
+            return Ok((cfg, None));
+        }
+        cfg.memgen_version = ours.to_string();
+        Ok((cfg, Some(version)))
+    }
+
+    /// Make way for this new run in `out`, which already holds one: refused, saying what differs
+    /// from the old config (or that it is the same run, to be continued with `--resume`); with
+    /// `force` the old run is moved aside to `OUT.replaced-<unix time>`, which is returned.
+    pub fn replace_existing(&self, out: &Path, force: bool) -> Result<PathBuf> {
+        let path = out.join("config.json");
+        let old: serde_json::Value = read_json(&path)?;
+        let mut new = serde_json::to_value(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        // The thread count does not make another run.
+        new["threads"] = old.get("threads").cloned().unwrap_or_default();
+        if force {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let mut name = out.file_name().unwrap_or_default().to_os_string();
+            name.push(format!(".replaced-{t}"));
+            let aside = out.with_file_name(name);
+            std::fs::rename(out, &aside).map_err(|e| Error::io(out, e))?;
+            return Ok(aside);
+        }
+        let diffs = json_diff("", &old, &new);
+        let resume = format!("`memgen train --resume {}`", out.display());
+        if diffs.is_empty() {
+            return Err(Error::refused(out, format!("already holds this run (same config); continue it with {resume}")));
+        }
+        let shown: Vec<String> = diffs.iter().take(8).cloned().collect();
+        let more = if diffs.len() > 8 { format!(" and {} more", diffs.len() - 8) } else { String::new() };
+        Err(Error::refused(
+            out,
+            format!(
+                "already holds a run with a different config ({}{more}); use another --out, {resume} to \
+                 continue the old run, or --force to replace it (the old run is moved aside, not deleted)",
+                shown.join("; ")
+            ),
+        ))
+    }
+}
+
+/// The differences between two JSON values, as `key.path: OLD -> NEW`.
+fn json_diff(prefix: &str, old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter()
+                .flat_map(|k| {
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    json_diff(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null))
+                })
+                .collect()
+        }
+        _ if old == new => Vec::new(),
+        _ => vec![format!("{prefix}: {old} -> {new}")],
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {

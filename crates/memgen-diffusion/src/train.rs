@@ -418,9 +418,9 @@ pub fn check_tensors(varmap: &VarMap, tensors: &HashMap<String, Tensor>, path: &
     Ok(())
 }
 
-/// Options of [`run`] that do not affect the result.
+/// Options of [`fit`] that do not affect the result.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RunOptions {
+pub struct FitOptions {
     /// No progress bar; log lines go to stderr instead.
     pub quiet: bool,
     /// Stop (with a checkpoint) after this step even if the run is longer, as an interruption would.
@@ -429,7 +429,7 @@ pub struct RunOptions {
 
 /// Train until `cfg.steps`, appending to RUN/train.jsonl and checkpointing every
 /// `checkpoint_every` steps and at the end. Returns the last logged line.
-pub fn run(trainer: &mut Trainer, run_dir: &Path, opts: RunOptions) -> Result<Option<LogLine>> {
+pub fn fit(trainer: &mut Trainer, run_dir: &Path, opts: FitOptions) -> Result<Option<LogLine>> {
     std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
     let log_path = run_dir.join("train.jsonl");
     truncate_log(&log_path, trainer.step)?;

@@ -6,7 +6,7 @@ use memgen_diffusion::checkpoint::{latest, load_tensors};
 use memgen_diffusion::model::ModelConfig;
 use memgen_diffusion::optim::AdamWConfig;
 use memgen_diffusion::schedule::ScheduleConfig;
-use memgen_diffusion::train::{named_vars, run, LrDecay, RunOptions, TrainConfig, Trainer};
+use memgen_diffusion::train::{fit, named_vars, FitOptions, LrDecay, TrainConfig, Trainer};
 use memgen_diffusion::Error;
 use std::collections::HashMap;
 use std::path::Path;
@@ -51,13 +51,13 @@ fn tensors(path: &Path) -> HashMap<String, Vec<f32>> {
 fn check_resume_equals_uninterrupted(model: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let (full, part) = (tmp.path().join("full"), tmp.path().join("part"));
-    let quiet = RunOptions { quiet: true, stop_at: None };
+    let quiet = FitOptions { quiet: true, stop_at: None };
     let mut t = Trainer::new(config(model, 6), data(1, 6, 8)).unwrap();
-    run(&mut t, &full, quiet).unwrap();
+    fit(&mut t, &full, quiet).unwrap();
     // Interrupted after step 4, then resumed. A log line written after the checkpoint (as by a run
     // killed between checkpoints) is dropped on resume.
     let mut t = Trainer::new(config(model, 6), data(1, 6, 8)).unwrap();
-    run(&mut t, &part, RunOptions { stop_at: Some(4), ..quiet }).unwrap();
+    fit(&mut t, &part, FitOptions { stop_at: Some(4), ..quiet }).unwrap();
     let mut log = std::fs::OpenOptions::new().append(true).open(part.join("train.jsonl")).unwrap();
     std::io::Write::write_all(
         &mut log,
@@ -66,7 +66,7 @@ fn check_resume_equals_uninterrupted(model: &str) {
     .unwrap();
     let mut t = Trainer::resume(config(model, 6), data(1, 6, 8), &part).unwrap();
     assert_eq!(t.step, 4);
-    run(&mut t, &part, quiet).unwrap();
+    fit(&mut t, &part, quiet).unwrap();
     for file in ["model.safetensors", "ema.safetensors"] {
         same(
             &tensors(&full.join(file)),
@@ -128,11 +128,11 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     let mut t = Trainer::new(config("unet-tiny.toml", 3), data(3, 4, 8)).unwrap();
-    run(&mut t, &dir, RunOptions { quiet: true, stop_at: None }).unwrap();
+    fit(&mut t, &dir, FitOptions { quiet: true, stop_at: None }).unwrap();
     let before = tensors(&dir.join("model.safetensors"));
     let nan = (data(3, 4, 8) * f64::NAN).unwrap();
     let mut t = Trainer::resume(config("unet-tiny.toml", 6), nan, &dir).unwrap();
-    let err = run(&mut t, &dir, RunOptions { quiet: true, stop_at: None }).unwrap_err();
+    let err = fit(&mut t, &dir, FitOptions { quiet: true, stop_at: None }).unwrap_err();
     assert!(matches!(err, Error::NonFinite { step: 3, .. }), "{err}");
     assert!(err.to_string().contains("step 3"), "{err}");
     assert_eq!(tensors(&dir.join("model.safetensors")), before, "the last good weights are kept");
@@ -169,14 +169,14 @@ fn logged_losses(run: &Path) -> Vec<(usize, u64)> {
 fn a_run_resumed_mid_log_window_logs_the_uninterrupted_losses() {
     let tmp = tempfile::tempdir().unwrap();
     let (full, part) = (tmp.path().join("full"), tmp.path().join("part"));
-    let quiet = RunOptions { quiet: true, stop_at: None };
+    let quiet = FitOptions { quiet: true, stop_at: None };
     let cfg = || TrainConfig { log_every: 4, ..config("unet-tiny.toml", 8) };
-    run(&mut Trainer::new(cfg(), data(1, 6, 8)).unwrap(), &full, quiet).unwrap();
+    fit(&mut Trainer::new(cfg(), data(1, 6, 8)).unwrap(), &full, quiet).unwrap();
     let mut t = Trainer::new(cfg(), data(1, 6, 8)).unwrap();
-    run(&mut t, &part, RunOptions { stop_at: Some(6), ..quiet }).unwrap();
+    fit(&mut t, &part, FitOptions { stop_at: Some(6), ..quiet }).unwrap();
     assert_eq!(t.log_window.1, 2, "the checkpoint at step 6 holds two unlogged losses");
     let mut t = Trainer::resume(cfg(), data(1, 6, 8), &part).unwrap();
-    run(&mut t, &part, quiet).unwrap();
+    fit(&mut t, &part, quiet).unwrap();
     assert_eq!(logged_losses(&full), logged_losses(&part));
     assert_eq!(logged_losses(&full).len(), 2);
 }
