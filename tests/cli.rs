@@ -3,10 +3,13 @@
 mod common;
 
 use common::{fails, fails_with, memgen, memgen_env, ok, REFUSED, USAGE};
+use memgen_data::dataset::{Manifest, StorageDtype};
+use memgen_data::split::SplitFile;
 use std::path::Path;
 
-fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+/// DIR/manifest.json, read through its typed record.
+fn manifest(dir: &Path) -> Manifest {
+    memgen_io::read_json(&dir.join("manifest.json")).unwrap()
 }
 
 fn write_faces(dir: &Path, people: usize, photos: usize) {
@@ -32,9 +35,9 @@ fn folder_prepare_info_show_split() {
         ok(&memgen(&["data", "prepare", faces_s, "--side", "8", "--group-regex", r"s(\d+)_", "--out", ds_s]));
     assert!(out.contains("prepared 24 images of 8x8"), "{out}");
     let m = manifest(&ds);
-    assert_eq!(m["count"], 24);
-    assert_eq!(m["source"]["kind"], "folder");
-    assert_eq!(m["preprocess"]["side"], 8);
+    assert_eq!(m.count, 24);
+    assert_eq!(m.source.kind, "folder");
+    assert_eq!(m.preprocess.side, Some(8));
     // A second prepare into the same directory must not overwrite without --force.
     let err = fails_with(&memgen(&["data", "prepare", faces_s, "--out", ds_s]), REFUSED);
     assert!(err.contains("--force"), "{err}");
@@ -62,17 +65,13 @@ fn folder_prepare_info_show_split() {
 
     let run = tmp.path().join("run");
     ok(&memgen(&["data", "split", ds_s, "--n", "2,4,12", "--seed", "3", "--out", run.to_str().unwrap()]));
-    let split: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("split.json")).unwrap()).unwrap();
-    assert_eq!(split["content_hash"], m["content_hash"]);
-    let idx = |v: &serde_json::Value| {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect::<Vec<_>>()
-    };
-    let (a, b) = (idx(&split["splits"][2]["a"]), idx(&split["splits"][2]["b"]));
+    let split: SplitFile = memgen_io::read_json(&run.join("split.json")).unwrap();
+    assert_eq!(split.content_hash, m.content_hash);
+    let (a, b) = (&split.splits[2].a, &split.splits[2].b);
     assert_eq!((a.len(), b.len()), (12, 12));
-    let person = |i: usize| m["groups"][i].as_str().unwrap().to_string();
-    assert!(a.iter().all(|&i| b.iter().all(|&j| person(i) != person(j))), "a person is on both sides");
-    assert_eq!(idx(&split["splits"][0]["a"])[..], a[..2], "nested");
+    let groups = m.groups.as_ref().unwrap();
+    assert!(a.iter().all(|&i| b.iter().all(|&j| groups[i] != groups[j])), "a person is on both sides");
+    assert_eq!(split.splits[0].a[..], a[..2], "nested");
     let err = fails(&memgen(&["data", "split", ds_s, "--n", "13", "--out", run.to_str().unwrap()]));
     assert!(err.contains("at most N = 12"), "{err}");
 }
@@ -95,11 +94,8 @@ fn synthetic_sources_and_flag_checks() {
         c.to_str().unwrap(),
     ]));
     let m = manifest(&c);
-    assert_eq!(
-        (m["count"].as_u64(), m["height"].as_u64(), m["dtype"].as_str()),
-        (Some(40), Some(12), Some("f32"))
-    );
-    assert_eq!(m["source"]["kind"], "calpha");
+    assert_eq!((m.count, m.height, m.dtype), (40, 12, StorageDtype::F32));
+    assert_eq!(m.source.kind, "calpha");
     let g = tmp.path().join("g");
     ok(&memgen(&[
         "data",
@@ -116,7 +112,7 @@ fn synthetic_sources_and_flag_checks() {
         "--out",
         g.to_str().unwrap(),
     ]));
-    assert_eq!(manifest(&g)["count"], 30);
+    assert_eq!(manifest(&g).count, 30);
     // Flags that do not fit the source, unknown sources, bad values.
     let err =
         fails_with(&memgen(&["data", "prepare", "calpha", "--group-regex", "x", "--out", "unused"]), USAGE);
@@ -146,7 +142,7 @@ fn idx_source_from_the_command_line() {
     let spec = format!("idx:{}", dir.display());
     ok(&memgen(&["data", "prepare", &spec, "--out", ds.to_str().unwrap()]));
     let m = manifest(&ds);
-    assert_eq!((m["count"].as_u64(), m["dtype"].as_str()), (Some(5), Some("u8")));
+    assert_eq!((m.count, m.dtype), (5, StorageDtype::U8));
     std::fs::write(dir.join("train-images-idx3-ubyte"), &bytes[..50]).unwrap();
     let err = fails(&memgen(&["data", "prepare", &spec, "--out", tmp.path().join("d2").to_str().unwrap()]));
     assert!(err.contains("train-images-idx3-ubyte"), "{err}");
@@ -166,10 +162,10 @@ fn hub_source_downloads_then_works_offline_from_the_cache() {
         ["data", "prepare", "hub:memgen/cli-faces", "--group-column", "label", "--out", ds.to_str().unwrap()];
     ok(&memgen_env(&args, &env));
     let m = manifest(&ds);
-    assert_eq!((m["count"].as_u64(), m["dtype"].as_str()), (Some(12), Some("u8")));
-    assert_eq!(m["source"]["kind"], "hub");
-    assert_eq!(m["source"]["revision"].as_str().unwrap().len(), 40, "the commit sha is recorded");
-    assert_eq!(m["groups"][7], "2");
+    assert_eq!((m.count, m.dtype), (12, StorageDtype::U8));
+    assert_eq!(m.source.kind, "hub");
+    assert_eq!(m.source.revision.as_ref().unwrap().len(), 40, "the commit sha is recorded");
+    assert_eq!(m.groups.as_ref().unwrap()[7], "2");
     // Pixels are bit-exact: the safetensors payload ends with the u8 images in order.
     let st = std::fs::read(ds.join("images.safetensors")).unwrap();
     let flat: Vec<u8> = pixels.concat();
@@ -183,7 +179,7 @@ fn hub_source_downloads_then_works_offline_from_the_cache() {
     off[6] = ds2.to_str().unwrap();
     ok(&memgen_env(&off, &[env[0], env[1], ("HF_HUB_OFFLINE", "1")]));
     assert_eq!(hub.requests().len(), before);
-    assert_eq!(manifest(&ds2)["content_hash"], m["content_hash"]);
+    assert_eq!(manifest(&ds2).content_hash, m.content_hash);
 
     // Nothing cached and the Hub unreachable: a clear error naming the endpoint and the cache.
     drop(hub);

@@ -3,12 +3,11 @@
 
 mod common;
 
-use common::{fails, json, memgen, ok};
+use common::{fails, memgen, ok};
+use memgen_analysis::generalization::DenoiseErrorRecord;
+use memgen_data::split::SplitFile;
+use memgen_diffusion::run::SplitRecord;
 use std::collections::HashSet;
-
-fn indices(v: &serde_json::Value) -> Vec<usize> {
-    v.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect()
-}
 
 #[test]
 fn denoise_error_of_a_tiny_run() {
@@ -32,26 +31,24 @@ fn denoise_error_of_a_tiny_run() {
     let text = ok(&memgen(&args));
     assert!(text.contains("| σ | network train"), "{text}");
     let out = run.join("denoise-error");
-    let rec = json(&out.join("denoise-error.json"));
+    let rec: DenoiseErrorRecord = memgen_io::read_json(&out.join("denoise-error.json")).unwrap();
     // The training images are the run's; the held-out ones lie outside S_A(20) ∪ S_B(20).
-    let split = json(&run.join("split.json"));
-    assert_eq!(indices(&rec["train_indices"]), indices(&split["indices"]));
-    let held = indices(&rec["held_out_indices"]);
+    let split: SplitRecord = memgen_io::read_json(&run.join("split.json")).unwrap();
+    assert_eq!(rec.train_indices, split.indices);
+    let held = &rec.held_out_indices;
     assert_eq!(held.len(), 16);
     let split_run = tmp.path().join("split");
     ok(&memgen(&["data", "split", ds_s, "--n", "20", "--seed", "0", "--out", split_run.to_str().unwrap()]));
-    let s = json(&split_run.join("split.json"));
-    let used: HashSet<usize> =
-        indices(&s["splits"][0]["a"]).into_iter().chain(indices(&s["splits"][0]["b"])).collect();
+    let s: SplitFile = memgen_io::read_json(&split_run.join("split.json")).unwrap();
+    let used: HashSet<usize> = s.splits[0].a.iter().chain(&s.splits[0].b).copied().collect();
     assert!(held.iter().all(|i| !used.contains(i)), "{held:?} meets S_A(20) ∪ S_B(20)");
-    let e = &rec["errors"];
-    assert_eq!(e["sigmas"], serde_json::json!([0.05, 0.1, 0.2, 0.4]));
-    assert_eq!((e["train_images"].as_u64(), e["test_images"].as_u64()), (Some(4), Some(16)));
+    let e = &rec.errors;
+    assert_eq!(e.sigmas, [0.05, 0.1, 0.2, 0.4]);
+    assert_eq!((e.train_images, e.test_images), (4, 16));
     for i in 0..4 {
-        let mse = |d: &str, set: &str| e[d][set][i]["mse"].as_f64().unwrap();
         // The oracle of 4 images: (near) exact on them, far off on fresh ones.
-        assert!(mse("oracle", "train") < 1e-3 * mse("oracle", "test"), "σ #{i}");
-        assert!(mse("network", "test").is_finite() && mse("linear", "test").is_finite());
+        assert!(e.oracle.train[i].mse < 1e-3 * e.oracle.test[i].mse, "σ #{i}");
+        assert!(e.network.test[i].mse.is_finite() && e.linear.test[i].mse.is_finite());
     }
     let csv = std::fs::read_to_string(out.join("denoise-error.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 3 * 2 * 4);

@@ -3,6 +3,8 @@
 mod common;
 
 use common::{fails, fails_with, json, memgen, ok, USAGE};
+use memgen_analysis::jacobian::JacobianRecord;
+use memgen_io::read_json;
 use std::path::Path;
 
 fn train(ds: &Path, run: &Path, side: &str) {
@@ -56,32 +58,27 @@ fn jacobian_of_two_runs_and_their_overlap() {
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    let j = json(&out.join("jacobian.json"));
-    assert_eq!(j["d"], 64);
-    assert_eq!(j["image"], 0);
-    assert_eq!(j["sigma"], 0.1);
-    let eff = j["effective_sigma"].as_f64().unwrap();
+    let j: JacobianRecord = read_json(&out.join("jacobian.json")).unwrap();
+    assert_eq!(serde_json::to_value(&j).unwrap(), json(&out.join("jacobian.json")), "typed round trip");
+    assert_eq!((j.d, j.image, j.sigma, j.shape), (64, 0, 0.1, [1, 8, 8]));
+    let eff = j.effective_sigma;
     assert!((eff / 0.1 - 1.0).abs() < 0.1, "effective sigma {eff}");
-    let eig: Vec<f64> = j["eigenvalues"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let eig = &j.eigenvalues;
     assert_eq!(eig.len(), 64);
     assert!(eig.windows(2).all(|w| w[0] >= w[1]), "eigenvalues descending");
-    let (trace, sum) = (j["trace"].as_f64().unwrap(), j["eigenvalue_sum"].as_f64().unwrap());
+    assert_eq!(&j.model.eigenvalues, eig);
+    let (trace, sum) = (j.trace, j.eigenvalue_sum);
     assert!((trace - sum).abs() < 1e-6 * trace.abs().max(1.0), "tr J {trace} vs Σλ {sum}");
-    let asym = j["asymmetry"].as_f64().unwrap();
-    assert!(asym.is_finite() && asym >= 0.0, "{asym}");
+    assert!(j.asymmetry.is_finite() && j.asymmetry >= 0.0, "{}", j.asymmetry);
     // Image 0 is in at most one of the two training sets.
-    let (in_a, in_b) = (
-        j["model"]["in_training_set"].as_bool().unwrap(),
-        j["compare"]["model"]["in_training_set"].as_bool().unwrap(),
-    );
+    let compare = j.compare.as_ref().expect("--compare");
+    let (in_a, in_b) = (j.model.in_training_set.unwrap(), compare.model.in_training_set.unwrap());
     assert!(!(in_a && in_b));
-    let overlaps = j["compare"]["overlap"].as_array().unwrap();
-    let ks: Vec<u64> = overlaps.iter().map(|o| o["k"].as_u64().unwrap()).collect();
+    let ks: Vec<usize> = compare.overlap.iter().map(|o| o.k).collect();
     assert_eq!(ks, [1, 2, 4, 8, 16]);
-    for o in overlaps {
-        let (v, r) = (o["overlap"].as_f64().unwrap(), o["random"].as_f64().unwrap());
-        assert!((-1e-9..=1.0 + 1e-9).contains(&v), "overlap {v}");
-        assert_eq!(r, o["k"].as_f64().unwrap() / 64.0);
+    for o in &compare.overlap {
+        assert!((-1e-9..=1.0 + 1e-9).contains(&o.overlap), "overlap {}", o.overlap);
+        assert_eq!(o.random, o.k as f64 / 64.0);
     }
 
     // The stored Jacobian: its trace is the reported one; eigenvectors are orthonormal rows.

@@ -3,6 +3,11 @@
 mod common;
 
 use common::{fails_with, json, memgen, ok, prepare, samples, train_tiny, FAILED, REFUSED, USAGE};
+use memgen_analysis::curve::DenoiseCurveRecord;
+use memgen_data::dataset::Manifest;
+use memgen_data::split::SplitFile;
+use memgen_data::stage::{InfoRecord, PrepareRecord, SplitResult};
+use memgen_linear::experiment::{LinearRecord, LinearResult};
 use std::path::Path;
 use std::process::Output;
 
@@ -74,28 +79,25 @@ fn data_prepare_and_info_as_json_match_the_manifest() {
     let ds = tmp.path().join("ds");
     let out =
         memgen(&["--json", "data", "prepare", "calpha", "--count", "12", "--side", "8", "--out", s(&ds)]);
-    let r = succeeded(&out, "data prepare");
+    let r: PrepareRecord = serde_json::from_value(succeeded(&out, "data prepare")).unwrap();
     assert!(stderr(&out).contains("prepared 12 images of 8x8"), "{}", stderr(&out));
-    let manifest = json(&ds.join("manifest.json"));
-    assert_eq!(r["manifest"], s(&ds.join("manifest.json")));
-    assert_eq!(r["count"], manifest["count"]);
-    assert_eq!(r["count"], 12);
-    assert_eq!(r["content_hash"], manifest["content_hash"]);
-    assert_eq!(
-        (r["height"].clone(), r["width"].clone()),
-        (manifest["height"].clone(), manifest["width"].clone())
-    );
+    let manifest: Manifest = memgen_io::read_json(&ds.join("manifest.json")).unwrap();
+    assert_eq!(r.manifest, ds.join("manifest.json"));
+    assert_eq!(r.count, manifest.count);
+    assert_eq!(r.count, 12);
+    assert_eq!(r.content_hash, manifest.content_hash);
+    assert_eq!((r.height, r.width), (manifest.height, manifest.width));
 
     let out = memgen(&["data", "info", s(&ds), "--json"]);
-    let r = succeeded(&out, "data info");
-    assert_eq!(r["manifest"], manifest, "data info --json holds the whole manifest");
+    let r: InfoRecord = serde_json::from_value(succeeded(&out, "data info")).unwrap();
+    assert_eq!(r.manifest, manifest, "data info --json holds the whole manifest");
     assert!(stderr(&out).contains("content hash: "), "{}", stderr(&out));
 
     let out = memgen(&["--json", "data", "split", s(&ds), "--n", "2,4", "--out", s(&tmp.path().join("sp"))]);
-    let r = succeeded(&out, "data split");
-    let split = json(Path::new(r["split"].as_str().unwrap()));
-    assert_eq!(r["n"], serde_json::json!([2, 4]));
-    assert_eq!(split["content_hash"], manifest["content_hash"]);
+    let r: SplitResult = serde_json::from_value(succeeded(&out, "data split")).unwrap();
+    let split: SplitFile = memgen_io::read_json(&r.split).unwrap();
+    assert_eq!(r.n, [2, 4]);
+    assert_eq!(split.content_hash, manifest.content_hash);
 
     // A second prepare into the same directory is refused (3), in JSON too.
     let again =
@@ -177,13 +179,13 @@ fn linear_as_json_holds_the_results_of_linear_json() {
         "--out",
         s(&out_dir),
     ]);
-    let r = succeeded(&out, "linear");
-    let file = json(&out_dir.join("linear.json"));
-    assert_eq!(r["results"], file["results"]);
-    assert_eq!(r["results"].as_array().unwrap().len(), 2);
-    assert_eq!(r["kl_limit"], file["kl_limit"]);
-    assert_eq!(r["d"], 9);
-    assert_eq!(r["linear_json"], s(&out_dir.join("linear.json")));
+    let r: LinearResult = serde_json::from_value(succeeded(&out, "linear")).unwrap();
+    let file: LinearRecord = memgen_io::read_json(&out_dir.join("linear.json")).unwrap();
+    assert_eq!(r.results, file.results);
+    assert_eq!(r.results.len(), 2);
+    assert_eq!(r.kl_limit, file.kl_limit);
+    assert_eq!(r.d, 9);
+    assert_eq!(r.linear_json, out_dir.join("linear.json"));
     // The table went to stderr.
     assert!(stderr(&out).contains("| 16 |"), "{}", stderr(&out));
 }
@@ -306,10 +308,10 @@ fn device_flags_are_checked_before_any_work() {
         ];
         args.extend_from_slice(extra);
         ok(&memgen(&args));
-        json(&out.join("denoise-curve.json"))["points"].clone()
+        memgen_io::read_json::<DenoiseCurveRecord>(&out.join("denoise-curve.json")).unwrap().points
     };
     let points = curve(&tmp.path().join("dc-default"), &[]);
-    assert_eq!(points.as_array().map(Vec::len), Some(2), "{points}");
+    assert_eq!(points.len(), 2, "{points:?}");
     assert_eq!(curve(&tmp.path().join("dc-cpu"), &["--device", "cpu"]), points);
 
     // compare --device cpu, in JSON: the numbers of compare.json.

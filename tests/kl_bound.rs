@@ -3,6 +3,8 @@
 mod common;
 
 use common::{fails, json, memgen, ok};
+use memgen_analysis::klbound::KlBoundRecord;
+use memgen_io::read_json;
 use std::path::Path;
 
 #[test]
@@ -37,38 +39,38 @@ fn gaussian_bound_sits_on_the_smoothed_kl() {
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    let j = json(&out.join("kl-bound.json"));
-    assert_eq!(j["d"], 16);
-    let smin = j["sigma_min"].as_f64().unwrap();
-    assert!((smin - 0.01).abs() < 1e-4, "{smin}");
-    let rows = j["linear"].as_array().unwrap();
+    let j: KlBoundRecord = read_json(&out.join("kl-bound.json")).unwrap();
+    assert_eq!(j.d, 16);
+    assert!((j.sigma_min - 0.01).abs() < 1e-4, "{}", j.sigma_min);
+    let rows = &j.linear;
     assert_eq!(rows.len(), 3);
-    let get = |i: usize, k: &str| rows[i][k].as_f64().unwrap_or(f64::NAN);
     let mut last = f64::INFINITY;
     for (i, r) in rows.iter().enumerate() {
-        let b = r["bound"]["bound"].as_f64().unwrap();
+        let b = r.bound.bound;
         assert!(b.is_finite() && b > 0.0, "{i}: {b}");
         assert!(b < last, "bound not falling at {i}");
         last = b;
         // The fitted linear denoiser is exact for N(μ̂, Σ̂): the bound is the smoothed KL.
-        let kl = get(i, "kl_smoothed");
+        let kl = r.kl_smoothed;
         assert!((b - kl).abs() < 1e-4 * kl, "{i}: {b} vs {kl}");
-        let pts = r["bound"]["points"].as_array().unwrap();
-        assert_eq!(pts.len(), 121);
-        assert!(pts.iter().all(|p| p["integrand"].as_f64().unwrap() >= 0.0));
-        // The sampler's model: KL in the bound's direction too (null: infinite, a degenerate model).
-        assert!(r["kl_linear_truth_first"].is_null() || get(i, "kl_linear_truth_first") > 0.0, "{i}");
+        assert_eq!(r.bound.points.len(), 121);
+        assert!(r.bound.points.iter().all(|p| p.integrand >= 0.0));
+        // The sampler's model: KL in the bound's direction too (infinite, null in JSON: a degenerate
+        // model).
+        assert!(r.kl_linear_truth_first > 0.0, "{i}");
     }
     // N = 8 < d: the unsmoothed KLs of N(μ̂, Σ̂) are infinite (null in JSON); N = 512: finite, above
     // the smoothed one.
-    assert!(rows[0]["kl_fitted"].is_null() && rows[0]["kl_fitted_reverse"].is_null());
-    assert!(get(2, "kl_fitted") >= 0.999 * get(2, "kl_smoothed") && get(2, "kl_linear") > 0.0);
+    let raw = json(&out.join("kl-bound.json"));
+    assert!(raw["linear"][0]["kl_fitted"].is_null() && raw["linear"][0]["kl_fitted_reverse"].is_null());
+    assert!(rows[0].kl_fitted == f64::INFINITY && rows[0].kl_fitted_reverse == f64::INFINITY);
+    assert!(rows[2].kl_fitted >= 0.999 * rows[2].kl_smoothed && rows[2].kl_linear.unwrap() > 0.0);
     // The optimal denoiser: zero integrand in closed form, zero bound within a few SE by Monte Carlo.
-    let opt = &j["optimal"];
-    assert!(opt["closed_form_max_integrand"].as_f64().unwrap() < 1e-12, "{opt}");
-    let (mb, mse) =
-        (opt["monte_carlo_bound"].as_f64().unwrap(), opt["monte_carlo_bound_se"].as_f64().unwrap());
-    assert!(mb.abs() <= 4.0 * mse + 1e-6, "{opt}");
+    let opt = &j.optimal;
+    assert!(opt.closed_form_max_integrand < 1e-12, "{opt:?}");
+    assert!(opt.monte_carlo_bound.abs() <= 4.0 * opt.monte_carlo_bound_se + 1e-6, "{opt:?}");
+    // The typed record writes back the same JSON.
+    assert_eq!(serde_json::to_value(&j).unwrap(), raw);
     let csv = std::fs::read_to_string(out.join("kl-bound.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
     assert!(csv.starts_with("source,n,rank,bound,"));
@@ -116,14 +118,14 @@ fn trained_runs_and_bad_input() {
         out.to_str().unwrap(),
     ]));
     assert!(text.contains("(N = 6): B = "), "{text}");
-    let j = json(&out.join("kl-bound.json"));
-    let r = &j["runs"][0];
-    assert_eq!(r["n"], 6);
-    let b = r["bound"]["bound"].as_f64().unwrap();
-    assert!(b.is_finite() && b > 0.0 && r["bound"]["bound_se"].as_f64().unwrap() >= 0.0, "{r}");
-    assert_eq!(r["mse"].as_array().unwrap().len(), 5);
+    let j: KlBoundRecord = read_json(&out.join("kl-bound.json")).unwrap();
+    let r = &j.runs[0];
+    assert_eq!(r.n, 6);
+    let b = r.bound.bound;
+    assert!(b.is_finite() && b > 0.0 && r.bound.bound_se >= 0.0, "{r:?}");
+    assert_eq!(r.mse.len(), 5);
     // A barely trained network is far from optimal: its bound is far above the fitted linear one's.
-    assert!(b > j["linear"][0]["bound"]["bound"].as_f64().unwrap(), "{b}");
+    assert!(b > j.linear[0].bound.bound, "{b}");
 
     let o = out.to_str().unwrap();
     // Wrong data, wrong side for the run, a different spectrum, bad grids.

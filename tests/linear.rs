@@ -2,7 +2,13 @@
 
 mod common;
 
-use common::{fails, json, memgen, ok};
+use common::{fails, memgen, ok};
+use memgen_linear::experiment::{LinearRecord, TruthKind};
+
+/// OUT/linear.json, read through its typed record.
+fn record(out: &std::path::Path) -> LinearRecord {
+    memgen_io::read_json(&out.join("linear.json")).unwrap()
+}
 
 #[test]
 fn gaussian_data_follows_the_theory() {
@@ -35,31 +41,32 @@ fn gaussian_data_follows_the_theory() {
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    let j = json(&out.join("linear.json"));
-    assert_eq!(j["d"], 16);
-    let r = j["results"].as_array().unwrap();
-    let get = |i: usize, k: &str| r[i][k].as_f64().unwrap_or(f64::NAN);
+    let j = record(&out);
+    assert_eq!(j.d, 16);
+    let r = &j.results;
+    let nan = f64::NAN;
     // Rank of Σ0 is min(N − 1, d); the test/train gap closes as N grows.
-    assert_eq!(r.iter().map(|x| x["rank"].as_u64().unwrap()).collect::<Vec<_>>(), vec![7, 16, 16, 16]);
-    assert!(get(0, "test_loss") > 1.5 * get(0, "train_loss"));
-    assert!((get(3, "test_loss") / get(3, "train_loss") - 1.0).abs() < 0.05);
+    assert_eq!(r.iter().map(|x| x.rank).collect::<Vec<_>>(), vec![7, 16, 16, 16]);
+    assert!(r[0].test_loss > 1.5 * r[0].train_loss);
+    assert!((r[3].test_loss / r[3].train_loss - 1.0).abs() < 0.05);
     // KL falls with N, and for N > d it sits near the expected KL of a Gaussian fit plus the limit.
-    let limit = j["kl_limit"].as_f64().unwrap();
+    let limit = j.kl_limit.unwrap();
+    let kl = |i: usize| r[i].kl.unwrap_or(nan);
     for i in 1..4 {
-        assert!(get(i, "kl") < get(i - 1, "kl"), "KL not falling at {i}");
-        let excess = get(i, "kl") - limit;
-        let expected = get(i, "expected_fit_kl");
+        assert!(kl(i) < kl(i - 1), "KL not falling at {i}");
+        let excess = kl(i) - limit;
+        let expected = r[i].expected_fit_kl.unwrap_or(nan);
         assert!(excess > 0.3 * expected && excess < 3.0 * expected, "N index {i}: {excess} vs {expected}");
         // The sampled check agrees once the fit bias d(d+3)/4K of K = 3000 samples is allowed for.
         let bias = 16.0 * 19.0 / (4.0 * 3000.0);
-        assert!((get(i, "kl_samples") - get(i, "kl") - bias).abs() < 0.5 * get(i, "kl") + 0.05, "{i}");
+        let samples = r[i].kl_samples.unwrap_or(nan);
+        assert!((samples - kl(i) - bias).abs() < 0.5 * kl(i) + 0.05, "{i}");
     }
     // N = 8 < d: weight decay and early stopping both beat the unregularised KL.
-    let sweep = &j["sweeps"][0];
-    let best = |k: &str| {
-        sweep[k].as_array().unwrap().iter().filter_map(|p| p[2].as_f64()).fold(f64::INFINITY, f64::min)
-    };
-    assert!(best("weight_decay") < get(0, "kl") && best("train_time") < get(0, "kl"));
+    let sweep = &j.sweeps[0];
+    let best =
+        |points: &[(f64, f64, Option<f64>)]| points.iter().filter_map(|p| p.2).fold(f64::INFINITY, f64::min);
+    assert!(best(&sweep.weight_decay) < kl(0) && best(&sweep.train_time) < kl(0));
 }
 
 #[test]
@@ -80,9 +87,9 @@ fn prepared_data_and_bad_input() {
         out.to_str().unwrap(),
     ]));
     assert!(text.contains("held-out"), "{text}");
-    let j = json(&out.join("linear.json"));
-    assert_eq!(j["truth"]["estimated"]["held_out"], 24);
-    assert!(j["results"][1]["test_loss"].as_f64().unwrap().is_finite());
+    let j = record(&out);
+    assert_eq!(j.truth, TruthKind::Estimated { held_out: 24 });
+    assert!(j.results[1].test_loss.is_finite());
     let err = fails(&memgen(&[
         "linear",
         "--data",

@@ -3,6 +3,8 @@
 mod common;
 
 use common::{fails_with, json, memgen, ok, USAGE};
+use memgen_io::read_json;
+use memgen_rf::record::RfRecord;
 
 #[test]
 fn tiny_sweep_writes_consistent_results() {
@@ -47,33 +49,37 @@ fn tiny_sweep_writes_consistent_results() {
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    let j = json(&out.join("rf.json"));
-    assert_eq!(j["threads"], 2);
-    assert_eq!(j["bound_exponents"]["m"], -0.8);
-    let targets = j["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 2);
-    for (i, t) in targets.iter().enumerate() {
-        let r = &t["result"];
-        let curves = r["curves"].as_array().unwrap();
-        assert_eq!(curves.len(), 4);
-        assert_eq!(r["population"].as_array().unwrap().len(), 2);
-        for c in curves.iter().chain(r["population"].as_array().unwrap()) {
-            let kls: Vec<f64> =
-                c["points"].as_array().unwrap().iter().map(|p| p["kl"].as_f64().unwrap()).collect();
+    let j: RfRecord = read_json(&out.join("rf.json")).unwrap();
+    assert_eq!(serde_json::to_value(&j).unwrap(), json(&out.join("rf.json")), "typed round trip");
+    assert_eq!((j.command.as_str(), j.threads), ("rf", 2));
+    assert_eq!(j.bound_exponents.m, -0.8);
+    assert_eq!(j.seeds.dsm_draws, j.seed + 2);
+    assert_eq!(j.targets.len(), 2);
+    for (i, t) in j.targets.iter().enumerate() {
+        let r = &t.result;
+        assert_eq!(r.curves.len(), 4);
+        assert_eq!(r.population.len(), 2);
+        for c in r.curves.iter().chain(&r.population) {
+            let kls: Vec<f64> = c.points.iter().map(|p| p.kl).collect();
             assert_eq!(kls.len(), 8);
-            let best = c["kl_best"].as_f64().unwrap();
-            assert!(kls.iter().all(|&k| best <= k), "KL* above a point of its curve");
-            assert!(kls.contains(&best) && c["kl_late"].as_f64().unwrap() == kls[7]);
+            assert!(kls.iter().all(|&k| c.kl_best <= k), "KL* above a point of its curve");
+            assert!(kls.contains(&c.kl_best) && c.kl_late == kls[7]);
             assert!(kls.iter().all(|k| k.is_finite()));
         }
-        assert!(r["fits"]["n"]["slope"].as_f64().unwrap().is_finite());
+        assert!(r.fits.n.unwrap().slope.is_finite());
         // The exact score's KL is the estimator floor: small for mu = 3 even on this coarse grid (for
         // mu = 15, 201 points and 40 steps are too coarse for the Fokker–Planck solver).
-        let floor = r["kl_exact_score"].as_f64().unwrap();
+        let floor = r.kl_exact_score;
         assert!(i == 1 || floor.abs() < 1e-2, "exact-score KL {floor}");
     }
     // mu = 15's first target entry is the compare target; the modes-shift table pairs the runs.
-    assert_eq!(j["modes_shift"]["runs"].as_array().unwrap().len(), 4);
+    let shift = j.modes_shift.as_ref().unwrap();
+    assert_eq!(shift.targets, ["mixture:mu=3".to_string(), "mixture:mu=15".to_string()]);
+    assert_eq!(shift.runs.len(), 4);
+    assert_eq!(
+        shift.runs[0].kl_best,
+        [j.targets[0].result.curves[0].kl_best, j.targets[1].result.curves[0].kl_best]
+    );
     let csv = std::fs::read_to_string(out.join("rf.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * (4 + 2) * 8);
 }

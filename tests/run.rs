@@ -245,7 +245,7 @@ fn shipped_experiments_plan() {
         }
     }
     names.sort();
-    assert_eq!(names, ["demo", "faces-32", "faces-80", "fashion-mnist", "gaussian", "olivetti"]);
+    assert_eq!(names, ["calpha-blind", "demo", "faces-32", "faces-80", "fashion-mnist", "gaussian", "olivetti"]);
 }
 
 #[test]

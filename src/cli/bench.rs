@@ -255,7 +255,7 @@ fn bench_linear() -> Result<Vec<LinearBench>> {
     for side in [32, 80] {
         let d = side * side;
         let n = 2 * d;
-        let (rows, truth) = super::linear::gaussian_data(&Default::default(), side, n)?;
+        let (rows, truth) = memgen_linear::problem::gaussian_data(&Default::default(), side, n)?;
         let t0 = std::time::Instant::now();
         let fitted = Fitted::new(&rows, &truth)?;
         let t_kl = std::time::Instant::now();

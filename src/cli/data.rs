@@ -1,18 +1,12 @@
 //! `memgen data …`: prepare, info, show, split, recipes.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use memgen_data::dataset::{read_manifest, PreparedDataset, StorageDtype};
+use memgen_data::dataset::{PreparedDataset, StorageDtype};
 use memgen_data::gaussian::{Basis, Spectrum};
-use memgen_data::hub::HubEnv;
-use memgen_data::idx::IdxConfig;
-use memgen_data::prepare::{prepare, PrepareOptions};
 use memgen_data::preprocess::{Crop, Resize};
-use memgen_data::recipe::{Recipe, SourceSpec};
-use memgen_data::split::{NestedSplit, SplitFile};
-use memgen_data::{folder::FolderConfig, hub::HubConfig};
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use memgen_data::stage::{self, InfoRecord, PrepareConfig, ShowRecord, SourceOverrides};
+use std::path::PathBuf;
 
 /// Recipes shipped in `datasets/`, compiled into the binary.
 const BUILTIN_RECIPES: [(&str, &str); 6] = [
@@ -80,7 +74,7 @@ pub struct PrepareArgs {
     #[arg(long)]
     pub count: Option<usize>,
     /// Crop window before resizing: TOP,LEFT,HEIGHT,WIDTH in source pixels.
-    #[arg(long, value_parser = parse_crop)]
+    #[arg(long)]
     pub crop: Option<Crop>,
     /// Resampling method for the resize.
     #[arg(long, value_enum)]
@@ -131,7 +125,7 @@ pub struct PrepareArgs {
     #[arg(long)]
     pub mean: Option<f64>,
     /// Gaussian: covariance spectrum, `power:EXPONENT[:SCALE]` (lambda_k = SCALE k^-EXPONENT) or `flat:VARIANCE`.
-    #[arg(long, value_parser = parse_spectrum)]
+    #[arg(long)]
     pub spectrum: Option<Spectrum>,
     /// Gaussian: eigenbasis of the covariance.
     #[arg(long, value_enum)]
@@ -196,194 +190,89 @@ pub struct SplitArgs {
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Prepare(a) => run_prepare(*a),
-        DataCommand::Info { dir } => run_info(&dir),
+        DataCommand::Info { dir } => {
+            super::output::input("DIR", &dir, "a prepared dataset directory from `memgen data prepare`")?;
+            let info = InfoRecord::read(&dir)?;
+            super::output::result(serde_json::to_value(&info)?);
+            say_text!("{}", info.text());
+            Ok(())
+        }
         DataCommand::Show(a) => run_show(a),
-        DataCommand::Split(a) => run_split(a),
+        DataCommand::Split(a) => {
+            super::output::input("DIR", &a.dir, "a prepared dataset directory from `memgen data prepare`")?;
+            let r = stage::split_dir(&a.dir, &a.n, a.seed, &a.out)?;
+            say!(
+                "wrote {} (sides of {} and {} images, {} + {} groups; N = {:?})",
+                r.split.display(),
+                r.side_a_images,
+                r.side_b_images,
+                r.groups_a,
+                r.groups_b,
+                r.n
+            );
+            super::output::result(serde_json::to_value(&r)?);
+            Ok(())
+        }
         DataCommand::Recipes => {
-            let mut list = serde_json::Map::new();
-            for (name, text) in BUILTIN_RECIPES {
-                let r = Recipe::parse(text, Path::new(name))?;
-                say!("{name:<18} {}", r.description);
-                list.insert(name.to_string(), serde_json::Value::String(r.description));
+            let (list, record) = stage::recipes(&BUILTIN_RECIPES)?;
+            for (name, description) in list {
+                say!("{name:<18} {description}");
             }
-            super::output::result(serde_json::json!({ "recipes": list }));
+            super::output::result(serde_json::to_value(&record)?);
             Ok(())
         }
     }
 }
 
-fn parse_crop(s: &str) -> std::result::Result<Crop, String> {
-    let v: Vec<usize> = s
-        .split(',')
-        .map(|p| p.trim().parse().map_err(|_| format!("{p:?} is not a non-negative integer")))
-        .collect::<std::result::Result<_, _>>()?;
-    match v[..] {
-        [top, left, height, width] => Ok(Crop { top, left, height, width }),
-        _ => Err("expected TOP,LEFT,HEIGHT,WIDTH (four integers)".into()),
-    }
-}
-
-pub(super) fn parse_spectrum(s: &str) -> std::result::Result<Spectrum, String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let num = |p: &str| p.parse::<f64>().map_err(|_| format!("{p:?} is not a number"));
-    match parts[..] {
-        ["power", e] => Ok(Spectrum::PowerLaw { exponent: num(e)?, scale: 1.0 }),
-        ["power", e, sc] => Ok(Spectrum::PowerLaw { exponent: num(e)?, scale: num(sc)? }),
-        ["flat", v] => Ok(Spectrum::Flat { variance: num(v)? }),
-        _ => Err("expected power:EXPONENT[:SCALE] or flat:VARIANCE".into()),
-    }
-}
-
-/// Resolve SOURCE into a recipe (built-in, file, or one built from the source form).
-fn resolve_source(source: &str) -> Result<Recipe> {
-    let simple = |name: &str, spec| Recipe {
-        name: name.to_string(),
-        description: String::new(),
-        source: spec,
-        preprocess: Default::default(),
-        dedup: None,
-        count: None,
-    };
-    if let Some((_, text)) = BUILTIN_RECIPES.iter().find(|(n, _)| *n == source) {
-        return Ok(Recipe::parse(text, Path::new(source))?);
-    }
-    if source.ends_with(".toml") {
-        super::output::input("SOURCE", Path::new(source), "a recipe file such as datasets/calpha.toml")?;
-        return Ok(Recipe::load(Path::new(source))?);
-    }
-    if let Some(repo) = source.strip_prefix("hub:") {
-        return Ok(simple(repo, SourceSpec::Hub(HubConfig { repo: repo.to_string(), ..Default::default() })));
-    }
-    if let Some(p) = source.strip_prefix("idx:") {
-        return Ok(simple(p, SourceSpec::Idx(IdxConfig { paths: vec![PathBuf::from(p)] })));
-    }
-    let dir = source.strip_prefix("folder:").unwrap_or(source);
-    if Path::new(dir).is_dir() {
-        return Ok(simple(dir, SourceSpec::Folder(FolderConfig { path: dir.into(), group_regex: None })));
-    }
-    let names: Vec<&str> = BUILTIN_RECIPES.iter().map(|(n, _)| *n).collect();
-    usage_bail!(
-        "unknown source {source:?}: expected a recipe name ({}), a recipe file (*.toml), hub:OWNER/NAME, idx:PATH, or an image directory",
-        names.join(", ")
-    )
-}
-
-/// Apply the source-specific flags to `spec`; a flag that does not fit the source kind is an error.
-fn override_source(spec: &mut SourceSpec, a: &PrepareArgs) -> Result<()> {
-    let kind = match spec {
-        SourceSpec::Folder(_) => "folder",
-        SourceSpec::Hub(_) => "hub",
-        SourceSpec::Idx(_) => "idx",
-        SourceSpec::Calpha(_) => "calpha",
-        SourceSpec::Gaussian(_) => "gaussian",
-    };
-    let given: [(&str, bool, &[&str]); 12] = [
-        ("--group-regex", a.group_regex.is_some(), &["folder"]),
-        ("--revision", a.revision.is_some(), &["hub"]),
-        ("--files", a.files.is_some(), &["hub"]),
-        ("--column", a.column.is_some(), &["hub"]),
-        ("--group-column", a.group_column.is_some(), &["hub"]),
-        ("--seed", a.seed.is_some(), &["calpha", "gaussian"]),
-        ("--alpha", a.alpha.is_some(), &["calpha"]),
-        ("--beta", a.beta.is_some(), &["calpha"]),
-        ("--constant-background", a.constant_background, &["calpha"]),
-        ("--mean", a.mean.is_some(), &["gaussian"]),
-        ("--spectrum", a.spectrum.is_some(), &["gaussian"]),
-        ("--basis", a.basis.is_some(), &["gaussian"]),
-    ];
-    if let Some((flag, _, kinds)) = given.iter().find(|(_, set, kinds)| *set && !kinds.contains(&kind)) {
-        usage_bail!("{flag} applies to {} sources, but this source is {kind}", kinds.join("/"));
-    }
-    match spec {
-        SourceSpec::Folder(c) => set(&mut c.group_regex, a.group_regex.clone().map(Some)),
-        SourceSpec::Hub(c) => {
-            set(&mut c.revision, a.revision.clone());
-            set(&mut c.files, a.files.clone());
-            set(&mut c.column, a.column.clone());
-            set(&mut c.group_column, a.group_column.clone().map(Some));
-        }
-        SourceSpec::Idx(_) => {}
-        SourceSpec::Calpha(c) => {
-            set(&mut c.seed, a.seed);
-            set(&mut c.alpha, a.alpha);
-            set(&mut c.beta, a.beta.map(Some));
-            c.constant_background |= a.constant_background;
-        }
-        SourceSpec::Gaussian(c) => {
-            set(&mut c.seed, a.seed);
-            set(&mut c.mean, a.mean);
-            set(&mut c.spectrum, a.spectrum.clone());
-            set(
-                &mut c.basis,
-                a.basis.map(|b| match b {
-                    BasisArg::Dct => Basis::Dct,
-                    BasisArg::Pixel => Basis::Pixel,
-                }),
-            );
-        }
-    }
-    Ok(())
-}
-
-fn set<T>(field: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *field = v;
-    }
-}
-
-fn prepare_options(recipe: &Recipe, a: &PrepareArgs) -> PrepareOptions {
-    let mut pre = recipe.preprocess.clone();
-    set(&mut pre.side, a.side.map(Some));
-    set(&mut pre.crop, a.crop.map(Some));
-    set(
-        &mut pre.resize,
-        a.resize.map(|r| match r {
+/// The library's config of `memgen data prepare`'s flags.
+fn prepare_config(a: PrepareArgs) -> PrepareConfig {
+    PrepareConfig {
+        source: a.source,
+        out: a.out,
+        force: a.force,
+        side: a.side,
+        count: a.count,
+        crop: a.crop,
+        resize: a.resize.map(|r| match r {
             ResizeArg::Area => Resize::Area,
             ResizeArg::Bicubic => Resize::Bicubic,
         }),
-    );
-    pre.grayscale &= !a.color;
-    let dedup = match (a.dedup, a.no_dedup) {
-        (true, _) => Some(recipe.dedup.unwrap_or_default()),
-        (_, true) => None,
-        _ => recipe.dedup,
-    };
-    PrepareOptions {
-        preprocess: pre,
-        dedup,
-        count: a.count.or(recipe.count),
+        color: a.color,
+        dedup: match (a.dedup, a.no_dedup) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
         dtype: match a.dtype {
             DtypeArg::Auto => None,
             DtypeArg::U8 => Some(StorageDtype::U8),
             DtypeArg::F32 => Some(StorageDtype::F32),
         },
-        recipe: Some(recipe.name.clone()),
+        offline: a.offline,
+        overrides: SourceOverrides {
+            group_regex: a.group_regex,
+            revision: a.revision,
+            files: a.files,
+            column: a.column,
+            group_column: a.group_column,
+            seed: a.seed,
+            alpha: a.alpha,
+            beta: a.beta,
+            constant_background: a.constant_background,
+            mean: a.mean,
+            spectrum: a.spectrum,
+            basis: a.basis.map(|b| match b {
+                BasisArg::Dct => Basis::Dct,
+                BasisArg::Pixel => Basis::Pixel,
+            }),
+        },
     }
 }
 
 fn run_prepare(a: PrepareArgs) -> Result<()> {
-    if a.out.join(memgen_data::dataset::MANIFEST_FILE).exists() && !a.force {
-        return Err(super::output::Refused(format!(
-            "{} already holds a prepared dataset; use another --out, or pass --force to replace it",
-            a.out.display()
-        ))
-        .into());
-    }
-    let mut recipe = resolve_source(&a.source)?;
-    override_source(&mut recipe.source, &a)?;
-    let opts = prepare_options(&recipe, &a);
-    let mut hub = HubEnv::from_env();
-    hub.offline |= a.offline;
-    let start = Instant::now();
-    let mut source = recipe
-        .source
-        .open(opts.preprocess.side, hub)
-        .with_context(|| format!("opening source {:?}", a.source))?;
-    let mut ds = prepare(source.as_mut(), &opts).with_context(|| format!("preparing {:?}", a.source))?;
-    let prepared = start.elapsed();
-    ds.write(&a.out).with_context(|| format!("writing {}", a.out.display()))?;
-    let m = &ds.manifest;
-    if let Some(d) = &m.dedup {
+    let p = stage::prepare_dir(&prepare_config(a), &BUILTIN_RECIPES).map_err(data_error)?;
+    let r = &p.record;
+    if let Some(d) = &p.dedup {
         eprintln!(
             "near-duplicates: dropped {} of {} (|corr| > {} at {}x{})",
             d.dropped, d.before, d.threshold, d.pool_side, d.pool_side
@@ -391,50 +280,27 @@ fn run_prepare(a: PrepareArgs) -> Result<()> {
     }
     say!(
         "prepared {} images of {}x{} ({:?}) in {:.2} s with {} threads (written in {:.2} s) -> {}",
-        m.count,
-        m.height,
-        m.width,
-        m.dtype,
-        prepared.as_secs_f64(),
+        r.count,
+        r.height,
+        r.width,
+        r.dtype,
+        p.prepare_seconds,
         super::threads(),
-        (start.elapsed() - prepared).as_secs_f64(),
-        a.out.display()
+        p.write_seconds,
+        r.out.display()
     );
-    super::output::result(serde_json::json!({
-        "out": a.out,
-        "manifest": a.out.join(memgen_data::dataset::MANIFEST_FILE),
-        "count": m.count,
-        "channels": m.channels,
-        "height": m.height,
-        "width": m.width,
-        "dtype": m.dtype,
-        "content_hash": m.content_hash,
-        "seconds": start.elapsed().as_secs_f64(),
-    }));
+    super::output::result(serde_json::to_value(r)?);
     Ok(())
 }
 
-fn run_info(dir: &Path) -> Result<()> {
-    super::output::input("DIR", dir, "a prepared dataset directory from `memgen data prepare`")?;
-    let m = read_manifest(dir)?;
-    super::output::result(serde_json::json!({ "dir": dir, "manifest": m }));
-    say!("dataset:      {}", dir.display());
-    say!("recipe:       {}", m.recipe.as_deref().unwrap_or("-"));
-    say!(
-        "source:       {} {}{}",
-        m.source.kind,
-        m.source.location,
-        m.source.revision.as_ref().map(|r| format!(" @ {r}")).unwrap_or_default()
-    );
-    say!("images:       {} x {} channel(s) x {}x{} ({:?})", m.count, m.channels, m.height, m.width, m.dtype);
-    let groups = m.groups.as_ref().map(|g| g.iter().collect::<std::collections::BTreeSet<_>>().len());
-    say!("groups:       {}", groups.map(|g| g.to_string()).unwrap_or_else(|| "none".into()));
-    if let Some(d) = &m.dedup {
-        say!("dedup:        dropped {} of {} (|corr| > {})", d.dropped, d.before, d.threshold);
+/// A data error as the command line reports it: a usage error (exit code 2), a refusal (3), or a
+/// failure (1).
+fn data_error(e: memgen_data::Error) -> anyhow::Error {
+    match e {
+        memgen_data::Error::Usage(msg) => super::output::usage(msg),
+        memgen_data::Error::File(f) => f.into(),
+        e => e.into(),
     }
-    say!("preprocess:   {}", serde_json::to_string(&m.preprocess)?);
-    say!("content hash: {}", m.content_hash);
-    Ok(())
 }
 
 fn run_show(a: ShowArgs) -> Result<()> {
@@ -445,47 +311,13 @@ fn run_show(a: ShowArgs) -> Result<()> {
     super::output::input("DIR", &a.dir, "a prepared dataset directory from `memgen data prepare`")?;
     let ds = PreparedDataset::read(&a.dir)?;
     let m = &ds.manifest;
-    let count = a.count.min(m.count);
-    let indices: Vec<usize> = match a.seed {
-        Some(seed) => memgen_data::rng::permutation(m.count, seed).into_iter().take(count).collect(),
-        None => (0..count).collect(),
-    };
+    let indices = stage::show_indices(m.count, a.count, a.seed);
     let plane = m.height * m.width;
     let images: Vec<&[f32]> = indices.iter().map(|&i| &ds.image(i)[..plane]).collect();
     let grid = Grid { images: &images, height: m.height, width: m.width };
     let img = grid.render(&GridConfig { cols: a.cols, scale: a.scale, ..Default::default() })?;
     save_png(&img, &a.out)?;
     say!("wrote {} images to {}", images.len(), a.out.display());
-    super::output::result(serde_json::json!({ "out": a.out, "images": indices }));
-    Ok(())
-}
-
-fn run_split(a: SplitArgs) -> Result<()> {
-    super::output::input("DIR", &a.dir, "a prepared dataset directory from `memgen data prepare`")?;
-    let m = read_manifest(&a.dir)?;
-    let split = NestedSplit::new(m.count, m.groups.as_deref(), a.seed);
-    let file = SplitFile::build(&split, &a.n, a.dir.display().to_string(), m.content_hash.clone())
-        .with_context(|| format!("splitting {}", a.dir.display()))?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let path = a.out.join("split.json");
-    memgen_io::write_atomic(&path, serde_json::to_string_pretty(&file)?.as_bytes())?;
-    say!(
-        "wrote {} (sides of {} and {} images, {} + {} groups; N = {:?})",
-        path.display(),
-        split.order_a.len(),
-        split.order_b.len(),
-        split.groups_a,
-        split.groups_b,
-        a.n
-    );
-    super::output::result(serde_json::json!({
-        "split": path,
-        "n": a.n,
-        "seed": a.seed,
-        "side_a_images": split.order_a.len(),
-        "side_b_images": split.order_b.len(),
-        "groups_a": split.groups_a,
-        "groups_b": split.groups_b,
-    }));
+    super::output::result(serde_json::to_value(ShowRecord { out: a.out, images: indices })?);
     Ok(())
 }

@@ -1,16 +1,15 @@
 //! `memgen rf`: random-feature score models (Li et al. 2023) on Gaussian mixtures: KL along training,
 //! early stopping, rates in n and m, and the modes-shift comparison.
 
-use super::save_plot;
+mod plots;
+
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use memgen_plot::lineplot::{LinePlot, LineSeries, LineStyle};
 use memgen_rf::dsm::{DsmConfig, PopulationConfig, Weighting};
-use memgen_rf::experiment::{self, Curve, Estimator, ExperimentConfig, ExperimentResult};
+use memgen_rf::experiment::{self, Estimator, ExperimentConfig};
 use memgen_rf::kl::{OdeConfig, SdeConfig};
 use memgen_rf::{Activation, FeatureConfig, Mixture};
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  memgen rf --out rf-mu3\n  \
@@ -237,282 +236,27 @@ pub fn run_rf(a: RfArgs) -> Result<()> {
         .map(|(flag, spec)| Ok((spec.clone(), config(&a, parse_target(flag, spec, a.estimator)?, &ns, &ms))))
         .collect::<Result<_>>()?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let bar = progress(cfgs.iter().map(|(_, c)| c.runs()).sum());
-    let start = std::time::Instant::now();
-    let mut results = Vec::new();
-    for (spec, cfg) in &cfgs {
-        let started = std::cell::Cell::new(false);
-        let report = |label: &str| {
-            if started.replace(true) {
-                bar.inc(1);
-            }
-            bar.set_message(format!("{spec}: {label}"));
-        };
-        let r = experiment::run(cfg, &report).with_context(|| format!("target {spec}"))?;
-        bar.inc(1);
-        results.push(r);
-    }
+    let bar = memgen_io::progress::bar(cfgs.iter().map(|(_, c)| c.runs() as u64).sum(), "rf", "", false);
+    // Each curve but the first starts when the one before has finished.
+    let started = std::cell::Cell::new(false);
+    let record = memgen_rf::record::run(cfgs, super::threads(), &|label| {
+        if started.replace(true) {
+            bar.inc(1);
+        }
+        bar.set_message(label.to_string());
+    })?;
     bar.finish_and_clear();
-    let seconds = start.elapsed().as_secs_f64();
-    write_outputs(&a, &cfgs, &results, seconds)?;
-    say_text!("{}", table(&cfgs, &results));
-    say!("wall time {seconds:.1} s on {} threads\n-> {}", super::threads(), a.out.display());
+    memgen_io::write_json(&a.out.join("rf.json"), &record)?;
+    memgen_io::write_atomic(&a.out.join("rf.csv"), record.csv().as_bytes())?;
+    plots::plots(&a.out, &record)?;
+    say_text!("{}", record.table());
+    say!("wall time {:.1} s on {} threads\n-> {}", record.wall_seconds, record.threads, a.out.display());
     super::output::result(serde_json::json!({
         "out": a.out,
         "rf_json": a.out.join("rf.json"),
         "rf_csv": a.out.join("rf.csv"),
-        "targets": cfgs.iter().map(|(spec, _)| spec).collect::<Vec<_>>(),
-        "seconds": seconds,
+        "targets": record.targets.iter().map(|t| &t.spec).collect::<Vec<_>>(),
+        "seconds": record.wall_seconds,
     }));
     Ok(())
-}
-
-fn progress(len: usize) -> indicatif::ProgressBar {
-    memgen_io::progress::bar(len as u64, "rf", "", false)
-}
-
-fn write_outputs(
-    a: &RfArgs,
-    cfgs: &[(String, ExperimentConfig)],
-    results: &[ExperimentResult],
-    seconds: f64,
-) -> Result<()> {
-    let targets: Vec<serde_json::Value> = cfgs
-        .iter()
-        .zip(results)
-        .map(|((spec, cfg), r)| serde_json::json!({ "spec": spec, "config": cfg, "result": r }))
-        .collect();
-    let record = serde_json::json!({
-        "command": "rf",
-        "threads": super::threads(),
-        "seed": a.seed,
-        "seeds": { "features": a.seed, "samples": a.seed + 1, "dsm_draws": a.seed + 2, "sde": a.seed + 3, "init": a.seed + 4 },
-        "wall_seconds": seconds,
-        "bound_exponents": { "n": -0.4, "m": -0.8 },
-        "modes_shift": modes_shift(cfgs, results),
-        "targets": targets,
-    });
-    memgen_io::write_json(&a.out.join("rf.json"), &record)?;
-    memgen_io::write_atomic(&a.out.join("rf.csv"), csv(cfgs, results).as_bytes())?;
-    plots(&a.out, cfgs, results)
-}
-
-/// Per (n, m): KL* and late KL of the first target next to the second's (with --compare-target).
-fn modes_shift(cfgs: &[(String, ExperimentConfig)], results: &[ExperimentResult]) -> serde_json::Value {
-    if results.len() < 2 {
-        return serde_json::Value::Null;
-    }
-    let rows: Vec<serde_json::Value> = results[0]
-        .curves
-        .iter()
-        .zip(&results[1].curves)
-        .map(|(c0, c1)| {
-            serde_json::json!({ "n": c0.n, "m": c0.m,
-                "kl_best": [c0.kl_best, c1.kl_best], "kl_late": [c0.kl_late, c1.kl_late],
-                "tau_best": [c0.tau_best, c1.tau_best] })
-        })
-        .collect();
-    serde_json::json!({ "targets": [cfgs[0].0, cfgs[1].0], "runs": rows })
-}
-
-fn csv(cfgs: &[(String, ExperimentConfig)], results: &[ExperimentResult]) -> String {
-    let mut s = String::from("target,n,m,tau,kl,mass,train_loss,score_error,is_best\n");
-    for ((spec, _), r) in cfgs.iter().zip(results) {
-        for c in r.population.iter().chain(&r.curves) {
-            let n = c.n.map_or("inf".to_string(), |n| n.to_string());
-            for p in &c.points {
-                let se = p.score_error.map_or(String::new(), |v| v.to_string());
-                let best = p.tau == c.tau_best;
-                let _ = writeln!(
-                    s,
-                    "\"{spec}\",{n},{},{},{},{},{},{se},{best}",
-                    c.m, p.tau, p.kl, p.mass, p.train_loss
-                );
-            }
-        }
-    }
-    s
-}
-
-fn fmt_fit(f: &Option<memgen_metrics::stats::PowerFit>) -> String {
-    f.map_or("-".into(), |f| format!("{:.3}", f.slope))
-}
-
-fn table(cfgs: &[(String, ExperimentConfig)], results: &[ExperimentResult]) -> String {
-    let mut s = String::new();
-    for ((spec, _), r) in cfgs.iter().zip(results) {
-        let _ = writeln!(
-            s,
-            "{spec}: {}\nKL of the exact score (estimator floor): {:.3e}",
-            r.description, r.kl_exact_score
-        );
-        let _ = writeln!(s, "| n | m | τ* | KL* | KL late | KL first | falls then rises | rank G |\n|---|---|---|---|---|---|---|---|");
-        for c in r.population.iter().chain(&r.curves) {
-            let n = c.n.map_or("∞".to_string(), |n| n.to_string());
-            let _ = writeln!(
-                s,
-                "| {n} | {} | {:.3e} | {:.4e} | {:.4e} | {:.4e} | {} | {} |",
-                c.m, c.tau_best, c.kl_best, c.kl_late, c.kl_first, c.falls_then_rises, c.rank
-            );
-        }
-        let f = &r.fits;
-        let _ = writeln!(
-            s,
-            "slopes: KL* vs n {} (bound −0.4), floor-subtracted {}; KL* vs m {} (bound −0.8), n = ∞ {}",
-            fmt_fit(&f.n),
-            fmt_fit(&f.n_floor_subtracted),
-            fmt_fit(&f.m),
-            fmt_fit(&f.m_population)
-        );
-        if let Some(c) = &r.ode_check {
-            let _ = writeln!(
-                s,
-                "step check at the largest (n, m): KL* {:.4e} with {} steps, {:.4e} with {}",
-                c.kl,
-                c.steps,
-                c.kl_double_steps,
-                2 * c.steps
-            );
-        }
-    }
-    s
-}
-
-/// Points (x, y) of curves picked by `keep`.
-fn pts(curves: &[Curve], keep: impl Fn(&Curve) -> bool, f: impl Fn(&Curve) -> (f64, f64)) -> Vec<(f64, f64)> {
-    curves.iter().filter(|c| keep(c)).map(f).collect()
-}
-
-/// A reference power law c·x^slope through the first point of `p`, over its x range.
-fn reference(p: &[(f64, f64)], slope: f64) -> Vec<(f64, f64)> {
-    match (p.first(), p.last()) {
-        (Some(&(x0, y0)), Some(&(x1, _))) => vec![(x0, y0), (x1, y0 * (x1 / x0).powf(slope))],
-        _ => vec![],
-    }
-}
-
-fn log_plot<'a>(title: String, x: &str, series: Vec<LineSeries<'a>>) -> LinePlot<'a> {
-    LinePlot {
-        title,
-        x_label: x.into(),
-        y_label: "KL(p0 / p_theta)".into(),
-        series,
-        log_x: true,
-        log_y: true,
-        vlines: vec![],
-    }
-}
-
-/// Per target (suffix -1 for the compare target): rf-kl-tau (KL vs τ per n at m_max, and n = ∞),
-/// rf-kl-tau-m (per m at n_max), rf-rates-n, rf-rates-m; and rf-modes-shift for two targets.
-fn plots(out: &Path, cfgs: &[(String, ExperimentConfig)], results: &[ExperimentResult]) -> Result<()> {
-    for (i, ((spec, cfg), r)) in cfgs.iter().zip(results).enumerate() {
-        let suffix = if i == 0 { String::new() } else { format!("-{i}") };
-        let (m_max, n_max) = (*cfg.ms.last().unwrap_or(&0), *cfg.ns.last().unwrap_or(&0));
-        let curve_pts = |c: &Curve| c.points.iter().map(|p| (p.tau, p.kl)).collect::<Vec<_>>();
-        let by_n: Vec<(String, Vec<(f64, f64)>)> = r
-            .curves
-            .iter()
-            .chain(&r.population)
-            .filter(|c| c.m == m_max)
-            .map(|c| (c.n.map_or("n = inf".into(), |n| format!("n = {n}")), curve_pts(c)))
-            .collect();
-        let series = by_n
-            .iter()
-            .map(|(name, p)| LineSeries { name: name.clone(), points: p, style: LineStyle::Line })
-            .collect();
-        save_plot(
-            out,
-            &format!("rf-kl-tau{suffix}"),
-            &log_plot(format!("{spec}: KL along training, m = {m_max}"), "training time tau", series),
-        )?;
-        let by_m: Vec<(String, Vec<(f64, f64)>)> = r
-            .curves
-            .iter()
-            .filter(|c| c.n == Some(n_max))
-            .map(|c| (format!("m = {}", c.m), curve_pts(c)))
-            .collect();
-        let series = by_m
-            .iter()
-            .map(|(name, p)| LineSeries { name: name.clone(), points: p, style: LineStyle::Line })
-            .collect();
-        save_plot(
-            out,
-            &format!("rf-kl-tau-m{suffix}"),
-            &log_plot(format!("{spec}: KL along training, n = {n_max}"), "training time tau", series),
-        )?;
-        rate_plots(out, &suffix, spec, r, m_max, n_max)?;
-    }
-    if results.len() == 2 {
-        let m_max = *cfgs[0].1.ms.last().unwrap_or(&0);
-        let best: Vec<Vec<(f64, f64)>> = results
-            .iter()
-            .map(|r| pts(&r.curves, |c| c.m == m_max, |c| (c.n.unwrap_or(0) as f64, c.kl_best)))
-            .collect();
-        let late: Vec<Vec<(f64, f64)>> = results
-            .iter()
-            .map(|r| pts(&r.curves, |c| c.m == m_max, |c| (c.n.unwrap_or(0) as f64, c.kl_late)))
-            .collect();
-        let mut series = Vec::new();
-        for k in 0..2 {
-            series.push(LineSeries {
-                name: format!("KL* {}", cfgs[k].0),
-                points: &best[k],
-                style: LineStyle::LineAndMarkers,
-            });
-            series.push(LineSeries {
-                name: format!("late KL {}", cfgs[k].0),
-                points: &late[k],
-                style: LineStyle::Dashed,
-            });
-        }
-        save_plot(
-            out,
-            "rf-modes-shift",
-            &log_plot(format!("Modes shift, m = {m_max}"), "training samples n", series),
-        )?;
-    }
-    Ok(())
-}
-
-fn rate_plots(
-    out: &Path,
-    suffix: &str,
-    spec: &str,
-    r: &ExperimentResult,
-    m_max: usize,
-    n_max: usize,
-) -> Result<()> {
-    let kn = pts(&r.curves, |c| c.m == m_max, |c| (c.n.unwrap_or(0) as f64, c.kl_best));
-    let floor = r.population.iter().find(|c| c.m == m_max).map(|c| c.kl_best);
-    let sub: Vec<(f64, f64)> = floor.map_or(vec![], |f| kn.iter().map(|&(n, k)| (n, k - f)).collect());
-    let (ref_n, ref_sub) = (reference(&kn, -0.4), reference(&sub, -0.4));
-    let series = vec![
-        LineSeries { name: "KL*".into(), points: &kn, style: LineStyle::LineAndMarkers },
-        LineSeries { name: "KL* - KL*(n = inf)".into(), points: &sub, style: LineStyle::LineAndMarkers },
-        LineSeries { name: "slope -2/5".into(), points: &ref_n, style: LineStyle::Dashed },
-        LineSeries {
-            name: "slope -2/5 (floor subtracted)".into(),
-            points: &ref_sub,
-            style: LineStyle::Dashed,
-        },
-    ];
-    save_plot(
-        out,
-        &format!("rf-rates-n{suffix}"),
-        &log_plot(format!("{spec}: early-stopped KL vs n, m = {m_max}"), "training samples n", series),
-    )?;
-    let km = pts(&r.curves, |c| c.n == Some(n_max), |c| (c.m as f64, c.kl_best));
-    let kp = pts(&r.population, |_| true, |c| (c.m as f64, c.kl_best));
-    let ref_m = reference(&km, -0.8);
-    let series = vec![
-        LineSeries { name: format!("KL*, n = {n_max}"), points: &km, style: LineStyle::LineAndMarkers },
-        LineSeries { name: "KL*, n = inf".into(), points: &kp, style: LineStyle::LineAndMarkers },
-        LineSeries { name: "slope -4/5".into(), points: &ref_m, style: LineStyle::Dashed },
-    ];
-    save_plot(
-        out,
-        &format!("rf-rates-m{suffix}"),
-        &log_plot(format!("{spec}: early-stopped KL vs m"), "random features m", series),
-    )
 }

@@ -21,6 +21,7 @@ use crate::{Error, ImageDenoiser, Result};
 use candle::{Device, Tensor};
 use memgen_diffusion::noise::{keyed_rng, normals};
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 
 /// Domain tag of the denoising-curve noise streams.
 const TAG_CURVE: u64 = 0x6d65_6d67_656e_0101;
@@ -35,23 +36,13 @@ pub struct CurvePoint {
     /// MSE = (1/n) Σ_k ‖x̂_k − x_k‖² / d (per pixel).
     pub mse: f64,
     /// Standard error of `mse` over the images, s / √n (NaN for a single image; JSON null).
-    #[serde(deserialize_with = "null_as_nan")]
+    #[serde(deserialize_with = "crate::nonfinite::null_as_nan")]
     pub mse_se: f64,
     /// 10 log₁₀(1 / MSE) in dB (+∞ for MSE 0, e.g. the oracle on its own images; JSON null).
-    #[serde(deserialize_with = "null_as_infinity")]
+    #[serde(deserialize_with = "crate::nonfinite::null_as_infinity")]
     pub psnr: f64,
     /// (1/n) Σ_k ‖y_k − x_k‖² / d as measured (σ² in expectation): the MSE of returning y.
     pub input_mse: f64,
-}
-
-/// A JSON number, or null (serde_json's NaN) as NaN.
-fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
-/// A JSON number, or null (serde_json's +∞ of a PSNR at MSE 0) as +∞.
-fn null_as_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 /// The standard normals of the noise of image `k` at noise level number `level` (`len` values).
@@ -215,6 +206,272 @@ pub struct DenoiseCurveRecord {
     pub theoretical_slope: Option<f64>,
     pub threads: usize,
     pub seconds: f64,
+}
+
+/// The default σ grid of `memgen denoise-curve`: 10^(−2 + k/6), k = 0..12 (0.01 to 1).
+pub fn default_sigmas() -> Vec<f64> {
+    (0..13).map(|k| 10f64.powf(-2.0 + k as f64 / 6.0)).collect()
+}
+
+/// The checked σ grid: `given` ascending without repeats, or [`default_sigmas`] when empty; an
+/// [`Error::Invalid`] naming `--sigmas` for a σ that is not a positive number.
+pub fn sigma_grid(given: &[f64]) -> Result<Vec<f64>> {
+    let mut s: Vec<f64> = if given.is_empty() { default_sigmas() } else { given.to_vec() };
+    if let Some(bad) = s.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+        return Err(Error::Invalid(format!("--sigmas: {bad} is not a positive noise level")));
+    }
+    s.sort_by(f64::total_cmp);
+    s.dedup();
+    Ok(s)
+}
+
+/// The first `count` of the dataset indices 0..`total` that are not in `train`.
+pub fn held_out_indices(total: usize, train: &[usize], count: usize) -> Vec<usize> {
+    let train: std::collections::HashSet<usize> = train.iter().copied().collect();
+    (0..total).filter(|i| !train.contains(i)).take(count).collect()
+}
+
+/// How `memgen denoise-curve` measures: the noise levels and their noise, the batching, the fit
+/// range and the regularity α of C^α data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurveConfig {
+    /// Noise levels, ascending ([`sigma_grid`]).
+    pub sigmas: Vec<f64>,
+    /// Noise seed ([`curve_noise`]).
+    pub seed: u64,
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// The σ range of the slope fit ([`fit_range`]).
+    pub fit_min: f64,
+    pub fit_max: f64,
+    /// α of C^α data, and where it came from (`--alpha`, the dataset manifest).
+    pub alpha: Option<f64>,
+    pub alpha_source: Option<String>,
+    /// Worker threads, as recorded.
+    pub threads: usize,
+}
+
+impl CurveConfig {
+    /// What is wrong with the batching, the fit range or α, if anything (a NaN bound is wrong too).
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.batch_size == 0 {
+            return Err("--count and --batch-size must be at least 1".into());
+        }
+        if !(self.fit_min <= self.fit_max) {
+            return Err(format!("--fit-min {} is above --fit-max {}", self.fit_min, self.fit_max));
+        }
+        if self.alpha.is_some_and(|al| !(al > 0.0 && al.is_finite())) {
+            return Err("--alpha must be a positive number".into());
+        }
+        Ok(())
+    }
+}
+
+/// The run and the held-out images a curve is measured on.
+#[derive(Debug, Clone, Copy)]
+pub struct CurveInputs<'a> {
+    /// The run directory, its config, and how many images it was trained on.
+    pub run: &'a std::path::Path,
+    pub config: &'a memgen_diffusion::run::RunConfig,
+    pub training_images: usize,
+    /// Whether `den` has the EMA weights (else the raw ones).
+    pub ema: bool,
+    /// The prepared dataset and its content hash.
+    pub data: &'a std::path::Path,
+    pub content_hash: &'a str,
+    /// The held-out images' dataset indices, and their pixels (n x C·H·W row-major, `dims`).
+    pub held_out_indices: &'a [usize],
+    pub images: &'a [f32],
+    pub dims: [usize; 3],
+}
+
+/// The curve of the network `den` of `inputs.run` on the held-out images, its fit and, with α, the
+/// optimal slope: denoise-curve.json's record.
+pub fn network_curve(
+    den: &crate::ModelDenoiser,
+    inputs: &CurveInputs,
+    cfg: &CurveConfig,
+) -> Result<DenoiseCurveRecord> {
+    let start = std::time::Instant::now();
+    let curve = denoise_curve(den, inputs.images, inputs.dims, &cfg.sigmas, cfg.seed, cfg.batch_size)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let fit = fit_range(&curve, cfg.fit_min, cfg.fit_max).map(|fit| RangeFit {
+        sigma_min: cfg.fit_min,
+        sigma_max: cfg.fit_max,
+        fit,
+    });
+    let train = &inputs.config.train;
+    Ok(DenoiseCurveRecord {
+        run: inputs.run.to_path_buf(),
+        data: inputs.data.to_path_buf(),
+        content_hash: inputs.content_hash.to_string(),
+        ema: inputs.ema,
+        model: train.model.clone(),
+        schedule: train.schedule,
+        train_steps: train.steps,
+        training_images: inputs.training_images,
+        count: inputs.held_out_indices.len(),
+        held_out_indices: inputs.held_out_indices.to_vec(),
+        seed: cfg.seed,
+        batch_size: cfg.batch_size,
+        sigmas: cfg.sigmas.clone(),
+        points: curve.iter().map(|&point| CurveRow { point, timestep: den.timestep(point.sigma) }).collect(),
+        fit,
+        alpha: cfg.alpha,
+        alpha_source: cfg.alpha_source.clone(),
+        theoretical_slope: cfg.alpha.map(calpha_optimal_slope),
+        threads: cfg.threads,
+        seconds,
+    })
+}
+
+/// What `memgen denoise-curve` reports: the files written, the fit and the curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenoiseCurveResult {
+    pub out: std::path::PathBuf,
+    pub denoise_curve_json: std::path::PathBuf,
+    pub denoise_curve_csv: std::path::PathBuf,
+    pub fit: Option<RangeFit>,
+    pub theoretical_slope: Option<f64>,
+    pub points: Vec<CurveRow>,
+}
+
+/// How a line of the denoise-curve figure is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// Measured points, joined.
+    Measured,
+    /// The fitted line.
+    Fit,
+    /// A reference: the optimal rate, or σ² (no denoising).
+    Reference,
+}
+
+/// One line of the denoise-curve figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FigureLine {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub kind: LineKind,
+}
+
+impl DenoiseCurveRecord {
+    /// denoise-curve.json and .csv in `out`, with the fit and the curve, as reported.
+    pub fn result(&self, out: &std::path::Path) -> DenoiseCurveResult {
+        DenoiseCurveResult {
+            out: out.to_path_buf(),
+            denoise_curve_json: out.join("denoise-curve.json"),
+            denoise_curve_csv: out.join("denoise-curve.csv"),
+            fit: self.fit,
+            theoretical_slope: self.theoretical_slope,
+            points: self.points.clone(),
+        }
+    }
+
+    /// The printed table: per σ the error, its PSNR and MSE / σ²; then the fit and the optimal slope.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "| σ | σ_eff | t | MSE | ± SE | PSNR (dB) | input MSE | MSE / σ² |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        for r in &self.points {
+            let p = &r.point;
+            let t = r.timestep.map_or("-".into(), |t| t.to_string());
+            let _ = writeln!(
+                s,
+                "| {:.4} | {:.4} | {t} | {:.4e} | {:.1e} | {:.2} | {:.4e} | {:.4} |",
+                p.sigma,
+                p.effective_sigma,
+                p.mse,
+                p.mse_se,
+                p.psnr,
+                p.input_mse,
+                p.mse / (p.sigma * p.sigma)
+            );
+        }
+        match &self.fit {
+            Some(f) => {
+                let _ = writeln!(
+                    s,
+                    "slope of ln MSE vs ln σ over σ in [{}, {}] ({} points): {:.4} (r² = {:.4})",
+                    f.sigma_min, f.sigma_max, f.fit.points, f.fit.slope, f.fit.r2
+                );
+            }
+            None => {
+                let _ = writeln!(s, "slope: fewer than two usable points in the fit range");
+            }
+        }
+        if let Some(al) = self.alpha {
+            let _ = writeln!(
+                s,
+                "optimal slope for C^alpha images, 2α/(α+1) with α = {al}: {:.4}",
+                calpha_optimal_slope(al)
+            );
+        }
+        s
+    }
+
+    /// denoise-curve.csv: one line per σ.
+    pub fn csv(&self) -> String {
+        let mut s = String::from("sigma,effective_sigma,timestep,mse,mse_se,psnr,input_mse\n");
+        for r in &self.points {
+            let p = &r.point;
+            let t = r.timestep.map_or(String::new(), |t| t.to_string());
+            let _ = writeln!(
+                s,
+                "{},{},{t},{},{},{},{}",
+                p.sigma, p.effective_sigma, p.mse, p.mse_se, p.psnr, p.input_mse
+            );
+        }
+        s
+    }
+
+    /// The lines of the figure (MSE vs σ, log-log): the measured MSE, the fitted line over the fit
+    /// range, the optimal slope through the first fitted point, and σ² (the error of not denoising);
+    /// and the σ of the first and last fitted points, each with its label.
+    pub fn figure(&self) -> (Vec<FigureLine>, Vec<(f64, String)>) {
+        let curve: Vec<&CurvePoint> = self.points.iter().map(|r| &r.point).collect();
+        let fit = self.fit.as_ref();
+        let in_fit: Vec<&CurvePoint> = fit.map_or(vec![], |f| {
+            curve.iter().copied().filter(|p| p.sigma >= f.sigma_min && p.sigma <= f.sigma_max).collect()
+        });
+        let line = |name: String, points: Vec<(f64, f64)>, kind| FigureLine { name, points, kind };
+        let mut lines =
+            vec![line("MSE".into(), curve.iter().map(|p| (p.sigma, p.mse)).collect(), LineKind::Measured)];
+        if let Some(f) = fit {
+            let fitted = match (in_fit.first(), in_fit.last()) {
+                (Some(lo), Some(hi)) => {
+                    vec![(lo.sigma, f.fit.predict(lo.sigma)), (hi.sigma, f.fit.predict(hi.sigma))]
+                }
+                _ => vec![],
+            };
+            lines.push(line(format!("fit: slope {:.3}", f.fit.slope), fitted, LineKind::Fit));
+        }
+        if let Some(al) = self.alpha {
+            // The optimal-rate line through the first fitted point, over the whole σ range.
+            let b = calpha_optimal_slope(al);
+            let reference = match (in_fit.first(), curve.first(), curve.last()) {
+                (Some(p0), Some(lo), Some(hi)) => {
+                    [lo.sigma, hi.sigma].iter().map(|&s| (s, p0.mse * (s / p0.sigma).powf(b))).collect()
+                }
+                _ => vec![],
+            };
+            lines.push(line(
+                format!("optimal slope 2a/(a+1) = {b:.3} (a = {al})"),
+                reference,
+                LineKind::Reference,
+            ));
+        }
+        let identity = curve.iter().map(|p| (p.sigma, p.sigma * p.sigma)).collect();
+        lines.push(line("sigma squared (no denoising)".into(), identity, LineKind::Reference));
+        let vlines = match (in_fit.first(), in_fit.last()) {
+            (Some(lo), Some(hi)) => {
+                vec![(lo.sigma, format!("fit {:.3}", lo.sigma)), (hi.sigma, format!("fit {:.3}", hi.sigma))]
+            }
+            _ => vec![],
+        };
+        (lines, vlines)
+    }
 }
 
 #[cfg(test)]

@@ -12,11 +12,12 @@
 //! the noise of image k at level i keyed by (seed, k, i), so every denoiser sees the same noisy images.
 
 use crate::curve::{denoise_curve, CurvePoint};
-use crate::{Error, ImageDenoiser, WienerDenoiser, Result};
+use crate::{Error, ImageDenoiser, Result, WienerDenoiser};
 use candle::{DType, Tensor};
 use memgen_linear::oracle::EmpiricalDenoiser;
 use memgen_linear::{Moments, Spectrum};
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 
 /// The default noise levels of a train/test comparison.
 pub const DEFAULT_SIGMAS: [f64; 4] = [0.05, 0.1, 0.2, 0.4];
@@ -158,6 +159,102 @@ pub struct DenoiseErrorRecord {
     pub errors: DenoiseError,
     pub threads: usize,
     pub seconds: f64,
+}
+
+/// What `memgen denoise-error` reports: the files written and the errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenoiseErrorResult {
+    pub out: std::path::PathBuf,
+    pub denoise_error_json: std::path::PathBuf,
+    pub denoise_error_csv: std::path::PathBuf,
+    pub errors: DenoiseError,
+}
+
+impl DenoiseErrorRecord {
+    /// denoise-error.json and .csv in `out`, with the errors, as reported.
+    pub fn result(&self, out: &std::path::Path) -> DenoiseErrorResult {
+        DenoiseErrorResult {
+            out: out.to_path_buf(),
+            denoise_error_json: out.join("denoise-error.json"),
+            denoise_error_csv: out.join("denoise-error.csv"),
+            errors: self.errors.clone(),
+        }
+    }
+
+    /// The printed table: per σ, each denoiser's train and test MSE and the network's ratio.
+    pub fn table(&self) -> String {
+        let e = &self.errors;
+        let mut s = format!(
+            "denoising MSE per pixel on {} training and {} held-out images ({})\n",
+            e.train_images,
+            e.test_images,
+            if self.ema { "EMA weights" } else { "raw weights" }
+        );
+        let _ = writeln!(s, "| σ | network train | network test | test/train | linear train | linear test | oracle train | oracle test |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        for (i, sigma) in e.sigmas.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "| {sigma} | {:.3e} ± {:.1e} | {:.3e} ± {:.1e} | {:.3} | {:.3e} | {:.3e} | {:.3e} | {:.3e} |",
+                e.network.train[i].mse,
+                e.network.train[i].mse_se,
+                e.network.test[i].mse,
+                e.network.test[i].mse_se,
+                e.network.gap(i).unwrap_or(f64::NAN),
+                e.linear.train[i].mse,
+                e.linear.test[i].mse,
+                e.oracle.train[i].mse,
+                e.oracle.test[i].mse,
+            );
+        }
+        s
+    }
+}
+
+impl DenoiseError {
+    /// denoise-error.csv: one line per (denoiser, set, σ).
+    pub fn csv(&self) -> String {
+        let mut s = String::from("denoiser,set,sigma,effective_sigma,mse,mse_se,psnr,input_mse\n");
+        for (name, tt) in [("network", &self.network), ("linear", &self.linear), ("oracle", &self.oracle)] {
+            for (set, points) in [("train", &tt.train), ("test", &tt.test)] {
+                for p in points {
+                    let _ = writeln!(
+                        s,
+                        "{name},{set},{},{},{},{},{},{}",
+                        p.sigma, p.effective_sigma, p.mse, p.mse_se, p.psnr, p.input_mse
+                    );
+                }
+            }
+        }
+        s
+    }
+
+    /// The network's, the Gaussian denoiser's and the oracle's errors on `train` and `test` (n x d
+    /// row-major images of shape `dims`), the two reference denoisers built from `all_train` (every
+    /// training image); the noise of `seed`, `batch` images per pass.
+    #[allow(clippy::too_many_arguments)]
+    pub fn measure(
+        network: &dyn ImageDenoiser,
+        all_train: Vec<f32>,
+        train: &[f32],
+        test: &[f32],
+        dims: [usize; 3],
+        sigmas: &[f64],
+        seed: u64,
+        batch: usize,
+    ) -> Result<Self> {
+        let d: usize = dims.iter().product();
+        let measure =
+            |den: &dyn ImageDenoiser| TrainTest::measure(den, train, test, dims, sigmas, seed, batch);
+        Ok(DenoiseError {
+            sigmas: sigmas.to_vec(),
+            train_images: train.len() / d.max(1),
+            test_images: test.len() / d.max(1),
+            network: measure(network)?,
+            linear: measure(&gaussian_of(&all_train, d)?)?,
+            oracle: measure(&OracleDenoiser::new(all_train, d)?)?,
+        })
+    }
 }
 
 /// Up to `max` of `pool`, evenly spaced over it (all of it when it holds at most `max`).

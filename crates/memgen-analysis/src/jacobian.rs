@@ -20,12 +20,16 @@
 //! its running statistics in evaluation mode (its training mode, with batch statistics, would couple
 //! the copies, but [`crate::ModelDenoiser`] never uses it). A test checks that batch 1 and batch B give
 //! the same rows.
+//!
+//! jacobian.json, the record of `memgen jacobian`, is [`JacobianRecord`]: one [`ModelJacobian`]'s
+//! analysis and, with a second model, the [`overlaps`] of their eigenspaces ([`CompareRecord`]).
 
 use crate::{Error, ImageDenoiser, Result};
 use candle::{DType, Device, Tensor, Var};
 use faer::{Mat, MatRef};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// J = ∂f/∂y at one noisy image, with the denoiser's output there.
@@ -280,10 +284,226 @@ pub fn save_safetensors(path: &Path, j: &Jacobian, a: &Analysis) -> Result<()> {
     Ok(memgen_diffusion::checkpoint::save_tensors(path, &tensors)?)
 }
 
+/// Per-pixel squared error (1/d) Σ_i (a_i − b_i)² of an f64 image against an f32 one.
+pub fn pixel_mse(a: &[f64], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| (x - y as f64).powi(2)).sum::<f64>() / a.len().max(1) as f64
+}
+
+/// One model's Jacobian at the noisy image of `memgen jacobian` and its analysis.
+#[derive(Debug, Clone)]
+pub struct ModelJacobian {
+    /// The run the network comes from.
+    pub run: PathBuf,
+    pub jac: Jacobian,
+    pub analysis: Analysis,
+    /// Whether the image is in the run's training set (`None`: the run trained on other data).
+    pub in_training_set: Option<bool>,
+}
+
+impl ModelJacobian {
+    /// [`jacobian_of_image`] of `den` (the network of `run`) at `noisy` and its [`Analysis`].
+    pub fn new(
+        run: &Path,
+        den: &dyn ImageDenoiser,
+        noisy: &[f32],
+        shape: (usize, usize, usize),
+        sigma: f64,
+        batch: usize,
+        in_training_set: Option<bool>,
+    ) -> Result<Self> {
+        let jac = jacobian_of_image(den, noisy, shape, sigma, batch)?;
+        let analysis = jac.analyse()?;
+        Ok(ModelJacobian { run: run.to_path_buf(), jac, analysis, in_training_set })
+    }
+
+    /// Its entry of jacobian.json, errors against the clean image `clean`.
+    pub fn record(&self, clean: &[f32]) -> ModelRecord {
+        ModelRecord {
+            run: self.run.clone(),
+            in_training_set: self.in_training_set,
+            trace: self.analysis.trace,
+            eigenvalue_sum: self.analysis.eigenvalue_sum,
+            asymmetry: self.analysis.asymmetry,
+            denoised_mse: pixel_mse(&self.jac.denoised, clean),
+            noisy_mse: pixel_mse(&self.jac.noisy, clean),
+            eigenvalues: self.analysis.eigenvalues.clone(),
+            jacobian_s: self.jac.seconds,
+            eigen_s: self.analysis.seconds,
+        }
+    }
+}
+
+/// What jacobian.json records of one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub run: PathBuf,
+    pub in_training_set: Option<bool>,
+    /// tr J.
+    pub trace: f64,
+    /// Σ λ_k of (J + Jᵀ)/2.
+    pub eigenvalue_sum: f64,
+    /// ‖J − Jᵀ‖_F / ‖J‖_F.
+    pub asymmetry: f64,
+    /// ‖f(y) − x‖² / d.
+    pub denoised_mse: f64,
+    /// ‖y − x‖² / d (the noise actually drawn).
+    pub noisy_mse: f64,
+    pub eigenvalues: Vec<f64>,
+    pub jacobian_s: f64,
+    pub eigen_s: f64,
+}
+
+/// Overlap of the top-k eigenspaces of A and B.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Overlap {
+    pub k: usize,
+    /// [`subspace_overlap`] of the top k eigenvectors.
+    pub overlap: f64,
+    /// k / d: the expected overlap of a random k-dimensional subspace.
+    pub random: f64,
+}
+
+/// k = 1, 2, 4, … up to `top`, and `top` itself.
+pub fn overlap_ks(top: usize) -> Vec<usize> {
+    let mut ks: Vec<usize> =
+        std::iter::successors(Some(1usize), |k| k.checked_mul(2)).take_while(|&k| k <= top).collect();
+    if ks.last() != Some(&top) {
+        ks.push(top);
+    }
+    ks
+}
+
+/// The [`Overlap`] of the top-k eigenspaces of `a` and `b` for each k of [`overlap_ks`]`(top)`.
+pub fn overlaps(a: &Analysis, b: &Analysis, top: usize) -> Result<Vec<Overlap>> {
+    let d = a.dim();
+    overlap_ks(top)
+        .into_iter()
+        .map(|k| {
+            Ok(Overlap { k, overlap: subspace_overlap(a.top(k), b.top(k), k)?, random: k as f64 / d as f64 })
+        })
+        .collect()
+}
+
+/// The second model of `--compare` in jacobian.json: its record and how it differs from the first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareRecord {
+    pub model: ModelRecord,
+    pub effective_sigma: f64,
+    pub overlap: Vec<Overlap>,
+    /// ‖J_A − J_B‖_F / ‖J_A‖_F ([`Jacobian::relative_difference`]).
+    pub jacobian_relative_difference: f64,
+    /// ‖f_A(y) − f_B(y)‖² / d.
+    pub denoised_mse_between: f64,
+}
+
+impl CompareRecord {
+    /// B against A: the overlaps of their top-k eigenspaces up to `top`, the difference of their
+    /// Jacobians and of their outputs, and B's record against the clean image.
+    pub fn new(a: &ModelJacobian, b: &ModelJacobian, clean: &[f32], top: usize) -> Result<Self> {
+        let b_out: Vec<f32> = b.jac.denoised.iter().map(|&v| v as f32).collect();
+        Ok(CompareRecord {
+            model: b.record(clean),
+            effective_sigma: b.jac.effective_sigma,
+            overlap: overlaps(&a.analysis, &b.analysis, top)?,
+            jacobian_relative_difference: a.jac.relative_difference(&b.jac)?,
+            denoised_mse_between: pixel_mse(&a.jac.denoised, &b_out),
+        })
+    }
+}
+
+/// Wall-clock seconds of the first model's Jacobian and eigendecomposition.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub jacobian_s: f64,
+    pub eigen_s: f64,
+}
+
+/// jacobian.json, the record of `memgen jacobian`: the image, the noise, the first model's analysis
+/// (also at the top level) and, with `--compare`, the second model's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JacobianRecord {
+    pub run: PathBuf,
+    pub data: PathBuf,
+    /// Index of the clean image x in `data`, and its name there.
+    pub image: usize,
+    pub image_name: Option<String>,
+    pub sigma: f64,
+    pub effective_sigma: f64,
+    /// y = x + σ z, z the noise of sample `image` at step 0 of this seed.
+    pub noise_seed: u64,
+    pub ema: bool,
+    pub d: usize,
+    /// (C, H, W).
+    pub shape: [usize; 3],
+    /// Jacobian rows per backward pass.
+    pub batch: usize,
+    pub threads: usize,
+    pub trace: f64,
+    pub eigenvalue_sum: f64,
+    pub asymmetry: f64,
+    pub eigenvalues: Vec<f64>,
+    pub model: ModelRecord,
+    pub timings: Timings,
+    pub compare: Option<CompareRecord>,
+}
+
+/// Where and how the Jacobians of `memgen jacobian` were taken (the fields of [`JacobianRecord`] that
+/// are not results).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JacobianSetup {
+    pub run: PathBuf,
+    pub data: PathBuf,
+    pub image: usize,
+    pub image_name: Option<String>,
+    pub sigma: f64,
+    pub noise_seed: u64,
+    pub ema: bool,
+    pub shape: [usize; 3],
+    pub batch: usize,
+    pub threads: usize,
+}
+
+impl JacobianRecord {
+    /// The record of model `a` and, with `--compare`, `b`, at the noisy version of `clean`; overlaps
+    /// up to `top`.
+    pub fn new(
+        setup: JacobianSetup,
+        a: &ModelJacobian,
+        b: Option<&ModelJacobian>,
+        clean: &[f32],
+        top: usize,
+    ) -> Result<Self> {
+        let compare = b.map(|b| CompareRecord::new(a, b, clean, top)).transpose()?;
+        let JacobianSetup { run, data, image, image_name, sigma, noise_seed, ema, shape, batch, threads } =
+            setup;
+        Ok(JacobianRecord {
+            run,
+            data,
+            image,
+            image_name,
+            sigma,
+            effective_sigma: a.jac.effective_sigma,
+            noise_seed,
+            ema,
+            d: a.jac.d,
+            shape,
+            batch,
+            threads,
+            trace: a.analysis.trace,
+            eigenvalue_sum: a.analysis.eigenvalue_sum,
+            asymmetry: a.analysis.asymmetry,
+            eigenvalues: a.analysis.eigenvalues.clone(),
+            model: a.record(clean),
+            timings: Timings { jacobian_s: a.jac.seconds, eigen_s: a.analysis.seconds },
+            compare,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{WienerDenoiser, ModelDenoiser};
+    use crate::{ModelDenoiser, WienerDenoiser};
     use memgen_diffusion::blind::BlindConfig;
     use memgen_diffusion::init::seeded_var_builder;
     use memgen_diffusion::unet::UNetConfig;
@@ -467,6 +687,49 @@ mod tests {
         }
         // The top-k spaces of the analysis and of U coincide.
         assert!((subspace_overlap(a.top(5), u.as_ref(), 5).unwrap() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn record_of_two_models_round_trips() {
+        let d = 16;
+        let lin = |seed: u64, scale: f64| {
+            let u = random_basis(d, seed);
+            let basis: Vec<f64> = (0..d * d).map(|p| u[(p / d, p % d)]).collect();
+            let lambdas: Vec<f64> = (0..d).map(|i| scale / (1.0 + i as f64).powi(2)).collect();
+            WienerDenoiser::new(vec![0.5; d], basis, lambdas).unwrap()
+        };
+        let clean: Vec<f32> = (0..d).map(|i| 0.5 + 0.3 * (i as f32 * 0.7).sin()).collect();
+        let noisy: Vec<f32> =
+            clean.iter().enumerate().map(|(i, x)| x + 0.1 * (i as f32 * 1.3).cos()).collect();
+        let shape = (1, 4, 4);
+        let (den_a, den_b) = (lin(4, 0.5), lin(5, 0.5));
+        let a = ModelJacobian::new(Path::new("a"), &den_a, &noisy, shape, 0.1, 5, Some(true)).unwrap();
+        let b = ModelJacobian::new(Path::new("b"), &den_b, &noisy, shape, 0.1, 16, None).unwrap();
+        let setup = JacobianSetup {
+            run: "a".into(),
+            data: "ds".into(),
+            image: 3,
+            image_name: Some("calpha#3".into()),
+            sigma: 0.1,
+            noise_seed: 0,
+            ema: true,
+            shape: [1, 4, 4],
+            batch: 5,
+            threads: 1,
+        };
+        let rec = JacobianRecord::new(setup.clone(), &a, Some(&b), &clean, 5).unwrap();
+        assert_eq!((rec.d, rec.trace, rec.model.in_training_set), (d, a.analysis.trace, Some(true)));
+        let cmp = rec.compare.as_ref().unwrap();
+        assert_eq!(cmp.overlap.iter().map(|o| o.k).collect::<Vec<_>>(), [1, 2, 4, 5]);
+        assert_eq!(cmp.overlap[3].random, 5.0 / 16.0);
+        assert!(cmp.jacobian_relative_difference > 0.0 && cmp.denoised_mse_between > 0.0);
+        let back: JacobianRecord = serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+        assert_eq!(back, rec);
+        // One model: no comparison (null).
+        let rec = JacobianRecord::new(setup, &b, None, &clean, 5).unwrap();
+        let json = serde_json::to_value(&rec).unwrap();
+        assert!(json["compare"].is_null() && json["model"]["in_training_set"].is_null());
+        assert_eq!(serde_json::from_value::<JacobianRecord>(json).unwrap(), rec);
     }
 
     #[test]

@@ -60,14 +60,23 @@
 //!   Gaussian truth by Monte Carlo, with standard errors.
 //! - [`kl_bound`], [`kl_bound_estimated`]: the integral, with the integrand per σ.; [`monte_carlo_bound`] of a denoiser,
 //!   [`optimal_check`] (f* itself: zero).
+//! - [`KlBoundRecord`]: kl-bound.json, the record of `memgen kl-bound`: a [`LinearRow`] per training-set
+//!   size ([`linear_rows`]), a [`RunRow`] per trained network, the check of f*; its table and CSV.
 
-use crate::{Error, ImageDenoiser, WienerDenoiser, Result};
+use crate::{Error, ImageDenoiser, Result, WienerDenoiser};
 use candle::{DType, Device, Tensor};
 use faer::{Mat, MatRef};
 use memgen_diffusion::noise::keyed_rng;
+use memgen_diffusion::sampler::{Sampler, SamplerConfig};
+use memgen_diffusion::{DdpmSchedule, ScheduleConfig};
+use memgen_linear::experiment::{fmt_opt as fmt, Fitted, Truth};
+use memgen_linear::theory::Regularization;
+use memgen_linear::Moments;
 use rand::Rng;
 use rand_distr::StandardNormal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::PathBuf;
 
 /// Domain tag of the Monte-Carlo draws of [`mse_monte_carlo`].
 const TAG_KLBOUND: u64 = 0x6d65_6d67_656e_0401;
@@ -308,7 +317,7 @@ pub fn fitted_denoiser(mean: &[f64], spectrum: &memgen_linear::Spectrum) -> Resu
 
 /// The noise levels of the integral: `points` values log-spaced from `sigma_min` to `sigma_max`
 /// (both included), `points` odd (composite Simpson's rule in ln σ).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SigmaGrid {
     pub sigma_min: f64,
     pub sigma_max: f64,
@@ -363,7 +372,7 @@ impl SigmaGrid {
 }
 
 /// The integrand at one noise level.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BoundPoint {
     pub sigma: f64,
     /// e(σ) = MSE(f, σ²) − MSE(f*, σ²).
@@ -378,7 +387,7 @@ pub struct BoundPoint {
 }
 
 /// B = ∫_{σ_min}^{σ_max} e(σ) σ⁻³ dσ + e(σ_max)/(2σ_max²) (the module doc).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KlBound {
     pub grid: SigmaGrid,
     /// ∫_{σ_min}^{σ_max} e(σ) σ⁻³ dσ (Simpson in ln σ).
@@ -454,7 +463,7 @@ impl Default for McConfig {
 }
 
 /// Monte-Carlo denoising errors at one noise level (sums over pixels, as in the bound).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct McMse {
     pub sigma: f64,
     /// [`ImageDenoiser::effective_sigma`] of the denoiser at σ.
@@ -580,7 +589,7 @@ pub fn monte_carlo_bound(
 }
 
 /// The bound of the optimal denoiser f* = `truth` itself, which must vanish.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimalCheck {
     /// Largest |e(σ) σ⁻³| over `grid` in closed form ([`GaussianLinearMse`] of f* against itself).
     pub closed_form_max_integrand: f64,
@@ -627,6 +636,273 @@ fn mean_se(x: &[f64]) -> (f64, f64) {
     let m = x.iter().sum::<f64>() / n;
     let var = x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0);
     (m, (var / n).sqrt())
+}
+
+/// What `memgen kl-bound` bounds, as recorded in kl-bound.json.
+pub const FORMULA: &str =
+    "B = ∫_{σmin}^{σmax} (MSE(f, σ²) − MSE(f*, σ²)) σ⁻³ dσ + e(σmax)/(2σmax²) ≥ KL(p_σmin ‖ q_σmin)";
+
+/// The linear denoiser fitted to one training set of N images: its bound in closed form next to the
+/// exact KL divergences of the linear model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearRow {
+    pub n: usize,
+    /// Numerical rank of Σ̂ (eigenvalues above 1e-10 of the largest).
+    pub rank: usize,
+    /// The bound with the closed-form excess, and its integrand per σ.
+    pub bound: KlBound,
+    /// KL(N(μ, Σ + σ_min² I) ‖ N(μ̂, Σ̂ + σ_min² I)): what the bound bounds; equal to it for the linear
+    /// model (up to quadrature and the tail estimate).
+    #[serde(deserialize_with = "crate::nonfinite::null_as_infinity")]
+    pub kl_smoothed: f64,
+    /// KL(N(μ, Σ + σ_max² I) ‖ N(μ̂, Σ̂ + σ_max² I)), which the tail term estimates.
+    #[serde(deserialize_with = "crate::nonfinite::null_as_infinity")]
+    pub kl_at_sigma_max: f64,
+    /// KL(p ‖ N(μ̂, Σ̂)) (infinite, null in JSON, for N ≤ d).
+    #[serde(deserialize_with = "crate::nonfinite::null_as_infinity")]
+    pub kl_fitted: f64,
+    /// KL(N(μ̂, Σ̂) ‖ p) (infinite, null in JSON, for a degenerate Σ̂).
+    #[serde(deserialize_with = "crate::nonfinite::null_as_infinity")]
+    pub kl_fitted_reverse: f64,
+    /// `memgen linear`'s `kl`: KL(ρ_N ‖ ρ) of the sampler's exact output ρ_N (model first).
+    pub kl_linear: Option<f64>,
+    /// KL(ρ ‖ ρ_N): the same sampler output, in the bound's direction (data first; null: infinite).
+    #[serde(deserialize_with = "crate::nonfinite::null_as_infinity")]
+    pub kl_linear_truth_first: f64,
+    /// Mean effective c of ρ_N ≈ N(μ̂, Σ̂ + c I).
+    pub c_mean: f64,
+}
+
+impl LinearRow {
+    /// The row of `fitted` (the linear denoiser of a training set) against the Gaussian `truth`, whose
+    /// optimal denoiser is `truth_den`: the closed-form bound on `grid`, the KLs of N(μ̂, Σ̂), and of the
+    /// exact output of `sampler` on `schedule`.
+    pub fn new(
+        fitted: &Fitted,
+        truth: &Truth,
+        truth_den: &WienerDenoiser,
+        grid: &SigmaGrid,
+        schedule: &DdpmSchedule,
+        sampler: &dyn Sampler,
+        reg: Regularization,
+    ) -> Result<Self> {
+        let n = fitted.moments.count;
+        let den = fitted_denoiser(&fitted.moments.mean, &fitted.spectrum)?;
+        let g = GaussianLinearMse::new(&den, truth_den)?;
+        let bound = kl_bound(|s| g.excess(s), grid)?;
+        let values = &fitted.spectrum.values;
+        let top = values.iter().copied().fold(0.0, f64::max);
+        let kl_fitted_reverse = match &truth.gaussian {
+            _ if values.iter().any(|&s| !(s > DEGENERATE_REL * top)) => f64::INFINITY,
+            Some(gauss) => {
+                gauss.kl_from_eigen(&fitted.moments.mean, &fitted.spectrum.vectors, values).map_err(linear)?
+            }
+            None => f64::NAN,
+        };
+        let (kl_linear, dist) = fitted.kl(truth, schedule, sampler, reg).map_err(linear)?;
+        let kl_linear_truth_first = kl_truth_to_eigen(truth_den, &dist.mean, &den.basis, &dist.variances)?;
+        Ok(LinearRow {
+            n,
+            rank: fitted.spectrum.rank(1e-10),
+            kl_smoothed: g.kl_smoothed(grid.sigma_min),
+            kl_at_sigma_max: g.kl_smoothed(grid.sigma_max),
+            kl_fitted: g.kl(),
+            kl_fitted_reverse,
+            kl_linear,
+            kl_linear_truth_first,
+            c_mean: dist.c_mean,
+            bound,
+        })
+    }
+}
+
+/// An error of memgen-linear, as [`Error::Invalid`] with its message.
+fn linear(e: memgen_linear::Error) -> Error {
+    Error::Invalid(e.to_string())
+}
+
+/// [`LinearRow`]s of the linear denoisers fitted to the first N images of `rows` (N x d row-major, d
+/// the dimension of `truth`) for each N of `ns`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_rows(
+    rows: &[f32],
+    ns: &[usize],
+    truth: &Truth,
+    truth_den: &WienerDenoiser,
+    grid: &SigmaGrid,
+    schedule: &DdpmSchedule,
+    sampler: &dyn Sampler,
+    reg: Regularization,
+) -> Result<Vec<LinearRow>> {
+    let d = truth.dim();
+    ns.iter()
+        .map(|&n| {
+            let fitted = rows
+                .get(..n * d)
+                .ok_or_else(|| invalid(format!("N = {n}: only {} images", rows.len() / d.max(1))))
+                .and_then(|r| Fitted::new(r, truth).map_err(|e| invalid(format!("N = {n}: {e}"))))?;
+            LinearRow::new(&fitted, truth, truth_den, grid, schedule, sampler, reg)
+        })
+        .collect()
+}
+
+/// `memgen linear`'s KL of the N → ∞ limit (the linear model of the population's own moments): the
+/// sampler's discretisation error alone.
+pub fn linear_limit(
+    truth: &Truth,
+    schedule: &DdpmSchedule,
+    sampler: &dyn Sampler,
+    reg: Regularization,
+) -> Result<Option<f64>> {
+    let moments = Moments { mean: truth.mean.clone(), cov: truth.cov.clone(), count: usize::MAX };
+    let fitted = Fitted::from_moments(moments, truth).map_err(linear)?;
+    Ok(fitted.kl(truth, schedule, sampler, reg).map_err(linear)?.0)
+}
+
+/// A trained network: its bound from Monte-Carlo MSEs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRow {
+    pub run: PathBuf,
+    /// Training images.
+    pub n: usize,
+    pub ema: bool,
+    pub bound: KlBound,
+    /// The Monte-Carlo MSEs per σ.
+    pub mse: Vec<McMse>,
+}
+
+impl RunRow {
+    /// [`monte_carlo_bound`] of the network `den` of `run` (trained on `n` images of the Gaussian
+    /// `truth`), on images of shape `dims`.
+    pub fn new(
+        run: PathBuf,
+        n: usize,
+        ema: bool,
+        den: &dyn ImageDenoiser,
+        truth: &WienerDenoiser,
+        dims: &[usize],
+        grid: &SigmaGrid,
+        mc: &McConfig,
+    ) -> Result<Self> {
+        let (bound, mse) = monte_carlo_bound(den, truth, dims, grid, mc)?;
+        Ok(RunRow { run, n, ema, bound, mse })
+    }
+}
+
+/// kl-bound.json, the record of `memgen kl-bound`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KlBoundRecord {
+    /// `--data` as given (gaussian[:SPECTRUM]).
+    pub data: String,
+    pub description: String,
+    pub d: usize,
+    pub side: usize,
+    /// Seed of the training images.
+    pub seed: u64,
+    /// [`FORMULA`].
+    pub formula: String,
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    /// Grid points of the closed-form and of the Monte-Carlo integrals.
+    pub points: usize,
+    pub run_points: usize,
+    pub mc_samples: usize,
+    pub mc_seed: u64,
+    pub schedule: ScheduleConfig,
+    /// The sampler of the linear model's exact KL.
+    pub sampler: SamplerConfig,
+    /// [`linear_limit`] (null: infinite or undefined).
+    pub kl_linear_limit: Option<f64>,
+    pub threads: usize,
+    pub optimal: OptimalCheck,
+    pub linear: Vec<LinearRow>,
+    pub runs: Vec<RunRow>,
+}
+
+impl KlBoundRecord {
+    /// The Markdown summary: per N the bound next to the KLs, per run its bound, and the check of f*.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}; d = {}; q = model, p = data; σ_min = {:.4e}",
+            self.description, self.d, self.sigma_min
+        );
+        let _ = writeln!(s, "| N | rank Σ̂ | bound B | KL(p_σmin ‖ q_σmin) | KL(p ‖ N(μ̂,Σ̂)) | KL(N(μ̂,Σ̂) ‖ p) | KL(ρ_N ‖ ρ) linear | KL(ρ ‖ ρ_N) |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        for r in &self.linear {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.n,
+                r.rank,
+                fmt(Some(r.bound.bound)),
+                fmt(Some(r.kl_smoothed)),
+                fmt(Some(r.kl_fitted)),
+                fmt(Some(r.kl_fitted_reverse)),
+                fmt(r.kl_linear),
+                fmt(Some(r.kl_linear_truth_first))
+            );
+        }
+        for r in &self.runs {
+            let _ = writeln!(
+                s,
+                "run {} (N = {}): B = {} ± {}",
+                r.run.display(),
+                r.n,
+                fmt(Some(r.bound.bound)),
+                fmt(Some(r.bound.bound_se))
+            );
+        }
+        let opt = &self.optimal;
+        let _ = writeln!(
+            s,
+            "optimal denoiser f*: max integrand {} (closed form); Monte Carlo B = {} ± {} (f64 images), {} ± {} (f32 images: the floor of --run)",
+            fmt(Some(opt.closed_form_max_integrand)),
+            fmt(Some(opt.monte_carlo_bound)),
+            fmt(Some(opt.monte_carlo_bound_se)),
+            fmt(Some(opt.monte_carlo_f32_bound)),
+            fmt(Some(opt.monte_carlo_f32_bound_se))
+        );
+        s
+    }
+
+    /// kl-bound.csv: one row per N ("linear") and per run (its path, commas replaced).
+    pub fn csv(&self) -> String {
+        let mut s = String::from(
+            "source,n,rank,bound,bound_se,integral,upper_tail,kl_smoothed,kl_at_sigma_max,kl_fitted,kl_fitted_reverse,kl_linear,kl_linear_truth_first\n",
+        );
+        let o = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+        for r in &self.linear {
+            let b = &r.bound;
+            let _ = writeln!(
+                s,
+                "linear,{},{},{},{},{},{},{},{},{},{},{},{}",
+                r.n,
+                r.rank,
+                b.bound,
+                b.bound_se,
+                b.integral,
+                b.upper_tail,
+                r.kl_smoothed,
+                r.kl_at_sigma_max,
+                r.kl_fitted,
+                r.kl_fitted_reverse,
+                o(r.kl_linear),
+                r.kl_linear_truth_first
+            );
+        }
+        for r in &self.runs {
+            let b = &r.bound;
+            let name = r.run.display().to_string().replace(',', "_");
+            let _ = writeln!(
+                s,
+                "{name},{},,{},{},{},{},,,,,,",
+                r.n, b.bound, b.bound_se, b.integral, b.upper_tail
+            );
+        }
+        s
+    }
 }
 
 #[cfg(test)]
@@ -834,6 +1110,64 @@ mod tests {
                 assert!(kl >= want * 0.999, "N = {n}: KL(p ‖ q) {kl} below the smoothed {want}");
             }
         }
+    }
+
+    #[test]
+    fn record_round_trips_with_infinite_kls() {
+        // d = 4: N = 3 fits a degenerate Σ̂ (infinite unsmoothed KLs, null in JSON), N = 64 does not.
+        let d = 4;
+        let truth_den = gaussian(d, 3);
+        let truth = Truth::new(
+            truth_den.mean.clone(),
+            cov_of(&truth_den),
+            memgen_linear::experiment::TruthKind::Exact,
+        );
+        let schedule = DdpmSchedule::new(&ScheduleConfig::default()).unwrap();
+        let sampler_cfg = SamplerConfig::default();
+        let sampler = sampler_cfg.build(&schedule).unwrap();
+        let reg = Regularization::default();
+        let grid = SigmaGrid::new(0.01, 100.0, 21).unwrap();
+        let mc_grid = SigmaGrid::new(0.01, 100.0, 3).unwrap();
+        let rows = rows_of(&truth_den, 64, 5);
+        let linear =
+            linear_rows(&rows, &[3, 64], &truth, &truth_den, &grid, &schedule, sampler.as_ref(), reg)
+                .unwrap();
+        assert_eq!(linear[0].kl_fitted, f64::INFINITY);
+        assert!(linear[1].kl_fitted.is_finite() && linear[1].rank == d);
+        let mc = McConfig { count: 8, batch: 4, ..Default::default() };
+        let optimal = optimal_check(&truth_den, &[1, 2, 2], &grid, &mc_grid, &mc).unwrap();
+        let fitted_den = fit(&rows, d);
+        let run =
+            RunRow::new("run".into(), 64, true, &fitted_den, &truth_den, &[1, 2, 2], &mc_grid, &mc).unwrap();
+        let record = KlBoundRecord {
+            data: "gaussian".into(),
+            description: "test".into(),
+            d,
+            side: 2,
+            seed: 0,
+            formula: FORMULA.into(),
+            sigma_min: grid.sigma_min,
+            sigma_max: grid.sigma_max,
+            points: grid.points,
+            run_points: mc_grid.points,
+            mc_samples: mc.count,
+            mc_seed: mc.seed,
+            schedule: ScheduleConfig::default(),
+            sampler: sampler_cfg,
+            kl_linear_limit: linear_limit(&truth, &schedule, sampler.as_ref(), reg).unwrap(),
+            threads: 1,
+            optimal,
+            linear,
+            runs: vec![run],
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert!(json["linear"][0]["kl_fitted"].is_null());
+        let back: KlBoundRecord = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.linear[0].kl_fitted, f64::INFINITY);
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+        assert_eq!(back.runs, record.runs);
+        assert_eq!(record.csv().lines().count(), 1 + 2 + 1);
+        assert!(record.table().contains("| 3 | 2 |"), "{}", record.table());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod denoiser;
 pub mod generalization;
 pub mod jacobian;
 pub mod klbound;
+pub mod nonfinite;
 
 pub use denoiser::{ImageDenoiser, WienerDenoiser, ModelDenoiser};
 

@@ -23,6 +23,19 @@ pub enum Error {
     /// A Hugging Face Hub failure (unreachable, missing file, nothing cached, unsafe file name).
     #[error("hugging face hub: {0}")]
     Hub(String),
+    /// A request that is wrong in itself (an unknown source, an option for another kind of source,
+    /// a recipe file that does not exist): nothing was done; a command line reports it as a usage
+    /// error.
+    #[error("{0}")]
+    Usage(String),
+    /// `source`, met while doing `what` ("opening source \"calpha\""): the message is `what`, the
+    /// cause its source.
+    #[error("{what}")]
+    Context {
+        what: String,
+        #[source]
+        source: Box<Error>,
+    },
     #[error(transparent)]
     Candle(#[from] candle::Error),
 }
@@ -39,6 +52,19 @@ impl Error {
     /// A [`FileError::BadFile`] for `path`.
     pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         FileError::bad_file(path, msg).into()
+    }
+
+    /// This error as the cause of [`Error::Context`] `what`.
+    pub fn context(self, what: impl Into<String>) -> Self {
+        Error::Context { what: what.into(), source: Box::new(self) }
+    }
+
+    /// The error under any [`Error::Context`] layers.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Context { source, .. } => source.root(),
+            e => e,
+        }
     }
 }
 

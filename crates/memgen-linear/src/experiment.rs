@@ -1,4 +1,6 @@
-//! The full linear analysis of one training set: what `memgen linear` reports per N.
+//! The full linear analysis of one training set: what `memgen linear` reports per N; and the
+//! experiment over several N ([`LinearExperiment`]), its record `linear.json` ([`LinearRecord`]) and
+//! the files written from it.
 //!
 //! For a training set of N points with moments (μ0, Σ0 = U diag(s) Uᵀ) and a population (μ, Σ):
 //! - the training and test losses of the linear denoiser, summed over the schedule's T steps
@@ -11,15 +13,18 @@
 
 use crate::kl::{kl_from_samples, Gaussian};
 use crate::loss::LinearLoss;
+use crate::problem::{DataConfig, Problem};
 use crate::sampling::{sampling_distribution, EffectiveC, LinearDenoiser};
 use crate::spectral::{Moments, Spectrum};
 use crate::theory::Regularization;
 use crate::wishart::{expected_fit_kl, expected_fit_kl_asymptote};
 use crate::{Error, Result};
 use faer::Mat;
-use memgen_diffusion::sampler::{SampleRequest, Sampler};
-use memgen_diffusion::{DdpmSchedule, NoiseSource, Prediction};
+use memgen_diffusion::sampler::{SampleRequest, Sampler, SamplerConfig};
+use memgen_diffusion::{DdpmSchedule, NoiseSource, Prediction, ScheduleConfig};
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Where the population (μ, Σ) comes from.
@@ -306,8 +311,6 @@ pub fn draw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memgen_diffusion::sampler::SamplerConfig;
-    use memgen_diffusion::ScheduleConfig;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
     use rand_distr::{Distribution, StandardNormal};
@@ -453,6 +456,235 @@ pub struct LinearRecord {
     pub kl_excess_fit: Option<ExcessFit>,
     pub results: Vec<NResult>,
     pub sweeps: Vec<Sweep>,
+}
+
+/// Everything `memgen linear` computes from: the data, the training-set sizes, the regularisation,
+/// the sampler, and the checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearConfig {
+    pub data: DataConfig,
+    /// Training-set sizes (sorted and de-duplicated by [`LinearExperiment::new`]; all positive).
+    pub ns: Vec<usize>,
+    pub reg: Regularization,
+    pub sampler: SamplerConfig,
+    /// Samples drawn for the "KL from samples" check (0 skips it; needs more than d).
+    pub check_samples: usize,
+    /// Noise seed of the check samples.
+    pub noise_seed: u64,
+    /// Points of the weight-decay and training-time sweeps for each N < d (0 skips them).
+    pub sweep_points: usize,
+    /// Worker threads, as recorded.
+    pub threads: usize,
+}
+
+impl LinearConfig {
+    /// What is wrong with the training-set sizes or the regularisation, if anything.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.ns.is_empty() || self.ns.contains(&0) {
+            return Err("--n needs positive training-set sizes".into());
+        }
+        let valid_time = self.reg.train_time.is_none_or(|t| t > 0.0 && t.is_finite());
+        if !(self.reg.weight_decay.is_finite() && self.reg.weight_decay >= 0.0 && valid_time) {
+            return Err("--weight-decay must be >= 0 and --train-time > 0".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for LinearConfig {
+    fn default() -> Self {
+        LinearConfig {
+            data: DataConfig::default(),
+            ns: vec![],
+            reg: Regularization::default(),
+            sampler: SamplerConfig::default(),
+            check_samples: 2000,
+            noise_seed: 0,
+            sweep_points: 13,
+            threads: 1,
+        }
+    }
+}
+
+/// A linear experiment with its data loaded ([`LinearExperiment::new`]), ready to [`run`](Self::run).
+#[derive(Debug, Clone)]
+pub struct LinearExperiment {
+    pub cfg: LinearConfig,
+    pub problem: Problem,
+}
+
+impl LinearExperiment {
+    /// Check `cfg` and load the training sets up to the largest N and the population.
+    pub fn new(mut cfg: LinearConfig) -> Result<Self> {
+        cfg.ns.sort_unstable();
+        cfg.ns.dedup();
+        cfg.check().map_err(Error::Invalid)?;
+        let n_max = *cfg.ns.last().expect("non-empty");
+        let problem = Problem::load(&cfg.data, n_max)?;
+        Ok(LinearExperiment { cfg, problem })
+    }
+
+    /// The analysis of every training set ([`analyse_fitted`]), the sweeps of those with N < d, the
+    /// N → ∞ limit and the fitted excess, as `linear.json`'s record; a progress bar on stderr.
+    pub fn run(&self) -> Result<LinearRecord> {
+        let (cfg, p) = (&self.cfg, &self.problem);
+        let schedule = DdpmSchedule::new(&ScheduleConfig::default())?;
+        let sampler = cfg.sampler.build(&schedule)?;
+        let acfg = AnalysisConfig {
+            reg: cfg.reg,
+            check_samples: cfg.check_samples,
+            noise_seed: cfg.noise_seed,
+            batch_size: 256,
+        };
+        let limit = limit_kl(&p.truth, &schedule, sampler.as_ref(), cfg.reg)?;
+        let bar = memgen_io::progress::bar(cfg.ns.len() as u64, "linear", "", false);
+        let (mut results, mut sweeps) = (Vec::new(), Vec::new());
+        for &n in &cfg.ns {
+            bar.set_message(format!("N = {n}"));
+            let at_n = |e: Error| e.context(format!("N = {n}"));
+            let fitted = Fitted::new(p.rows(n), &p.truth).map_err(at_n)?;
+            results
+                .push(analyse_fitted(&fitted, &p.truth, &schedule, sampler.as_ref(), &acfg).map_err(at_n)?);
+            if n < p.d && cfg.sweep_points > 0 {
+                sweeps.push(sweep(&fitted, &p.truth, &schedule, sampler.as_ref(), n, cfg.sweep_points)?);
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(LinearRecord {
+            data: cfg.data.data.clone(),
+            description: p.description.clone(),
+            d: p.d,
+            truth: p.truth.kind,
+            truth_singular: p.truth.singular.clone(),
+            schedule: ScheduleConfig::default(),
+            sampler: cfg.sampler,
+            regularization: cfg.reg,
+            threads: cfg.threads,
+            kl_limit: limit,
+            kl_excess_fit: excess_fit(&results, limit, p.d),
+            results,
+            sweeps,
+        })
+    }
+}
+
+/// What `memgen linear` reports: the files written, the limit and the fitted excess, and the
+/// results per N.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearResult {
+    pub out: PathBuf,
+    pub linear_json: PathBuf,
+    pub linear_csv: PathBuf,
+    pub d: usize,
+    pub kl_limit: Option<f64>,
+    pub kl_excess_fit: Option<PowerLaw>,
+    pub results: Vec<NResult>,
+}
+
+/// KL − KL∞ ≈ constant · N^slope.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PowerLaw {
+    pub slope: f64,
+    pub constant: f64,
+}
+
+impl LinearRecord {
+    /// Write OUT/linear.json, OUT/linear.csv and the figures ([`crate::figures::write_figures`]);
+    /// the files as [`LinearResult`].
+    pub fn write(&self, out: &Path) -> Result<LinearResult> {
+        std::fs::create_dir_all(out).map_err(|e| {
+            Error::from(memgen_io::FileError::io(out, e)).context(format!("creating {}", out.display()))
+        })?;
+        let (linear_json, linear_csv) = (out.join("linear.json"), out.join("linear.csv"));
+        memgen_io::write_json(&linear_json, self)?;
+        memgen_io::write_atomic(&linear_csv, self.csv().as_bytes())?;
+        crate::figures::write_figures(out, &self.results, &self.sweeps, self.kl_limit, self.d)?;
+        Ok(LinearResult {
+            out: out.to_path_buf(),
+            linear_json,
+            linear_csv,
+            d: self.d,
+            kl_limit: self.kl_limit,
+            kl_excess_fit: self.kl_excess_fit.map(|f| PowerLaw { slope: f.slope, constant: f.constant }),
+            results: self.results.clone(),
+        })
+    }
+
+    /// The printed table: per N the rank, losses, c, the KLs and the d/N law; then the fitted excess.
+    pub fn table(&self) -> String {
+        let (d, limit) = (self.d, self.kl_limit);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}\nd = {}; KL of the N → ∞ limit (sampler discretisation): {}",
+            self.description,
+            d,
+            fmt_opt(limit)
+        );
+        let _ = writeln!(s, "| N | rank Σ0 | train loss | test loss | c range(Σ0) | c null(Σ0) | KL | KL − KL∞ | KL samples | E[fit KL] | d(d+3)/4N |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+        for r in &self.results {
+            let excess = r.kl.zip(limit).map(|(k, l)| k - l);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.4e} | {:.4e} | {} | {} | {} | {} | {} | {} | {} |",
+                r.n,
+                r.rank,
+                r.train_loss,
+                r.test_loss,
+                fmt_opt(r.c_range.map(|c| c.mean)),
+                fmt_opt(r.c_null.map(|c| c.mean)),
+                fmt_opt(r.kl),
+                fmt_opt(excess),
+                fmt_opt(r.kl_samples),
+                fmt_opt(r.expected_fit_kl),
+                fmt_opt(r.fit_kl_asymptote)
+            );
+        }
+        if let Some(ExcessFit { slope, constant: c, .. }) = self.kl_excess_fit {
+            let _ =
+                writeln!(s, "KL − KL∞ ≈ {c:.4} · N^{slope:.3} over N > d (d(d+3)/4 = {})", d * (d + 3) / 4);
+        }
+        s
+    }
+
+    /// linear.csv: one line per N.
+    pub fn csv(&self) -> String {
+        let mut s = String::from("n,d,rank,train_loss,test_loss,c_mean,c_min,c_max,kl,kl_excess,kl_samples,expected_fit_kl,fit_kl_asymptote,seconds\n");
+        let o = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+        for r in &self.results {
+            let excess = r.kl.zip(self.kl_limit).map(|(k, l)| k - l);
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                r.n,
+                r.d,
+                r.rank,
+                r.train_loss,
+                r.test_loss,
+                r.c.mean,
+                r.c.min,
+                r.c.max,
+                o(r.kl),
+                o(excess),
+                o(r.kl_samples),
+                o(r.expected_fit_kl),
+                o(r.fit_kl_asymptote),
+                r.timing.total_s
+            );
+        }
+        s
+    }
+}
+
+/// A table cell: `{:.4e}`, `inf`, or `-` for none.
+pub fn fmt_opt(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_infinite() => "inf".into(),
+        Some(x) => format!("{x:.4e}"),
+        None => "-".into(),
+    }
 }
 
 #[cfg(test)]

@@ -22,15 +22,20 @@
 //!   log-log power-law fits.
 //!
 //! - [`experiment`]: the full analysis of one training set (losses, c, KL, checks), as reported by
-//!   `memgen linear`.
+//!   `memgen linear`, and the experiment over several training-set sizes with its record.
+//!
+//! - [`problem`]: the training sets and the population of an experiment (a prepared dataset or a
+//!   Gaussian stream); [`figures`]: its plots.
 //!
 //! All linear algebra is f64 (faer). Formulas: DESIGN.md, "Linear diffusion".
 
 pub mod baseline;
 pub mod experiment;
+pub mod figures;
 pub mod kl;
 pub mod loss;
 pub mod oracle;
+pub mod problem;
 pub mod sampling;
 pub mod spectral;
 pub mod theory;
@@ -48,6 +53,27 @@ pub enum Error {
     Eigen(String),
     #[error(transparent)]
     Candle(#[from] candle::Error),
+    /// Reading the data (a prepared dataset, the Gaussian source).
+    #[error(transparent)]
+    Data(#[from] memgen_data::Error),
+    #[error(transparent)]
+    File(#[from] memgen_io::FileError),
+    #[error(transparent)]
+    Plot(#[from] memgen_plot::Error),
+    /// `source`, met while doing `what` ("N = 64"): the message is `what`, the cause its source.
+    #[error("{what}")]
+    Context {
+        what: String,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// This error as the cause of [`Error::Context`] `what`.
+    pub fn context(self, what: impl Into<String>) -> Self {
+        Error::Context { what: what.into(), source: Box::new(self) }
+    }
 }
 
 /// `Result` with [`Error`].

@@ -17,6 +17,8 @@
 //!   equation on the grid (1-D); Gaussian closed forms.
 //! - rate fits use the one power-law fit of memgen, [`memgen_metrics::stats::power_law_fit`].
 //! - [`experiment`]: the (n, m) sweep of `memgen rf`: KL along τ, early-stopping optima, rate fits.
+//! - [`record`]: rf.json ([`record::RfRecord`]), the sweeps of one or two targets and their modes-shift
+//!   comparison, with the command's table and CSV.
 //!
 //! Everything is f64; every random draw comes from a seeded `ChaCha8Rng`.
 
@@ -25,6 +27,7 @@ pub mod experiment;
 pub mod features;
 pub mod flow;
 pub mod kl;
+pub mod record;
 pub mod score;
 pub mod target;
 
@@ -42,6 +45,13 @@ pub enum Error {
     /// The eigendecomposition of the feature Gram matrix failed.
     #[error("eigendecomposition failed: {0}")]
     Eigen(String),
+    /// The sweep of one target of [`record::run`] failed.
+    #[error("target {spec}")]
+    Target {
+        spec: String,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// `Result` with [`Error`].
