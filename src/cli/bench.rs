@@ -16,7 +16,8 @@ memgen bench --only nets --net models/unet-tiny.toml:16:32 --steps 1\n  \
 memgen --json bench --only gemm   # the whole result as one JSON object on stdout\n\n\
 Side-by-side with PyTorch on the same machine: scripts/bench-vs-torch.py (see README).")]
 pub struct BenchArgs {
-    /// Networks to time, as CONFIG:SIDE:BATCH (CONFIG a TOML file or `unet-s`); repeatable.
+    /// Networks to time, as CONFIG:SIDE:BATCH (CONFIG a TOML file or a shipped network's name:
+    /// `unet-s`, `unet-tiny`, `unet-demo`, `unet-paper`, `blind-tiny`); repeatable.
     /// Default: unet-s at 32x32 batch 64 and at 80x80 batch 16.
     #[arg(long = "net", value_name = "CONFIG:SIDE:BATCH")]
     nets: Vec<String>,
@@ -87,9 +88,21 @@ struct LinearBench {
     total_s: f64,
 }
 
+/// The networks shipped in models/, by the name `--net` accepts for them (`unet-s` is built in).
+const SHIPPED: [(&str, &str); 4] = [
+    ("blind-tiny", include_str!("../../models/blind-tiny.toml")),
+    ("unet-demo", include_str!("../../models/unet-demo.toml")),
+    ("unet-tiny", include_str!("../../models/unet-tiny.toml")),
+    ("unet-paper", include_str!("../../models/unet-paper.toml")),
+];
+
+/// A network config by shipped name (`unet-s`, `blind-tiny`, … as in models/) or TOML file path.
 fn load_config(name: &str) -> Result<ModelConfig> {
     if name == "unet-s" {
         return Ok(ModelConfig::Unet(UNetConfig::default()));
+    }
+    if let Some((_, text)) = SHIPPED.iter().find(|(n, _)| *n == name) {
+        return Ok(ModelConfig::from_toml(text)?);
     }
     Ok(ModelConfig::load(Path::new(name))?)
 }

@@ -22,7 +22,7 @@
 //! the same rows.
 //!
 //! jacobian.json, the record of `memgen jacobian`, is [`JacobianRecord`]: one [`ModelJacobian`]'s
-//! analysis and, with a second model, the [`overlaps`] of their eigenspaces ([`CompareRecord`]).
+//! analysis and, with a second model, the [`overlaps`] of their eigenspaces ([`JacobianComparison`]).
 
 use crate::{Error, ImageDenoiser, Result};
 use candle::{DType, Device, Tensor, Var};
@@ -386,7 +386,7 @@ pub fn overlaps(a: &Analysis, b: &Analysis, top: usize) -> Result<Vec<Overlap>> 
 
 /// The second model of `--compare` in jacobian.json: its record and how it differs from the first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CompareRecord {
+pub struct JacobianComparison {
     pub model: ModelRecord,
     pub effective_sigma: f64,
     pub overlap: Vec<Overlap>,
@@ -396,12 +396,12 @@ pub struct CompareRecord {
     pub denoised_mse_between: f64,
 }
 
-impl CompareRecord {
+impl JacobianComparison {
     /// B against A: the overlaps of their top-k eigenspaces up to `top`, the difference of their
     /// Jacobians and of their outputs, and B's record against the clean image.
     pub fn new(a: &ModelJacobian, b: &ModelJacobian, clean: &[f32], top: usize) -> Result<Self> {
         let b_out: Vec<f32> = b.jac.denoised.iter().map(|&v| v as f32).collect();
-        Ok(CompareRecord {
+        Ok(JacobianComparison {
             model: b.record(clean),
             effective_sigma: b.jac.effective_sigma,
             overlap: overlaps(&a.analysis, &b.analysis, top)?,
@@ -444,7 +444,7 @@ pub struct JacobianRecord {
     pub eigenvalues: Vec<f64>,
     pub model: ModelRecord,
     pub timings: Timings,
-    pub compare: Option<CompareRecord>,
+    pub compare: Option<JacobianComparison>,
 }
 
 /// Where and how the Jacobians of `memgen jacobian` were taken (the fields of [`JacobianRecord`] that
@@ -473,7 +473,7 @@ impl JacobianRecord {
         clean: &[f32],
         top: usize,
     ) -> Result<Self> {
-        let compare = b.map(|b| CompareRecord::new(a, b, clean, top)).transpose()?;
+        let compare = b.map(|b| JacobianComparison::new(a, b, clean, top)).transpose()?;
         let JacobianSetup { run, data, image, image_name, sigma, noise_seed, ema, shape, batch, threads } =
             setup;
         Ok(JacobianRecord {

@@ -28,10 +28,13 @@
 //! `VarMap::save`/`load` checkpoint them, but they never enter a differentiated graph; train with
 //! [`trainable_vars`], which leaves them out.
 
+use crate::blind_engine::{BnParams, ConvParams, Engine, Gradients, Params};
 use crate::denoiser::Denoiser;
 use candle::{DType, Module, Result, Tensor, Var};
 use candle_nn::{Conv2dConfig, Init, VarBuilder, VarMap};
+use memgen_kernels::Float;
 use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
 
 /// The name of the running-std variable of every batch-norm layer.
 pub const RUNNING_SD: &str = "running_sd";
@@ -77,17 +80,17 @@ impl Default for BlindConfig {
 }
 
 /// Where a 3x3 convolution sits, for naming, counting and building.
-struct ConvSpec {
+pub(crate) struct ConvSpec {
     /// Stage ("enc", "mid" or "dec"), block (none for "mid") and index in its block.
-    stage: &'static str,
-    block: Option<usize>,
-    index: usize,
-    c_in: usize,
-    c_out: usize,
+    pub stage: &'static str,
+    pub block: Option<usize>,
+    pub index: usize,
+    pub c_in: usize,
+    pub c_out: usize,
     /// Resolution level: the image side divided by 2^level.
-    level: usize,
-    bn: bool,
-    relu: bool,
+    pub level: usize,
+    pub bn: bool,
+    pub relu: bool,
 }
 
 impl BlindConfig {
@@ -107,7 +110,7 @@ impl BlindConfig {
     }
 
     /// Every 3x3 convolution, in forward order (encoder, middle, decoder from the bottom up).
-    fn convs(&self) -> Vec<ConvSpec> {
+    pub(crate) fn convs(&self) -> Vec<ConvSpec> {
         let (nb, nc) = (self.num_blocks, self.convs_per_block);
         let mut v = Vec::new();
         for b in 0..nb {
@@ -284,6 +287,15 @@ impl BfBatchNorm {
         self.running_sd.as_detached_tensor().copy()
     }
 
+    /// running_sd ← (1 − m)·running_sd + m·batch_sd (m = momentum), in place, with `batch_sd` of
+    /// shape (C,) (converted to the running std's dtype first).
+    pub fn update_running(&self, batch_sd: &Tensor) -> Result<()> {
+        let batch_sd = batch_sd.detach().to_dtype(self.running_sd.dtype())?;
+        let running = self.running_sd.as_detached_tensor();
+        let updated = ((running * (1.0 - self.momentum))? + (batch_sd * self.momentum)?)?;
+        self.running_sd.set(&updated)
+    }
+
     /// Applies the layer to x of shape (B, C, H, W); see the type's documentation.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let c = x.dim(1)?;
@@ -293,10 +305,7 @@ impl BfBatchNorm {
             let var = channel_mean(&x.broadcast_sub(&mean)?.sqr()?)?;
             let sd = (var + self.eps)?.sqrt()?;
             let y = x.broadcast_mul(&gain.broadcast_div(&sd)?)?;
-            let batch_sd = sd.detach().flatten_all()?.to_dtype(self.running_sd.dtype())?;
-            let running = self.running_sd.as_detached_tensor();
-            let updated = ((running * (1.0 - self.momentum))? + (batch_sd * self.momentum)?)?;
-            self.running_sd.set(&updated)?;
+            self.update_running(&sd.detach().flatten_all()?)?;
             Ok(y)
         } else {
             let sd = self.running_sd.as_detached_tensor().to_dtype(x.dtype())?.reshape((1, c, 1, 1))?;
@@ -347,6 +356,17 @@ pub struct BlindUNet {
     up: Vec<Tensor>,
     /// Decoder blocks, indexed by level.
     dec: Vec<Vec<ConvLayer>>,
+    /// The whole-network engine's buffers, kept from call to call (see [`BlindUNet::uses_engine`]).
+    engine: Mutex<Engine<f32>>,
+}
+
+/// One training pass on the engine ([`BlindUNet::engine_train`]).
+pub struct EngineStep {
+    /// L = Σ (f(y) − target)² / B.
+    pub loss: f64,
+    /// (parameter, dL/dparameter) for every conv weight, norm gain and transposed-conv weight; the
+    /// parameter tensors are the network's own (the VarMap's variables when built from one).
+    pub grads: Vec<(Tensor, Tensor)>,
 }
 
 impl BlindUNet {
@@ -387,7 +407,7 @@ impl BlindUNet {
                 vb.pp("up").pp(b).get_with_hints(shape, "weight", kaiming)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(BlindUNet { cfg: cfg.clone(), enc, mid, up, dec })
+        Ok(BlindUNet { cfg: cfg.clone(), enc, mid, up, dec, engine: Mutex::new(Engine::new(1)) })
     }
 
     pub fn config(&self) -> &BlindConfig {
@@ -397,8 +417,13 @@ impl BlindUNet {
     /// The noise residual f(y) for y of shape (B, in_channels, H, W), H and W multiples of
     /// 2^num_blocks; the clean estimate is y − f(y). `train` selects batch statistics (and updates
     /// the running stds) or the running stds in the batch norms.
+    /// In evaluation mode the whole-network engine computes the same function when
+    /// [`Self::uses_engine`] holds and the images are square.
     pub fn forward_t(&self, y: &Tensor, train: bool) -> Result<Tensor> {
         let (_, c, h, w) = y.dims4()?;
+        if !train && h == w && self.uses_engine(y) {
+            return self.engine_forward(y);
+        }
         let m = 1usize << self.cfg.num_blocks;
         if c != self.cfg.in_channels || h % m != 0 || w % m != 0 || h == 0 || w == 0 {
             candle::bail!(
@@ -427,6 +452,119 @@ impl BlindUNet {
             }
         }
         Ok(x)
+    }
+
+    /// Whether evaluation-mode forwards and [`Self::engine_train`] may run on the whole-network
+    /// engine ([`crate::blind_engine`]) for the input `y`: CPU f32 weights and input, outside
+    /// `memgen_kernels::with_stock_kernels` and without `MEMGEN_STOCK_KERNELS=1`, and an input
+    /// that takes no part in an autograd graph (`!y.track_op()`: the engine's output carries no
+    /// graph, so a Jacobian through the network keeps Candle's path).
+    pub fn uses_engine(&self, y: &Tensor) -> bool {
+        self.dtype() == DType::F32
+            && y.dtype() == DType::F32
+            && memgen_kernels::is_fast_path(y)
+            && !y.track_op()
+    }
+
+    /// The convolution layers in forward order (that of [`BlindConfig`]'s layer list).
+    fn layers(&self) -> impl Iterator<Item = &ConvLayer> {
+        self.enc.iter().flatten().chain(&self.mid).chain(self.dec.iter().rev().flatten())
+    }
+
+    /// A copy of the parameters and running stds in the engine's layout, converted to `T`.
+    pub fn engine_params<T: Float>(&self) -> Result<Params<T>> {
+        fn flat<T: Float>(t: &Tensor) -> Result<Vec<T>> {
+            t.flatten_all()?.to_dtype(T::DTYPE)?.to_vec1()
+        }
+        let convs = self
+            .layers()
+            .zip(self.cfg.convs())
+            .map(|(l, s)| {
+                let bn = match &l.bn {
+                    Some(bn) => {
+                        Some(BnParams { gain: flat(&bn.gain)?, running_sd: flat(bn.running_sd.as_tensor())? })
+                    }
+                    None => None,
+                };
+                let weight = flat(&l.weight)?;
+                Ok(ConvParams { c_in: s.c_in, c_out: s.c_out, level: s.level, weight, bn, relu: l.relu })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ups = self.up.iter().map(flat).collect::<Result<Vec<_>>>()?;
+        Ok(Params { cfg: self.cfg.clone(), convs, ups })
+    }
+
+    /// The engine's gradients as (parameter, gradient) tensor pairs, gradients in the parameters'
+    /// shapes, dtype and device.
+    pub fn gradient_pairs<T: Float>(&self, g: &Gradients<T>) -> Result<Vec<(Tensor, Tensor)>> {
+        let like = |p: &Tensor, v: &[T]| -> Result<(Tensor, Tensor)> {
+            let t = Tensor::from_slice(v, p.shape(), p.device())?.to_dtype(p.dtype())?;
+            Ok((p.clone(), t))
+        };
+        let mut out = Vec::new();
+        for (k, l) in self.layers().enumerate() {
+            out.push(like(&l.weight, &g.conv[k])?);
+            if let (Some(bn), Some(dg)) = (&l.bn, &g.gain[k]) {
+                out.push(like(&bn.gain, dg)?);
+            }
+        }
+        for (w, dw) in self.up.iter().zip(&g.up) {
+            out.push(like(w, dw)?);
+        }
+        Ok(out)
+    }
+
+    /// Updates every norm's running std from the batch stds of an engine training pass, as the
+    /// training forward of [`BfBatchNorm`] does.
+    pub fn update_running_stats(&self, batch_sd: &[Option<Vec<f64>>]) -> Result<()> {
+        for (l, sd) in self.layers().zip(batch_sd) {
+            if let (Some(bn), Some(sd)) = (&l.bn, sd) {
+                let dev = bn.gain.device();
+                bn.update_running(&Tensor::from_slice(sd, sd.len(), dev)?.to_dtype(self.dtype())?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the cached engine (or, when another thread holds it, on a fresh one), on as many
+    /// threads as rayon's current pool has.
+    fn with_engine<R>(&self, f: impl FnOnce(&mut Engine<f32>) -> R) -> R {
+        let threads = rayon::current_num_threads();
+        match self.engine.try_lock() {
+            Ok(mut e) => {
+                if e.threads() != threads {
+                    *e = Engine::new(threads);
+                }
+                f(&mut e)
+            }
+            Err(_) => f(&mut Engine::new(threads)),
+        }
+    }
+
+    /// The evaluation-mode forward on the engine (square images).
+    fn engine_forward(&self, y: &Tensor) -> Result<Tensor> {
+        let (b, _, side, _) = y.dims4()?;
+        let p = self.engine_params::<f32>()?;
+        let x = y.flatten_all()?.to_vec1::<f32>()?;
+        let f = self.with_engine(|e| e.forward(&p, &x, b, side, false))?;
+        Tensor::from_vec(f.output, y.shape(), y.device())
+    }
+
+    /// A training-mode forward and backward pass of L = Σ (f(y) − target)² / B on the engine (for
+    /// y with [`Self::uses_engine`], square images), the blind training objective with
+    /// target = σ z: updates the running stds as a training forward does and returns L with dL/dθ
+    /// for every parameter. The same as `forward_t(y, true)` followed by Candle's backward, to f32
+    /// rounding.
+    pub fn engine_train(&self, y: &Tensor, target: &Tensor) -> Result<EngineStep> {
+        let (b, _, side, w) = y.dims4()?;
+        if side != w || target.dims() != y.dims() {
+            candle::bail!("blind engine: needs square images and a target of the input's shape");
+        }
+        let p = self.engine_params::<f32>()?;
+        let (x, t) = (y.flatten_all()?.to_vec1::<f32>()?, target.flatten_all()?.to_vec1::<f32>()?);
+        let g = self.with_engine(|e| e.train(&p, &x, &t, b, side))?;
+        self.update_running_stats(&g.forward.batch_sd)?;
+        Ok(EngineStep { loss: g.loss, grads: self.gradient_pairs(&g)? })
     }
 
     /// The clean estimate y − f(y) in evaluation mode.

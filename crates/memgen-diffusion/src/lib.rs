@@ -14,6 +14,7 @@ pub use denoiser::{Denoiser, Prediction};
 pub use noise::NoiseSource;
 pub use schedule::{BetaSchedule, DdpmSchedule, ScheduleConfig};
 pub mod blind;
+pub mod blind_engine;
 pub mod blocks;
 pub mod checkpoint;
 pub mod embeddings;

@@ -22,9 +22,14 @@ impl ModelConfig {
     /// Read a TOML config; unknown keys are errors that name the file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml(&text).map_err(|e| Error::bad_file(path, e.to_string()))
+    }
+
+    /// Parse a TOML config (the text of a file in `models/`); unknown keys are errors.
+    pub fn from_toml(text: &str) -> Result<Self> {
         let cfg: ModelConfig =
-            toml::from_str(&text).map_err(|e| Error::bad_file(path, format!("invalid model config: {e}")))?;
-        cfg.check_size().map_err(|e| Error::bad_file(path, e.to_string()))?;
+            toml::from_str(text).map_err(|e| Error::Invalid(format!("invalid model config: {e}")))?;
+        cfg.check_size()?;
         Ok(cfg)
     }
 

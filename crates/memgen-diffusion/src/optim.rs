@@ -47,12 +47,18 @@ impl AdamW {
 
     /// One update with learning rate `lr`.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        self.step_with(|t| grads.get(t).cloned(), lr)
+    }
+
+    /// One update with learning rate `lr`, taking each variable's gradient from `grad` (called with
+    /// the variable's tensor; `None`: no gradient, the variable is left untouched).
+    pub fn step_with(&mut self, grad: impl Fn(&Tensor) -> Option<Tensor>, lr: f64) -> Result<()> {
         self.step += 1;
         let c = self.cfg;
         let t = self.step as i32;
         let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
         for (i, (_, var)) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grad(var.as_tensor()) else { continue };
             // Detached: the optimizer's arithmetic must not join the autograd graph, or every step's
             // graph would stay alive through the moments.
             let g = g.detach();

@@ -230,17 +230,69 @@ pub fn load_training_data(data: &DataRef, device: &Device) -> Result<(Tensor, Sp
     Ok((images, record))
 }
 
-/// The device named `cpu` or `cuda:N` (the latter needs the `cuda` feature and a GPU).
+/// The device named `cpu` or `cuda:N` (the latter needs the `cuda` feature and a GPU); an error
+/// names the device and says why it cannot be used ([`parse_device`] gives the reason alone).
 pub fn device(name: &str) -> Result<Device> {
-    if name == "cpu" {
-        return Ok(Device::Cpu);
+    parse_device(name).map_err(|why| Error::Invalid(format!("device {name:?}: {why}")))
+}
+
+/// A device name as `--device` and experiment files write it: `cpu` or `cuda:N`. Parsing checks the
+/// form only (an experiment planned for a cluster names GPUs the planning machine need not have).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceName {
+    Cpu,
+    /// GPU N (`cuda:N`).
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceName {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        if name == "cpu" {
+            return Ok(DeviceName::Cpu);
+        }
+        let Some(index) = name.strip_prefix("cuda:") else {
+            return Err("expected cpu or cuda:N (N a GPU index, e.g. cuda:0)".into());
+        };
+        index.parse().map(DeviceName::Cuda).map_err(|_| "expected cuda:N with N a GPU index, e.g. cuda:0".into())
     }
-    let bad = |why: String| Error::Invalid(format!("device {name:?}: {why}"));
-    let i: usize = name
-        .strip_prefix("cuda:")
-        .ok_or_else(|| bad("expected cpu or cuda:N".into()))?
-        .parse()
-        .map_err(|_| bad("expected cuda:N with N a GPU index".into()))?;
-    Device::new_cuda(i)
-        .map_err(|e| bad(format!("CUDA is unavailable ({e}); build memgen with `--features cuda`")))
+}
+
+/// The device named `cpu` or `cuda:N`, or why it cannot be used: not one of those forms
+/// ([`DeviceName`]), a build without the `cuda` feature, or no GPU N. The one parser behind
+/// [`device`] and the CLI's `--device` flags.
+pub fn parse_device(name: &str) -> std::result::Result<Device, String> {
+    let i = match name.parse::<DeviceName>()? {
+        DeviceName::Cpu => return Ok(Device::Cpu),
+        DeviceName::Cuda(i) => i,
+    };
+    if !cfg!(feature = "cuda") {
+        return Err("this memgen was built without CUDA; rebuild it with `cargo build --release --features \
+                    cuda` (needs the CUDA toolkit: source scripts/cuda-env.sh), or use cpu"
+            .into());
+    }
+    Device::new_cuda(i).map_err(|e| format!("GPU {i} is unavailable ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_parse_by_form_only() {
+        assert_eq!("cpu".parse(), Ok(DeviceName::Cpu));
+        assert_eq!("cuda:0".parse(), Ok(DeviceName::Cuda(0)));
+        assert_eq!("cuda:7".parse(), Ok(DeviceName::Cuda(7)));
+        for bad in ["gpu", "CPU", "cuda", "cuda:", "cuda:x", "cuda:-1", ""] {
+            assert!(bad.parse::<DeviceName>().is_err(), "{bad}");
+        }
+        assert!(matches!(device("cpu"), Ok(Device::Cpu)));
+        let err = device("gpu").unwrap_err().to_string();
+        assert!(err.contains("\"gpu\"") && err.contains("cpu or cuda:N"), "{err}");
+        if !cfg!(feature = "cuda") {
+            let err = parse_device("cuda:0").unwrap_err();
+            assert!(err.contains("--features cuda") && err.contains("cuda-env.sh"), "{err}");
+        }
+    }
 }

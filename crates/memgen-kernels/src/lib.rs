@@ -17,6 +17,9 @@
 //! - [`adamw_update`]: the AdamW step of one parameter in one pass.
 //! - [`upsample_nearest2x`]: nearest ×2 upsampling whose backward sums each 2x2 block (and adds to
 //!   the input's gradient like any other op).
+//! - [`planes`]: single-threaded slice kernels on channel-major activations (3x3 patch packing,
+//!   2x2 pooling and transposed-conv spreading, batch-norm moments, scale + ReLU and their
+//!   backward) for whole-network engines that run one share of a batch per thread.
 //!
 //! Reductions run over a fixed partition of the batch into one part per thread, summed in part
 //! order, so results are bit-identical for a given thread count.
@@ -30,6 +33,7 @@ mod elem;
 pub mod gemm;
 mod im2col;
 mod norm;
+pub mod planes;
 pub mod profile;
 mod scratch;
 mod storage;

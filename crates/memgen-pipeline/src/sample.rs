@@ -44,7 +44,7 @@ pub enum SampledFrom {
     /// "oracle": the empirical optimal denoiser of a training subset.
     Oracle(SubsetRecord),
     /// "linear": the Gaussian denoiser of a training subset.
-    Linear(LinearRecord),
+    Linear(LinearPairSource),
 }
 
 /// A baseline's training subset as samples.json records it.
@@ -64,9 +64,10 @@ pub struct SubsetRecord {
     pub schedule: ScheduleConfig,
 }
 
-/// The Gaussian denoiser's subset, regularization and form, as samples.json records it.
+/// The Gaussian denoiser's subset, regularization and form, as samples.json records it (the
+/// source of a linear pair's samples).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LinearRecord {
+pub struct LinearPairSource {
     #[serde(flatten)]
     pub subset: SubsetRecord,
     pub regularization: Regularization,
@@ -188,7 +189,7 @@ pub fn sample_linear_into(
     })?;
     bar.finish_and_clear();
     let subset = SubsetRecord::new(split, subset.schedule);
-    let source = SampledFrom::Linear(LinearRecord { subset, regularization: reg, blind });
+    let source = SampledFrom::Linear(LinearPairSource { subset, regularization: reg, blind });
     write_with_record(g, cfg, source, out, png_each)
 }
 
@@ -350,7 +351,7 @@ mod tests {
     #[test]
     fn records_of_every_source_round_trip_with_the_keys_of_before() {
         let g = generated(3);
-        let linear = LinearRecord {
+        let linear = LinearPairSource {
             subset: subset_record(),
             regularization: Regularization { weight_decay: 0.25, train_time: Some(3.0) },
             blind: true,
