@@ -26,6 +26,7 @@ pub mod unet;
 pub use error::{Error, Result};
 pub mod generate;
 pub mod model;
+pub mod objective;
 pub mod run;
 pub mod train;
 

@@ -12,11 +12,11 @@ use crate::checkpoint::{
 };
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelConfig};
-use crate::noise::{normals, training_rng};
+use crate::noise::training_rng;
+use crate::objective::{Objective, StepGrads};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::schedule::{DdpmSchedule, ScheduleConfig};
-use crate::Prediction;
-use candle::{DType, Device, Tensor, TensorId, Var};
+use candle::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -193,7 +193,7 @@ pub struct Trainer {
     varmap: VarMap,
     opt: AdamW,
     ema: HashMap<String, Tensor>,
-    schedule: DdpmSchedule,
+    objective: Objective,
     data: Tensor,
     pub step: usize,
     pub wall_s: f64,
@@ -221,14 +221,20 @@ impl Trainer {
         let model = Model::new(&cfg.model, vb)?;
         let opt = AdamW::new(named_vars(&varmap), cfg.optimizer)?;
         let ema = snapshot(&varmap)?;
-        let schedule = DdpmSchedule::new(&cfg.schedule)?;
+        let objective = match cfg.model {
+            ModelConfig::Blind(_) => Objective::Blind,
+            ModelConfig::Unet(_) => Objective::Ddpm {
+                schedule: DdpmSchedule::new(&cfg.schedule)?,
+                prediction: cfg.model.prediction(),
+            },
+        };
         Ok(Trainer {
             cfg,
             model,
             varmap,
             opt,
             ema,
-            schedule,
+            objective,
             data,
             step: 0,
             wall_s: 0.0,
@@ -271,26 +277,11 @@ impl Trainer {
         &self.ema
     }
 
-    /// One optimisation step; returns the loss before the update. A blind network on the CPU in
-    /// f32 computes its loss and gradients on the whole-network engine
-    /// ([`crate::blind::BlindUNet::engine_train`]; the same values to f32 rounding), anything else
-    /// through Candle's autograd graph.
+    /// One optimisation step; returns the loss before the update (see [`Objective`]).
     pub fn train_step(&mut self) -> Result<f32> {
         let mut rng = training_rng(self.cfg.seed, self.step as u64);
         let x0 = self.batch(&mut rng)?;
-        let (value, grads) = if self.cfg.model.is_blind() {
-            let (y, target) = blind_inputs(&x0, &mut rng)?;
-            match &self.model {
-                Model::Blind(net) if net.uses_engine(&y) && y.dim(2)? == y.dim(3)? => {
-                    let step = net.engine_train(&y, &target)?;
-                    let grads = step.grads.into_iter().map(|(p, g)| (p.id(), g)).collect();
-                    (step.loss as f32, StepGrads::Engine(grads))
-                }
-                _ => self.graph_loss(self.blind_loss(&y, &target)?)?,
-            }
-        } else {
-            self.graph_loss(self.ddpm_loss(&x0, &mut rng)?)?
-        };
+        let (value, grads) = self.objective.loss(&self.model, &x0, &mut rng)?;
         if !value.is_finite() {
             let kept = match self.step / self.cfg.checkpoint_every * self.cfg.checkpoint_every {
                 0 => "no checkpoint had been written yet".to_string(),
@@ -308,12 +299,6 @@ impl Trainer {
         Ok(value)
     }
 
-    /// The value of a loss built as a Candle graph, with the graph (differentiated once the value
-    /// is known to be finite).
-    fn graph_loss(&self, loss: Tensor) -> Result<(f32, StepGrads)> {
-        Ok((loss.to_scalar::<f32>()?, StepGrads::Graph(loss)))
-    }
-
     /// The batch of step s: without replacement when N ≥ batch, with replacement otherwise.
     fn batch(&self, rng: &mut ChaCha8Rng) -> Result<Tensor> {
         let n = self.data.dim(0)?;
@@ -325,29 +310,6 @@ impl Trainer {
         };
         let idx = Tensor::from_vec(idx, b, self.data.device())?;
         Ok(self.data.index_select(&idx, 0)?)
-    }
-
-    /// DDPM loss (Ho et al. Algorithm 1): mean squared error of the predicted ε (or x0).
-    fn ddpm_loss(&self, x0: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-        let b = x0.dim(0)?;
-        let t: Vec<u32> = (0..b).map(|_| rng.random_range(0..self.schedule.len()) as u32).collect();
-        let eps = Tensor::from_vec(normals(rng, x0.elem_count()), x0.shape(), x0.device())?;
-        let x_t = self.schedule.add_noise(x0, &eps, &t)?;
-        let t = Tensor::from_vec(t, b, x0.device())?;
-        let pred = self.model.forward_t(&x_t, &t, true)?;
-        let target = match self.cfg.model.prediction() {
-            Prediction::Epsilon => eps,
-            Prediction::X0 => x0.clone(),
-        };
-        Ok((pred - target)?.sqr()?.mean_all()?)
-    }
-
-    /// Blind-denoiser loss (Kadkhodaie et al.) Σ (f(y) − σ z)² / batch for y and σ z of
-    /// [`blind_inputs`], as a Candle graph.
-    fn blind_loss(&self, y: &Tensor, noise: &Tensor) -> Result<Tensor> {
-        let b = y.dim(0)?;
-        let pred = self.model.forward_t(y, &Tensor::zeros(b, DType::U32, y.device())?, true)?;
-        Ok(((pred - noise)?.sqr()?.sum_all()? / b as f64)?)
     }
 
     /// ema ← d·ema + (1 − d)·θ for every variable, d = [`TrainConfig::ema_decay_at`] of this step.
@@ -382,24 +344,6 @@ impl Trainer {
         save_tensors(&run.join("model.safetensors"), &weights)?;
         save_tensors(&run.join("ema.safetensors"), &self.ema)
     }
-}
-
-/// The gradients of one step: a loss graph still to be differentiated, or the engine's gradients
-/// by parameter tensor.
-enum StepGrads {
-    Graph(Tensor),
-    Engine(HashMap<TensorId, Tensor>),
-}
-
-/// The blind objective's inputs for clean images x0 (Kadkhodaie et al.): σ = u² per image
-/// (u ~ U[0, 1]), z ~ N(0, I); returns y = x0 + σ z and the target σ z.
-fn blind_inputs(x0: &Tensor, rng: &mut ChaCha8Rng) -> Result<(Tensor, Tensor)> {
-    let b = x0.dim(0)?;
-    let sigma: Vec<f32> = (0..b).map(|_| rng.random::<f32>().powi(2)).collect();
-    let sigma = Tensor::from_vec(sigma, (b, 1, 1, 1), x0.device())?;
-    let z = Tensor::from_vec(normals(rng, x0.elem_count()), x0.shape(), x0.device())?;
-    let noise = z.broadcast_mul(&sigma)?;
-    Ok(((x0 + &noise)?, noise))
 }
 
 /// The variables of `varmap`, sorted by name.
