@@ -31,4 +31,3 @@ pub mod run;
 pub mod train;
 
 pub use model::{Model, ModelConfig};
-pub mod bench;

@@ -26,7 +26,6 @@
 
 mod adamw;
 mod alloc;
-pub mod bench;
 mod conv;
 mod conv_transpose;
 mod elem;

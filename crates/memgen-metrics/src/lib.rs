@@ -9,7 +9,6 @@
 //! Definitions (DESIGN.md, Metrics): corr(a, b) = ⟨a − ā, b − b̄⟩ / (‖a − ā‖ ‖b − b̄‖), with corr = 0 when
 //! either image is constant; a sample is memorized when ‖x − NN1‖ / ‖x − NN2‖ < 1/3.
 
-pub mod bench;
 pub mod nn;
 pub mod scores;
 pub mod stats;

@@ -1,12 +1,12 @@
-//! Throughput of the nearest-neighbour search, for benchmark tables.
+//! Throughput of the exact nearest-neighbour search ([`memgen_metrics::search`]), for benchmark tables.
 
-use crate::nn::{search, Images, Metric, SearchConfig};
 use crate::Result;
-use serde::Serialize;
+use memgen_metrics::{search, Images, Metric, SearchConfig};
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// One timing of [`search`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchBench {
     pub metric: Metric,
     pub queries: usize,
@@ -47,6 +47,15 @@ pub fn bench_search(
     Ok(SearchBench { metric, queries, base, dim, k, seconds: best, gflop_per_s: flops / best / 1e9 })
 }
 
+/// The rows of `memgen bench`: M = 1000 32x32 images among N = 70,000, under each metric (k = 2 for
+/// L2, whose memorization score needs the second neighbour).
+pub fn reference() -> Result<Vec<SearchBench>> {
+    [(Metric::Pearson, 1), (Metric::L2, 2), (Metric::Cosine, 1)]
+        .into_iter()
+        .map(|(metric, k)| bench_search(1000, 70_000, 1024, k, metric, 2))
+        .collect()
+}
+
 /// `n` values in [0, 1) from a 64-bit LCG (speed does not depend on the values).
 fn pixels(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -56,4 +65,16 @@ fn pixels(n: usize, seed: u64) -> Vec<f32> {
             (s >> 40) as f32 / (1u64 << 24) as f32
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_search_is_timed() {
+        let r = bench_search(3, 20, 16, 2, Metric::L2, 1).unwrap();
+        assert_eq!((r.queries, r.base, r.dim, r.k), (3, 20, 16, 2));
+        assert!(r.seconds > 0.0 && r.gflop_per_s > 0.0, "{r:?}");
+    }
 }

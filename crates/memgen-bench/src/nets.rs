@@ -1,18 +1,29 @@
 //! Throughput of a network on this machine: training steps (forward + backward + AdamW) and
 //! sampler steps (one forward in eval mode), on random data, with the achieved GFLOP/s.
 
-use crate::model::ModelConfig;
-use crate::noise::NoiseSource;
-use crate::optim::AdamWConfig;
-use crate::schedule::ScheduleConfig;
-use crate::train::{LrDecay, TrainConfig, Trainer};
-use crate::Denoiser;
+use crate::{Error, Result};
 use candle::{DType, Device, Tensor};
-use serde::Serialize;
+use memgen_diffusion::optim::AdamWConfig;
+use memgen_diffusion::train::{LrDecay, TrainConfig, Trainer};
+use memgen_diffusion::unet::UNetConfig;
+use memgen_diffusion::{Denoiser, ModelConfig, NoiseSource, ScheduleConfig};
+use memgen_kernels::profile as kp;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::time::Instant;
 
+/// One network to time: a config at one image side and batch size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetSpec {
+    /// A shipped network's name ([`load_config`]) or a TOML file.
+    pub config: String,
+    /// Image side in pixels.
+    pub side: usize,
+    pub batch: usize,
+}
+
 /// One benchmark result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchResult {
     pub parameters: usize,
     pub forward_gflop_per_image: f64,
@@ -32,33 +43,83 @@ pub struct BenchResult {
     pub sampler_steps_per_s: f64,
     /// With `profile`: seconds per training step and per forward spent in each memgen kernel
     /// (the rest is Candle's own ops, autograd bookkeeping and the optimizer).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernel_profile: Vec<KernelTime>,
     /// With `profile`: the conv layers by shape, slowest first, in the training step and the forward.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layer_profile: Vec<LayerProfile>,
 }
 
+/// One network measurement of the table: the config as named plus its [`BenchResult`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetResult {
+    pub config: String,
+    #[serde(flatten)]
+    pub result: BenchResult,
+}
+
 /// One layer shape of the profile: seconds per step and achieved GFLOP/s of its GEMM work.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerProfile {
     /// `"train"` (forward + backward of a training step) or `"forward"`.
-    pub phase: &'static str,
-    pub kernel: &'static str,
+    pub phase: String,
+    pub kernel: String,
     pub shape: String,
     pub calls_per_step: f64,
     pub seconds_per_step: f64,
     pub gflop_per_s: f64,
 }
 
+/// Time spent in one memgen kernel, per training step and per forward (seconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelTime {
+    pub kernel: String,
+    pub train_step_s: f64,
+    pub forward_s: f64,
+}
+
+/// The networks shipped in models/, by the name [`load_config`] accepts for them (`unet-s` is built in).
+const SHIPPED: [(&str, &str); 4] = [
+    ("blind-tiny", include_str!("../../../models/blind-tiny.toml")),
+    ("unet-demo", include_str!("../../../models/unet-demo.toml")),
+    ("unet-tiny", include_str!("../../../models/unet-tiny.toml")),
+    ("unet-paper", include_str!("../../../models/unet-paper.toml")),
+];
+
+/// A network config by shipped name (`unet-s`, `blind-tiny`, `unet-demo`, `unet-tiny`, `unet-paper`,
+/// as in models/) or TOML file path.
+pub fn load_config(name: &str) -> Result<ModelConfig> {
+    let loaded = if name == "unet-s" {
+        Ok(ModelConfig::Unet(UNetConfig::default()))
+    } else if let Some((_, text)) = SHIPPED.iter().find(|(n, _)| *n == name) {
+        ModelConfig::from_toml(text)
+    } else {
+        ModelConfig::load(Path::new(name))
+    };
+    loaded.map_err(|e| Error::Config { config: name.to_string(), source: Box::new(e) })
+}
+
+/// Time the network of `spec` ([`bench`]), `steps` timed repetitions on `threads` threads.
+pub fn bench_net(spec: &NetSpec, steps: usize, threads: usize, profile: bool) -> Result<NetResult> {
+    let NetSpec { config, side, batch } = spec;
+    let cfg = load_config(config)?;
+    let result = bench(&cfg, *side, *batch, steps.max(1), threads, profile).map_err(|e| Error::Net {
+        config: config.clone(),
+        side: *side,
+        batch: *batch,
+        source: Box::new(e),
+    })?;
+    Ok(NetResult { config: config.clone(), result })
+}
+
 /// The per-shape totals of the timed section, per step.
-fn layer_seconds(phase: &'static str, steps: usize) -> Vec<LayerProfile> {
+fn layer_seconds(phase: &str, steps: usize) -> Vec<LayerProfile> {
     let per = steps.max(1) as f64;
-    memgen_kernels::profile::layers()
+    kp::layers()
         .into_iter()
         .map(|l| LayerProfile {
-            phase,
-            kernel: l.kernel.name(),
+            phase: phase.to_string(),
+            kernel: l.kernel.name().to_string(),
             shape: l.shape,
             calls_per_step: l.calls as f64 / per,
             seconds_per_step: l.seconds / per,
@@ -67,17 +128,9 @@ fn layer_seconds(phase: &'static str, steps: usize) -> Vec<LayerProfile> {
         .collect()
 }
 
-/// Time spent in one memgen kernel, per training step and per forward (seconds).
-#[derive(Debug, Clone, Serialize)]
-pub struct KernelTime {
-    pub kernel: &'static str,
-    pub train_step_s: f64,
-    pub forward_s: f64,
-}
-
 /// Per-kernel seconds of the timed section: totals divided by `steps`.
 fn kernel_seconds(steps: usize) -> Vec<(&'static str, f64)> {
-    memgen_kernels::profile::report().into_iter().map(|(k, s, _)| (k.name(), s / steps as f64)).collect()
+    kp::report().into_iter().map(|(k, s, _)| (k.name(), s / steps as f64)).collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -94,8 +147,7 @@ pub fn bench(
     steps: usize,
     threads: usize,
     profile: bool,
-) -> crate::Result<BenchResult> {
-    use memgen_kernels::profile as kp;
+) -> memgen_diffusion::Result<BenchResult> {
     model.validate(side)?;
     let c = model.in_channels();
     let n = batch_size.max(1);
@@ -152,7 +204,11 @@ pub fn bench(
         train_kernels
             .into_iter()
             .zip(kernel_seconds(steps))
-            .map(|((kernel, train_step_s), (_, forward_s))| KernelTime { kernel, train_step_s, forward_s })
+            .map(|((kernel, train_step_s), (_, forward_s))| KernelTime {
+                kernel: kernel.to_string(),
+                train_step_s,
+                forward_s,
+            })
             .collect()
     } else {
         Vec::new()
@@ -175,4 +231,27 @@ pub fn bench(
         kernel_profile,
         layer_profile,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_names_load_and_unknown_files_name_the_network() {
+        for name in ["unet-s", "blind-tiny", "unet-demo", "unet-tiny", "unet-paper"] {
+            load_config(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let err = load_config("no/such/net.toml").unwrap_err();
+        assert!(err.to_string().contains("network no/such/net.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_tiny_network_is_timed() {
+        let spec = NetSpec { config: "unet-tiny".into(), side: 8, batch: 2 };
+        let r = bench_net(&spec, 1, 1, true).unwrap();
+        assert_eq!((r.config.as_str(), r.result.side, r.result.batch_size), ("unet-tiny", 8, 2));
+        assert!(r.result.train_images_per_s > 0.0 && r.result.forward_images_per_s > 0.0);
+        assert!(!r.result.kernel_profile.is_empty());
+    }
 }

@@ -1,8 +1,19 @@
 //! Reference GEMM throughput of this machine, for benchmark tables: what the conv kernels (and
 //! any other GEMM-bound stage) can reach at best.
 
-use crate::gemm::{matmul, View};
+use memgen_kernels::gemm::{matmul, View};
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
+
+/// One reference GEMM measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GemmResult {
+    pub what: String,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub gflop_per_s: f64,
+}
 
 /// GFLOP/s of the f32 product `C (m x n) = A (m x k) · B (k x n)` (all row-major) on the current
 /// rayon pool's threads: the best of `reps` timed runs after one warm-up, counting `2·m·n·k` flops.
@@ -20,4 +31,23 @@ pub fn gemm_gflops(m: usize, n: usize, k: usize, reps: usize) -> f64 {
         }
     }
     2.0 * (m * n * k) as f64 / best / 1e9
+}
+
+/// The reference rows of `memgen bench`: a square product (the machine's reference, the first row)
+/// and the shape of the nearest-neighbour search's core.
+pub fn reference() -> Vec<GemmResult> {
+    let shapes: [(&str, usize, usize, usize, usize); 2] = [
+        ("square f32 GEMM (machine reference)", 2048, 2048, 2048, 3),
+        ("NN-search GEMM core: 1000 queries x 70,000 images x 1024 pixels", 1000, 70_000, 1024, 1),
+    ];
+    shapes
+        .into_iter()
+        .map(|(what, m, n, k, reps)| GemmResult {
+            what: what.into(),
+            m,
+            n,
+            k,
+            gflop_per_s: gemm_gflops(m, n, k, reps),
+        })
+        .collect()
 }
