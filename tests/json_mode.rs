@@ -340,6 +340,50 @@ fn device_flags_are_checked_before_any_work() {
     assert_eq!(r["count"], 3);
 }
 
+/// Every command that runs a network takes `--device`, and checks it before anything else (here the
+/// inputs do not even exist): a name that is not `cpu` or `cuda:N`, and in a build without the
+/// `cuda` feature any GPU, is a usage error (exit 2) naming the flag.
+#[test]
+fn every_network_command_checks_its_device_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (run, data, out) = (tmp.path().join("run"), tmp.path().join("data"), tmp.path().join("out"));
+    let (run, data, out) = (s(&run), s(&data), s(&out));
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-tiny.toml");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["train", "--data", data, "--model", s(&model), "--out", out, "--steps", "2"],
+        vec!["sample", run, "--count", "2", "--out", out],
+        vec!["compare", run, run, "--count", "2", "--out", out],
+        vec!["denoise-curve", run, "--data", data, "--out", out],
+        vec!["denoise-error", run, "--data", data, "--out", out],
+        vec!["jacobian", run, "--image", "0", "--sigma", "0.1", "--out", out],
+        // The baselines run on the CPU only.
+        vec!["sample", "--oracle", "--data", data, "--n", "4", "--out", out],
+        vec!["compare", "--oracle", "--data", data, "--n", "4", "--out", out],
+        vec!["compare", "--linear", "--data", data, "--n", "4", "--out", out],
+    ];
+    for args in &commands {
+        let with = |device: &str| {
+            let mut a = vec!["--json"];
+            a.extend_from_slice(args);
+            a.extend_from_slice(&["--device", device]);
+            memgen(&a)
+        };
+        let what = args.join(" ");
+        let v = failed(&with("gpu"), USAGE);
+        let e = v["error"].as_str().unwrap();
+        assert!(e.contains("--device gpu") && e.contains("cpu or cuda:N"), "{what}: {v}");
+        let baseline = args.contains(&"--oracle") || args.contains(&"--linear");
+        if !cfg!(feature = "cuda") || baseline {
+            let v = failed(&with("cuda:0"), USAGE);
+            let e = v["error"].as_str().unwrap();
+            assert!(e.contains("--device cuda:0"), "{what}: {v}");
+            let why = if baseline { "CPU only" } else { "--features cuda" };
+            assert!(e.contains(why), "{what}: {v}");
+        }
+        assert!(!Path::new(out).exists(), "{what}: nothing is written before the device is checked");
+    }
+}
+
 #[test]
 fn model_bench_saves_with_save_and_prints_with_json() {
     let tmp = tempfile::tempdir().unwrap();

@@ -215,6 +215,58 @@ fn plan_writes_manifest_and_slurm_arrays() {
 }
 
 #[test]
+fn device_keys_reach_the_jobs_that_run_networks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = experiment(tmp.path(), 40);
+    let text = std::fs::read_to_string(&exp).unwrap();
+    let text = text
+        .replace("steps = 40", "steps = 40\ndevice = \"cuda:0\"")
+        .replace("count = 6", "count = 6\ndevice = \"cuda:1\"");
+    std::fs::write(&exp, text).unwrap();
+    let out = tmp.path().join("out");
+    ok(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--plan"]));
+    let manifest = json(&out.join("plan/manifest.json"));
+    for job in manifest["jobs"].as_array().unwrap() {
+        let (id, kind) = (job["id"].as_str().unwrap(), job["kind"].as_str().unwrap());
+        let want = match kind {
+            "train" => Some("cuda:0"),
+            "compare" | "denoise_error" => Some("cuda:1"),
+            _ => None,
+        };
+        let cmd = &job["command"];
+        assert_eq!(cmd["device"].as_str(), want, "{id}: {cmd}");
+    }
+    if !cfg!(feature = "cuda") {
+        // A build without CUDA: the training job stops at its device, a usage error the run names.
+        let run = |job: &str| {
+            memgen(&[
+                "--threads",
+                "1",
+                "run",
+                exp.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--job",
+                job,
+                "--quiet",
+            ])
+        };
+        ok(&run("prepare"));
+        let msg = fails(&run("train-n1-a"));
+        assert!(
+            msg.contains("train-n1-a") && msg.contains("--device cuda:0") && msg.contains("--features cuda"),
+            "{msg}"
+        );
+        assert!(!out.join("runs/n1-a/config.json").exists());
+    }
+    let bad = std::fs::read_to_string(&exp).unwrap().replace("\"cuda:0\"", "\"gpu0\"");
+    std::fs::write(&exp, bad).unwrap();
+    let msg =
+        fails(&memgen(&["run", exp.to_str().unwrap(), "--out", tmp.path().join("o").to_str().unwrap()]));
+    assert!(msg.contains("[train] device") && msg.contains("cpu or cuda:N"), "{msg}");
+}
+
+#[test]
 fn bad_experiment_files_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = experiment(tmp.path(), 40);
@@ -245,7 +297,10 @@ fn shipped_experiments_plan() {
         }
     }
     names.sort();
-    assert_eq!(names, ["calpha-blind", "demo", "faces-32", "faces-80", "fashion-mnist", "gaussian", "olivetti"]);
+    assert_eq!(
+        names,
+        ["calpha-blind", "demo", "faces-32", "faces-80", "fashion-mnist", "gaussian", "olivetti"]
+    );
 }
 
 #[test]

@@ -169,7 +169,10 @@ pub fn run_compare(a: CompareArgs) -> Result<()> {
     if a.count == 0 {
         return Err(super::output::usage("--count 0: expected at least 1 noise draw"));
     }
-    let dev = a.sampler.device(a.oracle.baseline().is_some())?;
+    let dev = a.sampler.device(a.oracle.baseline().map(|kind| match kind {
+        "oracle" => "the empirical optimal denoiser of --oracle",
+        _ => "the Gaussian denoiser of --linear",
+    }))?;
     if let Some(kind) = a.oracle.baseline() {
         return run_compare_baseline(&a, &thresholds, kind);
     }

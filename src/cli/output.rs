@@ -130,25 +130,11 @@ pub fn input(flag: &str, path: &Path, expected: &str) -> anyhow::Result<()> {
     Err(usage(format!("{flag} {}: no such file or directory (expected {expected})", path.display())))
 }
 
-/// The device named by `--device`: `cpu`, or `cuda:N` in a build with the `cuda` feature. Anything
-/// else, or CUDA in a build without it, is a usage error, raised before any work.
+/// The device named by `--device`: `cpu`, or `cuda:N` in a build with the `cuda` feature and a GPU N
+/// ([`memgen_diffusion::run::parse_device`]). Anything else is a usage error naming the flag, raised
+/// before any work.
 pub fn device(name: &str) -> anyhow::Result<candle::Device> {
-    if name == "cpu" {
-        return Ok(candle::Device::Cpu);
-    }
-    let Some(index) = name.strip_prefix("cuda:") else {
-        return Err(usage(format!("--device {name}: expected cpu or cuda:N (N a GPU index, e.g. cuda:0)")));
-    };
-    if index.parse::<usize>().is_err() {
-        return Err(usage(format!("--device {name}: expected cuda:N with N a GPU index, e.g. cuda:0")));
-    }
-    if !cfg!(feature = "cuda") {
-        return Err(usage(format!(
-            "--device {name}: this memgen was built without CUDA; rebuild it with `cargo build --release \
-             --features cuda` (needs the CUDA toolkit), or use --device cpu"
-        )));
-    }
-    memgen_diffusion::run::device(name).map_err(|e| usage(format!("--device {name}: {e}")))
+    memgen_diffusion::run::parse_device(name).map_err(|why| usage(format!("--device {name}: {why}")))
 }
 
 #[cfg(test)]

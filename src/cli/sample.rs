@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use memgen_diffusion::generate::GenerateConfig;
-use memgen_diffusion::run::{Selection, Side};
+use memgen_diffusion::run::{DeviceName, Selection, Side};
 use memgen_diffusion::sampler::blind::BlindSamplerConfig;
 use memgen_diffusion::sampler::ddpm::VarianceType;
 use memgen_diffusion::sampler::SamplerConfig;
@@ -137,7 +137,7 @@ pub struct SamplerOpts {
     #[arg(long, default_value_t = 10_000)]
     pub max_steps: usize,
     /// Device to run the network on: `cpu`, or `cuda:N` when built with the `cuda` feature (the
-    /// empirical optimal denoiser of --oracle runs on the CPU).
+    /// baselines, --oracle and --linear, run on the CPU only).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -175,17 +175,17 @@ impl TimeSamplerOpts {
 }
 
 impl SamplerOpts {
-    /// The device of `--device`, checked before any work; `oracle`: the CPU-only empirical optimal
-    /// denoiser is sampled, which only `cpu` fits.
-    pub fn device(&self, oracle: bool) -> Result<candle::Device> {
-        let dev = super::output::device(&self.device)?;
-        if oracle && !dev.is_cpu() {
+    /// The device of `--device`, checked before any work; `cpu_only`: the sampled denoiser is a
+    /// baseline that runs on the CPU only (named by the string, for the message), which a GPU does
+    /// not fit.
+    pub fn device(&self, cpu_only: Option<&str>) -> Result<candle::Device> {
+        if let (Some(what), Ok(DeviceName::Cuda(_))) = (cpu_only, self.device.parse::<DeviceName>()) {
             return Err(super::output::usage(format!(
-                "--device {}: the empirical optimal denoiser of --oracle runs on the CPU only; drop --device",
+                "--device {}: {what} runs on the CPU only; drop --device",
                 self.device
             )));
         }
-        Ok(dev)
+        super::output::device(&self.device)
     }
 
     /// The generation config for `count` images of noise seed `noise_seed`.
@@ -238,7 +238,7 @@ struct SampleResult {
 
 pub fn run_sample(a: SampleArgs) -> Result<()> {
     let cfg = a.sampler.config(a.noise_seed, a.count);
-    let dev = a.sampler.device(a.oracle.oracle)?;
+    let dev = a.sampler.device(a.oracle.oracle.then_some("the empirical optimal denoiser of --oracle"))?;
     let (g, out) = match &a.run {
         Some(run) => {
             super::output::input("RUN", run, "a run directory from `memgen train`")?;

@@ -122,11 +122,13 @@ fn every_planned_job_parses_with_the_cli_definitions() {
     let mut checked = 0;
     for file in &files {
         let exp = Experiment::load(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        // Each shipped experiment as written, and with the blind network (whose jobs add the blind
-        // sampler's flags).
+        // Each shipped experiment as written, with the blind network (whose jobs add the blind
+        // sampler's flags), and with both device keys set.
         let mut blind = exp.clone();
         blind.model = repo.join("models/blind-tiny.toml");
-        for (variant, exp) in [("", exp), (" (blind)", blind)] {
+        let mut gpu = exp.clone();
+        (gpu.train.device, gpu.sample.device) = (Some("cuda:1".into()), Some("cuda:2".into()));
+        for (variant, exp) in [("", exp), (" (blind)", blind), (" (gpu)", gpu)] {
             let plan = Plan::new(&exp, file.parent().unwrap(), tmp.path());
             for job in &plan.jobs {
                 for resume in [false, true] {
@@ -161,6 +163,10 @@ fn fields_arrive(command: &memgen_experiment::Command, m: &clap::ArgMatches, wha
         m.get_one::<T>(id).cloned()
     }
     let path = |id: &str| one::<PathBuf>(m, id);
+    // An unset device writes no flag: the CLI's default, the CPU.
+    let device = |d: &Option<String>| {
+        assert_eq!(one::<String>(m, "device"), Some(d.clone().unwrap_or_else(|| "cpu".into())), "{what}");
+    };
     let sampling = |s: &Sampling| {
         assert_eq!(one::<u64>(m, "noise_seed"), Some(s.noise_seed), "{what}");
         assert_eq!(one::<usize>(m, "count"), Some(s.count), "{what}");
@@ -186,15 +192,18 @@ fn fields_arrive(command: &memgen_experiment::Command, m: &clap::ArgMatches, wha
             assert_eq!(one::<usize>(m, "checkpoint_every"), Some(t.checkpoint_every), "{what}");
             assert_eq!(one::<f64>(m, "lr"), Some(t.lr), "{what}");
             assert_eq!(one::<f64>(m, "ema_decay"), Some(t.ema_decay), "{what}");
+            assert_eq!(one::<f64>(m, "lr_halving"), t.lr_halving, "{what}");
+            device(&t.device);
         }
         C::Resume { run, steps } => {
             assert_eq!(path("resume").as_ref(), Some(run), "{what}");
             assert_eq!(one::<usize>(m, "steps"), Some(*steps), "{what}");
         }
-        C::Compare { run_a, run_b, sampling: s, out } => {
+        C::Compare { run_a, run_b, sampling: s, device: d, out } => {
             assert_eq!((path("run_a"), path("run_b")), (Some(run_a.clone()), Some(run_b.clone())), "{what}");
             assert_eq!(path("out").as_ref(), Some(out), "{what}");
             sampling(s);
+            device(d);
         }
         C::Baseline { pair, data, n, split_seed, sampling: s, out } => {
             let flag = |id: &str| m.get_flag(id);
@@ -203,11 +212,13 @@ fn fields_arrive(command: &memgen_experiment::Command, m: &clap::ArgMatches, wha
             assert_eq!(one::<usize>(m, "n"), Some(*n), "{what}");
             assert_eq!(one::<u64>(m, "split_seed"), Some(*split_seed), "{what}");
             sampling(s);
+            device(&None);
         }
-        C::DenoiseError { run, data, exclude_split, out, .. } => {
+        C::DenoiseError { run, data, exclude_split, device: d, out, .. } => {
             assert_eq!((path("run").as_ref(), path("data").as_ref()), (Some(run), Some(data)), "{what}");
             assert_eq!(path("out").as_ref(), Some(out), "{what}");
             assert_eq!(one::<usize>(m, "exclude_split"), Some(*exclude_split), "{what}");
+            device(d);
         }
         C::Linear { data, n, split_seed, out, .. } => {
             assert_eq!(one::<String>(m, "data"), Some(data.display().to_string()), "{what}");

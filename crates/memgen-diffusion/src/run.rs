@@ -255,7 +255,8 @@ impl std::str::FromStr for DeviceName {
         let Some(index) = name.strip_prefix("cuda:") else {
             return Err("expected cpu or cuda:N (N a GPU index, e.g. cuda:0)".into());
         };
-        index.parse().map(DeviceName::Cuda).map_err(|_| "expected cuda:N with N a GPU index, e.g. cuda:0".into())
+        let why = "expected cuda:N with N a GPU index, e.g. cuda:0";
+        index.parse().map(DeviceName::Cuda).map_err(|_| why.into())
     }
 }
 
@@ -272,7 +273,14 @@ pub fn parse_device(name: &str) -> std::result::Result<Device, String> {
                     cuda` (needs the CUDA toolkit: source scripts/cuda-env.sh), or use cpu"
             .into());
     }
-    Device::new_cuda(i).map_err(|e| format!("GPU {i} is unavailable ({e})"))
+    Device::new_cuda(i).map_err(|e| {
+        // The reason alone: a usage message has no use for Candle's backtrace (RUST_BACKTRACE set).
+        let e = match e {
+            candle::Error::WithBacktrace { inner, .. } => *inner,
+            e => e,
+        };
+        format!("GPU {i} is unavailable ({e})")
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 //! `extra`. [`Command::argv`] is the one place that turns a command into the words after `memgen`;
 //! the CLI's test `every_planned_job_parses_with_the_cli_definitions` parses every planned line with
 //! the CLI's own clap definitions and checks that each field arrives in the argument it is meant for.
+//! Optional fields (`device`, `lr_halving`) add their flag only where set, so that the command lines
+//! of an experiment that does not set them stay byte for byte what they were (a finished job is
+//! recognised by its command line).
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -17,12 +20,29 @@ pub enum Command {
     Train(TrainCommand),
     /// `memgen train --resume RUN --steps STEPS --quiet`: continue an interrupted training.
     Resume { run: PathBuf, steps: usize },
-    /// `memgen compare RUN_A RUN_B --noise-seed .. --count .. EXTRA.. --out OUT`.
-    Compare { run_a: PathBuf, run_b: PathBuf, sampling: Sampling, out: PathBuf },
+    /// `memgen compare RUN_A RUN_B --noise-seed .. --count .. EXTRA.. [--device D] --out OUT`.
+    Compare {
+        run_a: PathBuf,
+        run_b: PathBuf,
+        sampling: Sampling,
+        /// `--device` of the two networks (`[sample] device`), only where set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
+        out: PathBuf,
+    },
     /// `memgen compare --oracle|--linear --data .. --n N --split-seed .. SAMPLING.. --out OUT`.
     Baseline { pair: BaselinePair, data: PathBuf, n: usize, split_seed: u64, sampling: Sampling, out: PathBuf },
-    /// `memgen denoise-error RUN --data .. --exclude-split N EXTRA.. --out OUT`.
-    DenoiseError { run: PathBuf, data: PathBuf, exclude_split: usize, extra: Vec<String>, out: PathBuf },
+    /// `memgen denoise-error RUN --data .. --exclude-split N EXTRA.. [--device D] --out OUT`.
+    DenoiseError {
+        run: PathBuf,
+        data: PathBuf,
+        exclude_split: usize,
+        extra: Vec<String>,
+        /// `--device` of the network (`[sample] device`), only where set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
+        out: PathBuf,
+    },
     /// `memgen linear --data .. --n N1,N2,.. --split-seed .. EXTRA.. --out OUT`.
     Linear { data: PathBuf, n: Vec<usize>, split_seed: u64, extra: Vec<String>, out: PathBuf },
 }
@@ -43,6 +63,9 @@ pub struct TrainCommand {
     pub ema_decay: f64,
     /// `--lr-halving`, only where set.
     pub lr_halving: Option<f64>,
+    /// `--device` (`[train] device`), only where set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     pub seed: u64,
     pub checkpoint_every: usize,
     /// `[train] args` of the experiment file.
@@ -104,9 +127,10 @@ impl Command {
             Command::Resume { run, steps } => {
                 return vec![s("train"), s("--resume"), p(run), s("--steps"), s(steps), s("--quiet")];
             }
-            Command::Compare { run_a, run_b, sampling, out } => {
+            Command::Compare { run_a, run_b, sampling, device, out } => {
                 a.extend([s("compare"), p(run_a), p(run_b)]);
                 sampling.push_args(&mut a);
+                push_device(&mut a, device);
                 out
             }
             Command::Baseline { pair, data, n, split_seed, sampling, out } => {
@@ -115,10 +139,11 @@ impl Command {
                 sampling.push_args(&mut a);
                 out
             }
-            Command::DenoiseError { run, data, exclude_split, extra, out } => {
+            Command::DenoiseError { run, data, exclude_split, extra, device, out } => {
                 a.extend([s("denoise-error"), p(run), s("--data"), p(data)]);
                 a.extend([s("--exclude-split"), s(exclude_split)]);
                 a.extend(extra.iter().cloned());
+                push_device(&mut a, device);
                 out
             }
             Command::Linear { data, n, split_seed, extra, out } => {
@@ -156,7 +181,15 @@ impl TrainCommand {
         if let Some(f) = self.lr_halving {
             a.extend([s("--lr-halving"), s(f)]);
         }
+        push_device(a, &self.device);
         a.extend(self.extra.iter().cloned());
+    }
+}
+
+/// `--device D` where a device is set, else nothing.
+fn push_device(a: &mut Vec<String>, device: &Option<String>) {
+    if let Some(d) = device {
+        a.extend([s("--device"), d.clone()]);
     }
 }
 

@@ -18,11 +18,14 @@
 //! steps = 2000                        # fixed, or: epochs = 200, min_steps = 500, max_steps = 4000
 //! batch_size = 64
 //! lr = 2e-3
+//! # device = "cuda:0"                 # --device of the training jobs (default cpu)
 //!
 //! [sample]
 //! noise_seeds = [1]
 //! count = 64
 //! args = ["--sampler", "ddim", "--ddim-steps", "50"]
+//! # device = "cuda:0"                 # --device of the jobs that run the trained networks
+//!                                     # (compare, denoise-error); the baselines run on the CPU
 //!
 //! [baselines]
 //! linear = true
@@ -30,6 +33,7 @@
 //! ```
 
 use crate::{Error, Result};
+use memgen_diffusion::run::DeviceName;
 use memgen_diffusion::train::{LrDecay, TrainDefaults};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -96,13 +100,16 @@ pub struct TrainSpec {
     pub seed: u64,
     /// Checkpoint interval (default: a tenth of the steps, at least 100).
     pub checkpoint_every: Option<usize>,
-    /// Further `memgen train` flags (e.g. `["--lr-halving", "0.25", "--device", "cuda:0"]`).
+    /// `--device` of every training job: `cpu` or `cuda:N` (needs a memgen built with the `cuda`
+    /// feature where the jobs run). Not set: no flag, the CPU.
+    pub device: Option<String>,
+    /// Further `memgen train` flags (e.g. `["--log-every", "100"]`).
     #[serde(default)]
     pub args: Vec<String>,
 }
 
 /// The `memgen train` flags the planner writes itself (from `[train]` keys and the job's N and side).
-const PLANNED_TRAIN_FLAGS: [&str; 15] = [
+const PLANNED_TRAIN_FLAGS: [&str; 16] = [
     "--data",
     "--model",
     "--out",
@@ -118,6 +125,7 @@ const PLANNED_TRAIN_FLAGS: [&str; 15] = [
     "--seed",
     "--checkpoint-every",
     "--resume",
+    "--device",
 ];
 
 /// The optimisation flags of every training job of an experiment.
@@ -144,6 +152,11 @@ pub struct SampleSpec {
     /// Sampler flags of `memgen compare` (e.g. `["--sampler", "ddim", "--ddim-steps", "50"]`).
     #[serde(default)]
     pub args: Vec<String>,
+    /// `--device` of the jobs that run the trained networks: the comparison of the two runs
+    /// (`memgen compare`) and their denoising errors (`memgen denoise-error`); `cpu` or `cuda:N`.
+    /// The baselines (oracle, linear pair, linear) run on the CPU whatever it is. Not set: no
+    /// flag, the CPU.
+    pub device: Option<String>,
 }
 
 /// Baselines run on the same training sets.
@@ -218,7 +231,7 @@ pub struct ClusterSpec {
 
 impl Default for SampleSpec {
     fn default() -> Self {
-        SampleSpec { noise_seeds: default_seeds(), count: default_count(), args: Vec::new() }
+        SampleSpec { noise_seeds: default_seeds(), count: default_count(), args: Vec::new(), device: None }
     }
 }
 
@@ -290,6 +303,18 @@ impl Experiment {
         if self.sample.noise_seeds.is_empty() || self.sample.count == 0 {
             return bad("[sample] needs at least one noise seed and a count of at least 1".into());
         }
+        check_device("[sample]", &self.sample.device)?;
+        let sampler_args = [
+            ("[sample] args", &self.sample.args),
+            ("[baselines] denoise_error_args", &self.baselines.denoise_error_args),
+        ];
+        for (what, args) in sampler_args {
+            if args.iter().any(|a| a == "--device") {
+                return bad(format!(
+                    "{what}: --device is set by the planner; use the [sample] key instead (device = \"cuda:0\")"
+                ));
+            }
+        }
         if self.cluster.threads == 0 {
             return bad("[cluster] threads must be at least 1".into());
         }
@@ -301,6 +326,15 @@ impl Experiment {
         let mut n = self.n.clone();
         n.sort_unstable();
         n
+    }
+}
+
+/// A `device` key of `section` is `cpu` or `cuda:N` (its form only: the GPU is looked for where the
+/// job runs).
+fn check_device(section: &str, device: &Option<String>) -> Result<()> {
+    match device.as_deref().map(|d| (d, d.parse::<DeviceName>())) {
+        Some((d, Err(why))) => Err(Error::Invalid(format!("{section} device = {d:?}: {why}"))),
+        _ => Ok(()),
     }
 }
 
@@ -334,6 +368,7 @@ impl TrainSpec {
         if self.checkpoint_every == Some(0) {
             return bad("[train] checkpoint_every must be at least 1".into());
         }
+        check_device("[train]", &self.device)?;
         if let Some(flag) = self.args.iter().find(|a| PLANNED_TRAIN_FLAGS.contains(&a.as_str())) {
             return bad(format!(
                 "[train] args: {flag} is set by the planner; use the [train] key instead (for example \
@@ -400,6 +435,13 @@ batch_size = 8
         assert_eq!(e.sample.count, 64);
         assert_eq!(e.sample.noise_seeds, vec![0]);
         assert!(!e.baselines.linear);
+        assert_eq!((e.train.device.as_deref(), e.sample.device.as_deref()), (None, None));
+        let gpu = MINIMAL.replace("batch_size = 8", "batch_size = 8\ndevice = \"cuda:1\"");
+        let gpu = Experiment::parse(&format!("{gpu}[sample]\ndevice = \"cuda:0\"\n")).unwrap();
+        assert_eq!(
+            (gpu.train.device.as_deref(), gpu.sample.device.as_deref()),
+            (Some("cuda:1"), Some("cuda:0"))
+        );
         // ceil(100 * 1 / 8) = 13; ceil(100 * 4 / 8) = 50; 100 * 5 / 8 = 62.5 -> capped at 50.
         assert_eq!(e.train.steps_for(1, 8), 13);
         assert_eq!(e.train.steps_for(4, 8), 50);
@@ -423,6 +465,18 @@ batch_size = 8
             (MINIMAL.replace("name = \"t\"", "name = \"a/b\""), "file name"),
             (MINIMAL.replace("batch_size = 8", "batch_size = 8\nargs = [\"--lr-halving\", \"0.5\"]"), "lr_halving = 0.25"),
             (MINIMAL.replace("batch_size = 8", "batch_size = 8\nlr_halving = 2"), "[0, 1]"),
+            (MINIMAL.replace("batch_size = 8", "batch_size = 8\ndevice = \"gpu\""), "cpu or cuda:N"),
+            (MINIMAL.replace("batch_size = 8", "batch_size = 8\ndevice = \"cuda\""), "[train] device"),
+            (
+                MINIMAL.replace("batch_size = 8", "batch_size = 8\nargs = [\"--device\", \"cuda:0\"]"),
+                "set by the planner",
+            ),
+            (format!("{MINIMAL}[sample]\ndevice = \"cuda:x\"\n"), "[sample] device"),
+            (format!("{MINIMAL}[sample]\nargs = [\"--device\", \"cuda:0\"]\n"), "[sample] key"),
+            (
+                format!("{MINIMAL}[baselines]\ndenoise_error_args = [\"--device\", \"cpu\"]\n"),
+                "denoise_error_args",
+            ),
         ];
         for (text, want) in cases {
             let err = Experiment::parse(&text).unwrap_err().to_string();

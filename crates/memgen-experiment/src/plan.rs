@@ -11,6 +11,9 @@
 //! ROOT/linear                   linear       memgen linear --data .. --n N1,N2,.. ..
 //! ROOT/report                   (the report, gathered from all of the above)
 //! ```
+//!
+//! `[train] device` becomes `--device` of the training jobs, `[sample] device` that of the jobs that
+//! run the trained networks (compare, denoise-error); the baselines run on the CPU.
 
 use crate::command::{BaselinePair, Command, Sampling, TrainCommand};
 use crate::config::Experiment;
@@ -192,6 +195,7 @@ impl Plan {
             warmup: o.warmup,
             ema_decay: o.ema_decay,
             lr_halving: o.lr_halving,
+            device: t.device.clone(),
             seed,
             checkpoint_every: t.checkpoint_every_for(steps),
             extra: t.args.clone(),
@@ -211,7 +215,8 @@ impl Plan {
         let (a, b) = (run_dir(&self.root, n, 'a'), run_dir(&self.root, n, 'b'));
         let out = compare_dir(&self.root, n, seed);
         let sampling = sampling(exp, seed, &exp.sample.args);
-        let command = Command::Compare { run_a: a, run_b: b, sampling, out: out.clone() };
+        let device = exp.sample.device.clone();
+        let command = Command::Compare { run_a: a, run_b: b, sampling, device, out: out.clone() };
         Job {
             id: format!("compare-n{n}-seed{seed}"),
             stage: Stage::Evaluate,
@@ -262,6 +267,7 @@ impl Plan {
             data: self.data_dir.clone(),
             exclude_split: largest,
             extra: exp.baselines.denoise_error_args.clone(),
+            device: exp.sample.device.clone(),
             out: out.clone(),
         };
         Job {
@@ -429,6 +435,41 @@ mod tests {
         assert!(plan.job("linear-pair-n1-seed3").is_some());
         let off = experiment("[baselines]\nlinear_pair = false\n");
         assert!(Plan::new(&off, Path::new("/exp"), Path::new("/root")).job("linear-pair-n1-seed3").is_none());
+    }
+
+    #[test]
+    fn devices_reach_the_jobs_that_run_networks() {
+        let plain = experiment("[baselines]\nlinear = true\noracle = true\n");
+        let gpu = Experiment {
+            train: crate::config::TrainSpec { device: Some("cuda:1".into()), ..plain.train.clone() },
+            sample: crate::config::SampleSpec { device: Some("cuda:0".into()), ..plain.sample.clone() },
+            ..plain.clone()
+        };
+        let [plain, gpu] = [plain, gpu].map(|e| Plan::new(&e, Path::new("/exp"), Path::new("/root")));
+        let device = |job: &Job| {
+            let args = job.args();
+            args.iter().position(|a| a == "--device").map(|i| args[i + 1].clone())
+        };
+        for (p, g) in plain.jobs.iter().zip(&gpu.jobs) {
+            assert_eq!(device(p), None, "{}: no device key, no flag", p.id);
+            let want = match g.kind {
+                JobKind::Train { .. } => Some("cuda:1"),
+                JobKind::Compare { .. } | JobKind::DenoiseError { .. } => Some("cuda:0"),
+                _ => None,
+            };
+            assert_eq!(device(g).as_deref(), want, "{}", g.id);
+            // The flag is the only change, and comes before --out (and before [train] args).
+            let mut without = g.args();
+            if let Some(i) = without.iter().position(|a| a == "--device") {
+                without.drain(i..i + 2);
+            }
+            assert_eq!(without, p.args(), "{}", g.id);
+        }
+        // Unset, the typed commands serialize as they did before the key existed.
+        let json = serde_json::to_string(&plain.jobs).unwrap();
+        assert!(!json.contains("device"), "{json}");
+        let back: Vec<Job> = serde_json::from_str(&serde_json::to_string(&gpu.jobs).unwrap()).unwrap();
+        assert_eq!(back, gpu.jobs);
     }
 
     /// The training flags of job `id`.
