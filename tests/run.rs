@@ -114,6 +114,32 @@ fn tiny_experiment_end_to_end() {
     assert_eq!(v["result"]["results"], json(&report.join("results.json")));
     assert_eq!(v["result"]["index"], report.join("index.html").to_str().unwrap());
     assert!(String::from_utf8_lossy(&again.stderr).contains("| 4 |"), "the table goes to stderr");
+    // A sampler variant adds its own compare and linear-pair jobs and reuses everything else.
+    let text = std::fs::read_to_string(&exp).unwrap();
+    let variant = "[[sample.variants]]\nname = \"ddim-5\"\nargs = [\"--sampler\", \"ddim\", \"--ddim-steps\", \"5\"]\n";
+    std::fs::write(&exp, format!("{text}{variant}")).unwrap();
+    let again = memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("4 jobs run, 16 already finished"), "{err}");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("sampler ddim-5"));
+    let res = json(&report.join("results.json"));
+    let v = &res["variants"][0];
+    assert_eq!((v["name"].as_str(), v["args"][3].as_str()), (Some("ddim-5"), Some("5")));
+    for (main, row) in res["rows"].as_array().unwrap().iter().zip(v["rows"].as_array().unwrap()) {
+        assert_eq!((&row["n"], &row["train_a"], &row["denoise_b"]), (&main["n"], &main["train_a"], &main["denoise_b"]));
+        assert_eq!(row["models"]["draws"], 6);
+        assert!(row["oracle"].is_null() && row["verdict"]["verdict"].is_string());
+        // Another sampler, other samples from the same networks and noise.
+        assert_ne!(row["models"]["corr_ab"], main["models"]["corr_ab"]);
+        if row["n"] == 4 {
+            // (At N = 1 either sampler's linear pair returns the two training images.)
+            assert_ne!(row["linear_pair"]["corr_ab"], main["linear_pair"]["corr_ab"]);
+        }
+    }
+    let csv = std::fs::read_to_string(report.join("results-ddim-5.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(report.join("samples-n4-ddim-5.png").is_file());
+    assert!(std::fs::read_to_string(report.join("index.html")).unwrap().contains("Sampler ddim-5"));
     // Changing the training steps conflicts with the finished trainings.
     let exp2 = experiment(tmp.path(), 41);
     let msg = fails_with(
@@ -299,7 +325,7 @@ fn shipped_experiments_plan() {
     names.sort();
     assert_eq!(
         names,
-        ["calpha-blind", "demo", "faces-32", "faces-80", "fashion-mnist", "gaussian", "olivetti"]
+        ["calpha-blind", "demo", "demo-paper", "faces-32", "faces-80", "fashion-mnist", "gaussian", "olivetti"]
     );
 }
 

@@ -27,6 +27,10 @@
 //! # device = "cuda:0"                 # --device of the jobs that run the trained networks
 //!                                     # (compare, denoise-error); the baselines run on the CPU
 //!
+//! # [[sample.variants]]               # further samplers on the same pairs and noise, each
+//! # name = "ddim-20"                  # with its own compare and linear-pair jobs and table
+//! # args = ["--sampler", "ddim", "--ddim-steps", "20"]
+//!
 //! [baselines]
 //! linear = true
 //! oracle = true
@@ -157,6 +161,22 @@ pub struct SampleSpec {
     /// The baselines (oracle, linear pair, linear) run on the CPU whatever it is. Not set: no
     /// flag, the CPU.
     pub device: Option<String>,
+    /// Further samplers (`[[sample.variants]]`), each run on the same pairs of networks with the
+    /// same noise seeds and count: its own compare jobs and, where the linear pair is on, its own
+    /// linear-pair jobs (the control under the same sampler), reported in a table of their own.
+    #[serde(default)]
+    pub variants: Vec<SamplerVariant>,
+}
+
+/// One further sampler of `[sample] variants`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerVariant {
+    /// Names the variant's jobs and directories (`compare-nN-seedS-NAME`,
+    /// `compare/nN-seed-S-NAME`): letters, digits, '.', '_' and '-'.
+    pub name: String,
+    /// Sampler flags of `memgen compare` in place of `[sample] args` (and of the linear pair's).
+    pub args: Vec<String>,
 }
 
 /// Baselines run on the same training sets.
@@ -231,7 +251,13 @@ pub struct ClusterSpec {
 
 impl Default for SampleSpec {
     fn default() -> Self {
-        SampleSpec { noise_seeds: default_seeds(), count: default_count(), args: Vec::new(), device: None }
+        SampleSpec {
+            noise_seeds: default_seeds(),
+            count: default_count(),
+            args: Vec::new(),
+            device: None,
+            variants: Vec::new(),
+        }
     }
 }
 
@@ -304,11 +330,13 @@ impl Experiment {
             return bad("[sample] needs at least one noise seed and a count of at least 1".into());
         }
         check_device("[sample]", &self.sample.device)?;
+        check_variants(&self.sample.variants)?;
         let sampler_args = [
-            ("[sample] args", &self.sample.args),
-            ("[baselines] denoise_error_args", &self.baselines.denoise_error_args),
+            ("[sample] args".to_string(), &self.sample.args),
+            ("[baselines] denoise_error_args".to_string(), &self.baselines.denoise_error_args),
         ];
-        for (what, args) in sampler_args {
+        let variant_args = self.sample.variants.iter().map(|v| (format!("[[sample.variants]] {:?}: args", v.name), &v.args));
+        for (what, args) in sampler_args.into_iter().chain(variant_args) {
             if args.iter().any(|a| a == "--device") {
                 return bad(format!(
                     "{what}: --device is set by the planner; use the [sample] key instead (device = \"cuda:0\")"
@@ -327,6 +355,24 @@ impl Experiment {
         n.sort_unstable();
         n
     }
+}
+
+/// Variant names are unique and usable in job ids and directory names.
+fn check_variants(variants: &[SamplerVariant]) -> Result<()> {
+    let usable = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    for (i, v) in variants.iter().enumerate() {
+        if v.name.is_empty() || !v.name.chars().all(usable) {
+            return Err(Error::Invalid(format!(
+                "[[sample.variants]] name {:?}: expected letters, digits, '.', '_' or '-' (it names the \
+                 variant's jobs and directories)",
+                v.name
+            )));
+        }
+        if variants[..i].iter().any(|w| w.name == v.name) {
+            return Err(Error::Invalid(format!("[[sample.variants]] name {:?} is used twice", v.name)));
+        }
+    }
+    Ok(())
 }
 
 /// A `device` key of `section` is `cpu` or `cuda:N` (its form only: the GPU is looked for where the
@@ -477,6 +523,17 @@ batch_size = 8
                 format!("{MINIMAL}[baselines]\ndenoise_error_args = [\"--device\", \"cpu\"]\n"),
                 "denoise_error_args",
             ),
+            (format!("{MINIMAL}[[sample.variants]]\nname = \"a/b\"\nargs = []\n"), "letters, digits"),
+            (format!("{MINIMAL}[[sample.variants]]\nname = \"\"\nargs = []\n"), "letters, digits"),
+            (
+                format!("{MINIMAL}[[sample.variants]]\nname = \"x\"\nargs = []\n[[sample.variants]]\nname = \"x\"\nargs = []\n"),
+                "used twice",
+            ),
+            (
+                format!("{MINIMAL}[[sample.variants]]\nname = \"x\"\nargs = [\"--device\", \"cpu\"]\n"),
+                "\"x\": args",
+            ),
+            (format!("{MINIMAL}[[sample.variants]]\nname = \"x\"\n"), "missing field `args`"),
         ];
         for (text, want) in cases {
             let err = Experiment::parse(&text).unwrap_err().to_string();

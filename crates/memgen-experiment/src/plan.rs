@@ -12,11 +12,14 @@
 //! ROOT/report                   (the report, gathered from all of the above)
 //! ```
 //!
+//! Each `[[sample.variants]]` entry NAME adds `compare-nN-seedS-NAME` (ROOT/compare/nN-seed-S-NAME)
+//! and, where the linear pair is on, `linear-pair-nN-seedS-NAME`, with the variant's sampler flags.
+//!
 //! `[train] device` becomes `--device` of the training jobs, `[sample] device` that of the jobs that
 //! run the trained networks (compare, denoise-error); the baselines run on the CPU.
 
 use crate::command::{BaselinePair, Command, Sampling, TrainCommand};
-use crate::config::Experiment;
+use crate::config::{Experiment, SamplerVariant};
 use memgen_diffusion::model::ModelConfig;
 use memgen_diffusion::train::TrainDefaults;
 use serde::{Deserialize, Serialize};
@@ -49,9 +52,20 @@ impl Stage {
 pub enum JobKind {
     Prepare,
     Train { n: usize, side: char, steps: usize },
-    Compare { n: usize, noise_seed: u64 },
+    Compare {
+        n: usize,
+        noise_seed: u64,
+        /// The `[[sample.variants]]` name; none: `[sample] args`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        variant: Option<String>,
+    },
     Oracle { n: usize, noise_seed: u64 },
-    LinearPair { n: usize, noise_seed: u64 },
+    LinearPair {
+        n: usize,
+        noise_seed: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        variant: Option<String>,
+    },
     DenoiseError { n: usize, side: char },
     Linear,
 }
@@ -93,6 +107,26 @@ pub fn run_dir(root: &Path, n: usize, side: char) -> PathBuf {
 /// `ROOT/compare/nN-seed-S`.
 pub fn compare_dir(root: &Path, n: usize, seed: u64) -> PathBuf {
     root.join("compare").join(format!("n{n}-seed-{seed}"))
+}
+
+/// `DIR-NAME` for sampler variant NAME, `DIR` itself for `[sample] args`.
+pub fn for_variant(dir: PathBuf, variant: Option<&str>) -> PathBuf {
+    match variant {
+        Some(name) => {
+            let mut s = dir.into_os_string();
+            s.push(format!("-{name}"));
+            PathBuf::from(s)
+        }
+        None => dir,
+    }
+}
+
+/// `ID-NAME` for sampler variant NAME, `ID` itself for `[sample] args`.
+fn id_for_variant(id: String, variant: Option<&SamplerVariant>) -> String {
+    match variant {
+        Some(v) => format!("{id}-{}", v.name),
+        None => id,
+    }
 }
 
 /// `ROOT/oracle/nN-seed-S`.
@@ -162,12 +196,18 @@ impl Plan {
                 }
             }
             for &seed in &exp.sample.noise_seeds {
-                jobs.push(plan.compare_job(exp, n, seed));
+                jobs.push(plan.compare_job(exp, n, seed, None));
                 if exp.baselines.oracle {
                     jobs.push(plan.oracle_job(exp, n, seed, &data_deps));
                 }
                 if exp.baselines.linear_pair {
-                    jobs.push(plan.linear_pair_job(exp, n, seed, blind, &data_deps));
+                    jobs.push(plan.linear_pair_job(exp, n, seed, blind, None, &data_deps));
+                }
+                for v in &exp.sample.variants {
+                    jobs.push(plan.compare_job(exp, n, seed, Some(v)));
+                    if exp.baselines.linear_pair {
+                        jobs.push(plan.linear_pair_job(exp, n, seed, blind, Some(v), &data_deps));
+                    }
                 }
             }
         }
@@ -211,16 +251,18 @@ impl Plan {
         }
     }
 
-    fn compare_job(&self, exp: &Experiment, n: usize, seed: u64) -> Job {
+    /// The comparison of pair N under `[sample] args` or under a sampler variant.
+    fn compare_job(&self, exp: &Experiment, n: usize, seed: u64, variant: Option<&SamplerVariant>) -> Job {
         let (a, b) = (run_dir(&self.root, n, 'a'), run_dir(&self.root, n, 'b'));
-        let out = compare_dir(&self.root, n, seed);
-        let sampling = sampling(exp, seed, &exp.sample.args);
+        let name = variant.map(|v| v.name.as_str());
+        let out = for_variant(compare_dir(&self.root, n, seed), name);
+        let sampling = sampling(exp, seed, variant.map_or(&exp.sample.args, |v| &v.args));
         let device = exp.sample.device.clone();
         let command = Command::Compare { run_a: a, run_b: b, sampling, device, out: out.clone() };
         Job {
-            id: format!("compare-n{n}-seed{seed}"),
+            id: id_for_variant(format!("compare-n{n}-seed{seed}"), variant),
             stage: Stage::Evaluate,
-            kind: JobKind::Compare { n, noise_seed: seed },
+            kind: JobKind::Compare { n, noise_seed: seed, variant: name.map(str::to_string) },
             command,
             deps: vec![format!("train-n{n}-a"), format!("train-n{n}-b")],
             output: out,
@@ -240,18 +282,31 @@ impl Plan {
         }
     }
 
-    /// The linear pair of N and a noise seed; `blind` (the experiment's network is blind): its blind
-    /// form under the blind sampler, as the networks are sampled.
-    fn linear_pair_job(&self, exp: &Experiment, n: usize, seed: u64, blind: bool, deps: &[String]) -> Job {
-        let mut sampler = exp.baselines.linear_pair_args.clone().unwrap_or_else(|| exp.sample.args.clone());
+    /// The linear pair of N and a noise seed, under the networks' sampler (`linear_pair_args`, else
+    /// `[sample] args`; a variant's own flags); `blind` (the experiment's network is blind): its
+    /// blind form under the blind sampler, as the networks are sampled.
+    fn linear_pair_job(
+        &self,
+        exp: &Experiment,
+        n: usize,
+        seed: u64,
+        blind: bool,
+        variant: Option<&SamplerVariant>,
+        deps: &[String],
+    ) -> Job {
+        let mut sampler = match variant {
+            Some(v) => v.args.clone(),
+            None => exp.baselines.linear_pair_args.clone().unwrap_or_else(|| exp.sample.args.clone()),
+        };
         if blind && !sampler.iter().any(|a| a == "--blind") {
             sampler.push("--blind".to_string());
         }
-        let out = linear_pair_dir(&self.root, n, seed);
+        let name = variant.map(|v| v.name.as_str());
+        let out = for_variant(linear_pair_dir(&self.root, n, seed), name);
         Job {
-            id: format!("linear-pair-n{n}-seed{seed}"),
+            id: id_for_variant(format!("linear-pair-n{n}-seed{seed}"), variant),
             stage: Stage::Evaluate,
-            kind: JobKind::LinearPair { n, noise_seed: seed },
+            kind: JobKind::LinearPair { n, noise_seed: seed, variant: name.map(str::to_string) },
             command: self.baseline(exp, BaselinePair::Linear, &sampler, n, seed, &out),
             deps: deps.to_vec(),
             output: out,
@@ -414,6 +469,38 @@ mod tests {
         assert_eq!(lp.args()[..6], ["compare", "--linear", "--data", "/root/x/data", "--n", "10"]);
         assert_eq!(lp.output, Path::new("/root/x/linear-pair/n10-seed-4"));
         assert_eq!(lp.deps, ["prepare"]);
+    }
+
+    #[test]
+    fn sampler_variants_add_their_own_comparisons() {
+        let variants = "[[sample.variants]]\nname = \"beta-0.01\"\nargs = [\"--beta\", \"0.01\"]\n";
+        let plain = Plan::new(&experiment(""), Path::new("/exp"), Path::new("/r"));
+        let exp = experiment(variants);
+        let plan = Plan::new(&exp, Path::new("/exp"), Path::new("/r"));
+        // The plain jobs are unchanged; each (N, seed) gains a compare and a linear-pair job.
+        let extra: Vec<&str> =
+            plan.jobs.iter().filter(|j| plain.job(&j.id).is_none()).map(|j| j.id.as_str()).collect();
+        assert_eq!(extra.len(), 2 * 2 * 2, "{extra:?}");
+        for j in &plain.jobs {
+            assert_eq!(plan.job(&j.id), Some(j), "{}", j.id);
+        }
+        let c = plan.job("compare-n10-seed4-beta-0.01").unwrap();
+        assert_eq!(c.output, Path::new("/r/compare/n10-seed-4-beta-0.01"));
+        assert_eq!(c.kind, JobKind::Compare { n: 10, noise_seed: 4, variant: Some("beta-0.01".into()) });
+        assert_eq!(c.deps, ["train-n10-a", "train-n10-b"]);
+        let args = c.args();
+        assert!(args.windows(2).any(|w| w == ["--beta", "0.01"]), "{args:?}");
+        assert_eq!(args[args.len() - 2..], ["--out", "/r/compare/n10-seed-4-beta-0.01"]);
+        let lp = plan.job("linear-pair-n1-seed3-beta-0.01").unwrap();
+        assert_eq!(lp.output, Path::new("/r/linear-pair/n1-seed-3-beta-0.01"));
+        assert!(lp.args().windows(2).any(|w| w == ["--beta", "0.01"]));
+        // No oracle under a variant; no linear pair when it is off.
+        let off = experiment(&format!("{variants}[baselines]\nlinear_pair = false\noracle = true\n"));
+        let off = Plan::new(&off, Path::new("/exp"), Path::new("/r"));
+        let ids: Vec<&str> = off.jobs.iter().map(|j| j.id.as_str()).filter(|i| i.ends_with("beta-0.01")).collect();
+        assert_eq!(ids, ["compare-n1-seed3-beta-0.01", "compare-n1-seed4-beta-0.01", "compare-n10-seed3-beta-0.01", "compare-n10-seed4-beta-0.01"]);
+        // Plain jobs serialize without a variant field, as before.
+        assert!(!serde_json::to_string(&plain.jobs).unwrap().contains("variant"));
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! The report of an experiment, `ROOT/report/`: results.json and results.csv (one row per N), the
-//! transition figures (SVG + PNG), the linear baseline's figures, one image panel per N, and
-//! index.html, a single self-contained page (every image inlined) with all of it and the experiment
-//! file.
+//! The report of an experiment, `ROOT/report/`: results.json and results.csv (one row per N;
+//! results-NAME.csv for each sampler variant), the transition figures (SVG + PNG), the linear
+//! baseline's figures, one image panel per N (and per variant), and index.html, a single
+//! self-contained page (every image inlined) with all of it and the experiment file.
 
-use crate::plan::{compare_dir, linear_dir, Plan};
-use crate::results::Results;
+use crate::plan::{compare_dir, for_variant, linear_dir, Plan};
+use crate::results::{Results, RowTables, VariantResults};
 use crate::{Error, Result};
 use memgen_io::write_json;
 use memgen_plot::html::{Block, Page};
@@ -36,6 +36,12 @@ pub fn write(plan: &Plan, results: &Results, experiment_text: &str) -> Result<Wr
     blocks.extend(results.verdicts().map(Block::Paragraph));
     blocks.push(headline_block(results));
     blocks.extend(results.linear_pair_notes().into_iter().map(Block::Paragraph));
+    for v in &results.variants {
+        let csv = dir.join(format!("results-{}.csv", v.name));
+        memgen_io::write_atomic(&csv, v.csv().as_bytes())?;
+        files.push(csv);
+        blocks.extend(variant_blocks(results, v));
+    }
     let (transition, fractions) = (transition_series(results), fraction_series(results));
     let figures = [
         ("transition", plot_of(results, TRANSITION_TITLE, "median correlation", &transition), "Median correlations against N. Memorization: samples correlate ~1 with their own training set and not with each other; generalization: the two models, trained on disjoint sets, produce the same image from the same noise (corr(x_A, x_B) → 1) that is in neither training set."),
@@ -62,13 +68,17 @@ pub fn write(plan: &Plan, results: &Results, experiment_text: &str) -> Result<Wr
         "Each row is one noise draw: the sample of model A, its nearest image in S_A, the sample of model B (with corr(x_A, x_B)), its nearest image in S_B.".into(),
     ));
     let seed = results.experiment.sample.noise_seeds[0];
-    for row in &results.rows {
-        let src = compare_dir(&plan.root, row.n, seed).join("compare.png");
-        if let Ok(bytes) = std::fs::read(&src) {
-            let dst = dir.join(format!("samples-n{}.png", row.n));
+    let variants = results.variants.iter().map(|v| Some(v.name.as_str()));
+    for variant in std::iter::once(None).chain(variants) {
+        for row in &results.rows {
+            let src = for_variant(compare_dir(&plan.root, row.n, seed), variant).join("compare.png");
+            let Ok(bytes) = std::fs::read(&src) else { continue };
+            let suffix = variant.map_or(String::new(), |name| format!("-{name}"));
+            let dst = dir.join(format!("samples-n{}{suffix}.png", row.n));
             memgen_io::write_atomic(&dst, &bytes)?;
             files.push(dst);
-            blocks.push(Block::Png { caption: format!("N = {} (noise seed {seed})", row.n), bytes });
+            let sampler = variant.map_or(String::new(), |name| format!(", sampler {name}"));
+            blocks.push(Block::Png { caption: format!("N = {} (noise seed {seed}{sampler})", row.n), bytes });
         }
     }
     blocks.push(Block::Heading("Experiment".into()));
@@ -95,8 +105,29 @@ fn save_svg(dir: &Path, name: &str, svg: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The table, verdicts and linear-pair notes of sampler variant `v`.
+fn variant_blocks(r: &Results, v: &VariantResults) -> Vec<Block> {
+    let mut blocks = vec![
+        Block::Heading(format!("Sampler {}", v.name)),
+        Block::Paragraph(format!(
+            "The same pairs of networks and noise, sampled with `{}` (the linear pair too); training, the \
+             linear baseline and the denoising errors are those above. No oracle under this sampler.",
+            v.args.join(" ")
+        )),
+    ];
+    blocks.extend(v.verdicts().map(Block::Paragraph));
+    blocks.push(table_block(r, v));
+    blocks.extend(v.linear_pair_notes().into_iter().map(Block::Paragraph));
+    blocks
+}
+
 fn headline_block(r: &Results) -> Block {
-    let (header, rows) = r.table();
+    table_block(r, r)
+}
+
+/// The headline table of `rows` (the main rows or a variant's) with its caption.
+fn table_block(r: &Results, rows: &dyn RowTables) -> Block {
+    let (header, rows) = rows.table();
     Block::Table {
         caption: Some(format!(
             "Medians over {} noise draws per N; memorized / agree: fraction above corr {}. Linear pair: the Gaussian denoisers of S_A(N) and S_B(N) (their sets' mean and covariance), sampled with the same sampler and noise. In range: fraction of the networks' samples with every pixel in [-0.25, 1.25]. Held-out vs S_A: fresh images' best correlation to S_A (the novelty reference). Test/train MSE and test MSE / linear's: each network's denoising error at the σ nearest 0.1 on held-out images over its error on its training images, and over the test error of the Gaussian denoiser of its training set. Verdicts: README, \"Verdicts\".",
