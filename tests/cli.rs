@@ -252,6 +252,18 @@ fn train_resume_and_sample_from_the_command_line() {
     let log = std::fs::read_to_string(run.join("train.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 6, "{log}");
     assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap().trim(), "step-00000006");
+    // A run recorded on a device this build cannot use: a usage error naming config.json, nothing
+    // changed.
+    if !cfg!(feature = "cuda") {
+        let config = run.join("config.json");
+        let original = std::fs::read_to_string(&config).unwrap();
+        assert!(original.contains("\"device\": \"cpu\""), "{original}");
+        std::fs::write(&config, original.replace("\"device\": \"cpu\"", "\"device\": \"cuda:0\"")).unwrap();
+        let msg = fails_with(&memgen(&["train", "--resume", run.to_str().unwrap(), "--steps", "8"]), USAGE);
+        assert!(msg.contains("config.json") && msg.contains("cuda:0") && msg.contains("--features cuda"), "{msg}");
+        assert_eq!(std::fs::read_to_string(run.join("train.jsonl")).unwrap().lines().count(), 6);
+        std::fs::write(&config, original).unwrap();
+    }
 
     // Sampling twice with one seed gives identical bytes; another seed differs.
     let s = |seed: &str, dir: &str| {

@@ -54,15 +54,15 @@ pub struct RunOpts {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  cargo run --release -- demo\n  \
 memgen demo --jobs 2 --out runs/demo\n  \
-memgen demo --paper          # the paper's setup: blind networks, N = 10 to 10^4 (~12 min on 2 cores)\n  \
+memgen demo --paper          # the paper's setup: blind networks, N = 10 to 10^4 (~13 min on 2 cores)\n  \
 memgen --json demo --quiet   # the report's results as one JSON object on stdout")]
 pub struct DemoArgs {
     #[command(flatten)]
     pub opts: RunOpts,
     /// The paper's way (experiments/demo-paper.toml): two blind bias-free networks (blind-tiny) per
-    /// N = 10, 100, 1000, 10^4, trained ~90 epochs (7,000 steps at batch 128 for N = 10^4, 2,000
-    /// for the smaller sets), the stochastic sampler at beta = 0.5, beside the linear pair and the
-    /// denoising errors; about 12 minutes on 2 cores. Without it: a time-conditioned UNet, N = 1 to
+    /// N = 10, 100, 10^4 (7,000 steps at batch 128 for N = 10^4, 4,500 for the smaller sets), the
+    /// stochastic sampler at beta = 0.5, beside the linear pair and the denoising errors; about 13
+    /// minutes on 2 cores. Without it: a time-conditioned UNet, N = 1 to
     /// 1000, DDIM (experiments/demo.toml). Default output: runs/demo-paper.
     #[arg(long)]
     pub paper: bool,

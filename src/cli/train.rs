@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use memgen_diffusion::checkpoint;
 use memgen_diffusion::optim::AdamWConfig;
-use memgen_diffusion::run::{device, load_training_data, DataRef, RunConfig, Selection, Side};
+use memgen_diffusion::run::{load_training_data, parse_device, DataRef, RunConfig, Selection, Side};
 use memgen_diffusion::schedule::{BetaSchedule, ScheduleConfig};
 use memgen_diffusion::train::{fit, FitOptions, LrDecay, TrainConfig, TrainDefaults, Trainer};
 use memgen_diffusion::ModelConfig;
@@ -207,6 +207,13 @@ fn resume(dir: &Path, steps: Option<usize>, quiet: bool, force: bool) -> Result<
     if let Some(version) = forced {
         eprintln!("note: resuming a run written by memgen {version} with memgen {} (--force)", run_cfg.memgen_version);
     }
+    let dev = parse_device(&run_cfg.device).map_err(|why| {
+        super::output::usage(format!(
+            "--resume {}: its config.json records device {}, which this memgen cannot use: {why}",
+            dir.display(),
+            run_cfg.device
+        ))
+    })?;
     if let Some(s) = steps {
         run_cfg.train.steps = s;
         run_cfg.train.validate()?;
@@ -220,7 +227,6 @@ fn resume(dir: &Path, steps: Option<usize>, quiet: bool, force: bool) -> Result<
             run_cfg.threads, run_cfg.threads
         );
     }
-    let dev = device(&run_cfg.device)?;
     let (images, _) = load_training_data(&run_cfg.data, &dev)?;
     let mut trainer = if checkpoint::latest(dir)?.is_some() {
         Trainer::resume(run_cfg.train.clone(), images, dir)?
