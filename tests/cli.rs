@@ -260,7 +260,10 @@ fn train_resume_and_sample_from_the_command_line() {
         assert!(original.contains("\"device\": \"cpu\""), "{original}");
         std::fs::write(&config, original.replace("\"device\": \"cpu\"", "\"device\": \"cuda:0\"")).unwrap();
         let msg = fails_with(&memgen(&["train", "--resume", run.to_str().unwrap(), "--steps", "8"]), USAGE);
-        assert!(msg.contains("config.json") && msg.contains("cuda:0") && msg.contains("--features cuda"), "{msg}");
+        assert!(
+            msg.contains("config.json") && msg.contains("cuda:0") && msg.contains("--features cuda"),
+            "{msg}"
+        );
         assert_eq!(std::fs::read_to_string(run.join("train.jsonl")).unwrap().lines().count(), 6);
         std::fs::write(&config, original).unwrap();
     }

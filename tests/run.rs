@@ -116,7 +116,8 @@ fn tiny_experiment_end_to_end() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("| 4 |"), "the table goes to stderr");
     // A sampler variant adds its own compare and linear-pair jobs and reuses everything else.
     let text = std::fs::read_to_string(&exp).unwrap();
-    let variant = "[[sample.variants]]\nname = \"ddim-5\"\nargs = [\"--sampler\", \"ddim\", \"--ddim-steps\", \"5\"]\n";
+    let variant =
+        "[[sample.variants]]\nname = \"ddim-5\"\nargs = [\"--sampler\", \"ddim\", \"--ddim-steps\", \"5\"]\n";
     std::fs::write(&exp, format!("{text}{variant}")).unwrap();
     let again = memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
     let err = String::from_utf8_lossy(&again.stderr);
@@ -126,7 +127,10 @@ fn tiny_experiment_end_to_end() {
     let v = &res["variants"][0];
     assert_eq!((v["name"].as_str(), v["args"][3].as_str()), (Some("ddim-5"), Some("5")));
     for (main, row) in res["rows"].as_array().unwrap().iter().zip(v["rows"].as_array().unwrap()) {
-        assert_eq!((&row["n"], &row["train_a"], &row["denoise_b"]), (&main["n"], &main["train_a"], &main["denoise_b"]));
+        assert_eq!(
+            (&row["n"], &row["train_a"], &row["denoise_b"]),
+            (&main["n"], &main["train_a"], &main["denoise_b"])
+        );
         assert_eq!(row["models"]["draws"], 6);
         assert!(row["oracle"].is_null() && row["verdict"]["verdict"].is_string());
         // Another sampler, other samples from the same networks and noise.
@@ -325,7 +329,16 @@ fn shipped_experiments_plan() {
     names.sort();
     assert_eq!(
         names,
-        ["calpha-blind", "demo", "demo-paper", "faces-32", "faces-80", "fashion-mnist", "gaussian", "olivetti"]
+        [
+            "calpha-blind",
+            "demo",
+            "demo-paper",
+            "faces-32",
+            "faces-80",
+            "fashion-mnist",
+            "gaussian",
+            "olivetti"
+        ]
     );
 }
 

@@ -1,60 +1,21 @@
 //! The blind, bias-free UNet (blind.rs) and its stochastic-ascent sampler (sampler/blind.rs).
 
+mod common;
+
 use candle::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
+use common::{build, randomise_norms, tensor, uniform, values};
 use memgen_diffusion::blind::{trainable_vars, BfBatchNorm, BlindConfig, BlindUNet, GAIN_INIT_STD};
 use memgen_diffusion::init::seeded_var_builder;
-use memgen_diffusion::noise::keyed_rng;
 use memgen_diffusion::sampler::blind::{sample_blind, BlindSample, BlindSamplerConfig};
 use memgen_diffusion::{Denoiser, NoiseSource};
-use rand::Rng;
 use std::cell::RefCell;
 use std::path::PathBuf;
 
 type R<T = ()> = candle::Result<T>;
 
-fn build(cfg: &BlindConfig, seed: u64, dtype: DType) -> R<(VarMap, BlindUNet)> {
-    let vm = VarMap::new();
-    let net = BlindUNet::new(cfg, seeded_var_builder(&vm, seed, dtype, &Device::Cpu))?;
-    Ok((vm, net))
-}
-
 fn var(vm: &VarMap, name: &str) -> Var {
     vm.data().lock().unwrap().get(name).unwrap_or_else(|| panic!("no variable {name}")).clone()
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
-/// Uniform values in [lo, hi) from a seeded stream.
-fn uniform(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-    let mut rng = keyed_rng([0xb11d, seed, 0, 0]);
-    (0..n).map(|_| rng.random_range(lo..hi)).collect()
-}
-
-fn tensor(seed: u64, shape: &[usize], lo: f64, hi: f64, dtype: DType) -> Tensor {
-    let n = shape.iter().product();
-    Tensor::from_vec(uniform(seed, n, lo, hi), shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
-}
-
-/// Overwrites every batch-norm gain with values of size ~1 (either sign) and every running std with
-/// values in [0.5, 2], so that tests exercise more than the tiny initial gains.
-fn randomise_norms(vm: &VarMap, seed: u64) {
-    let data = vm.data().lock().unwrap();
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    for (i, name) in names.into_iter().enumerate() {
-        let v = &data[name];
-        let (lo, hi) = if name.ends_with(".gain") {
-            (-1.5, 1.5)
-        } else if name.ends_with(".running_sd") {
-            (0.5, 2.0)
-        } else {
-            continue;
-        };
-        v.set(&tensor(seed + i as u64, v.dims(), lo, hi, v.dtype())).unwrap();
-    }
 }
 
 fn model_toml(name: &str) -> (String, BlindConfig) {
@@ -104,7 +65,7 @@ fn parameter_counts_match_the_varmap_and_the_torch_reference() {
         (BlindConfig::tiny(), 114_496, 16 + 32 + 32 + 64 + 64 + 32 + 32 + 16),
         (BlindConfig::paper(), 7_659_264, 64 + 2 * 128 + 2 * 256 + 2 * 512 + 2 * 256 + 2 * 128 + 64),
     ] {
-        let (vm, _) = build(&cfg, 0, DType::F32).unwrap();
+        let (vm, _) = build(&cfg, 0, DType::F32);
         let trainable: usize = trainable_vars(&vm).iter().map(|v| v.elem_count()).sum();
         let all: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
         assert_eq!(cfg.parameter_count(), trainable, "{cfg:?}");
@@ -124,7 +85,7 @@ fn parameter_counts_match_the_varmap_and_the_torch_reference() {
 
 #[test]
 fn forward_shape_dtype_and_input_checks() -> R {
-    let (_, net) = build(&BlindConfig::tiny(), 1, DType::F32)?;
+    let (_, net) = build(&BlindConfig::tiny(), 1, DType::F32);
     let y = tensor(1, &[3, 1, 16, 16], 0.0, 1.0, DType::F32);
     for train in [false, true] {
         let f = net.forward_t(&y, train)?;
@@ -133,7 +94,7 @@ fn forward_shape_dtype_and_input_checks() -> R {
         assert!(values(&f).iter().all(|v| v.is_finite()));
     }
     // The residual takes both signs (no ReLU or other clipping after the last conv).
-    let (vm2, net2) = build(&BlindConfig::tiny(), 1, DType::F32)?;
+    let (vm2, net2) = build(&BlindConfig::tiny(), 1, DType::F32);
     randomise_norms(&vm2, 10);
     let f = values(&net2.forward_t(&y, false)?);
     assert!(f.iter().any(|&v| v < 0.0) && f.iter().any(|&v| v > 0.0));
@@ -155,9 +116,9 @@ fn forward_shape_dtype_and_input_checks() -> R {
 #[test]
 fn initialisation_is_seeded_and_follows_the_paper() -> R {
     let cfg = BlindConfig::paper();
-    let (vm, _) = build(&cfg, 7, DType::F32)?;
-    let (vm2, _) = build(&cfg, 7, DType::F32)?;
-    let (vm3, _) = build(&cfg, 8, DType::F32)?;
+    let (vm, _) = build(&cfg, 7, DType::F32);
+    let (vm2, _) = build(&cfg, 7, DType::F32);
+    let (vm3, _) = build(&cfg, 8, DType::F32);
     let w = values(&var(&vm, "mid.1.weight"));
     assert_eq!(w, values(&var(&vm2, "mid.1.weight")));
     assert_ne!(w, values(&var(&vm3, "mid.1.weight")));
@@ -182,7 +143,7 @@ fn initialisation_is_seeded_and_follows_the_paper() -> R {
     drop(data);
     // An existing (e.g. trained, loaded) gain is used as it is, not clamped again.
     let tiny = BlindConfig::tiny();
-    let (vm, _) = build(&tiny, 1, DType::F32)?;
+    let (vm, _) = build(&tiny, 1, DType::F32);
     var(&vm, "mid.0.bn.gain").set(&Tensor::full(0.5f32, 64, &Device::Cpu)?)?;
     let _again = BlindUNet::new(&tiny, seeded_var_builder(&vm, 1, DType::F32, &Device::Cpu))?;
     assert!(values(&var(&vm, "mid.0.bn.gain")).iter().all(|&g| g == 0.5));
@@ -191,7 +152,7 @@ fn initialisation_is_seeded_and_follows_the_paper() -> R {
 
 #[test]
 fn eval_mode_is_positively_homogeneous() -> R {
-    let (vm, net) = build(&BlindConfig::tiny(), 3, DType::F32)?;
+    let (vm, net) = build(&BlindConfig::tiny(), 3, DType::F32);
     randomise_norms(&vm, 30);
     let y = tensor(4, &[4, 1, 16, 16], 0.0, 1.0, DType::F32);
     let f = values(&net.forward_t(&y, false)?);
@@ -256,7 +217,7 @@ fn batch_norm_by_hand() -> R {
 #[test]
 fn running_stds_are_checkpointed_and_never_trained() -> R {
     let cfg = BlindConfig::tiny();
-    let (vm, net) = build(&cfg, 5, DType::F32)?;
+    let (vm, net) = build(&cfg, 5, DType::F32);
     let y = tensor(5, &[8, 1, 16, 16], 0.0, 1.0, DType::F32);
     let before = values(&net.forward_t(&y, false)?);
     let loss = net.forward_t(&y, true)?.sqr()?.sum_all()?;
@@ -277,7 +238,7 @@ fn running_stds_are_checkpointed_and_never_trained() -> R {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blind.safetensors");
     vm.save(&path)?;
-    let (mut vm2, net2) = build(&cfg, 99, DType::F32)?;
+    let (mut vm2, net2) = build(&cfg, 99, DType::F32);
     assert_ne!(values(&net2.forward_t(&y, false)?), after);
     vm2.load(&path)?;
     assert_eq!(values(&net2.forward_t(&y, false)?), after);
@@ -288,7 +249,7 @@ fn running_stds_are_checkpointed_and_never_trained() -> R {
 /// listed parameter and of the input.
 fn gradient_check(train: bool) -> R {
     let cfg = BlindConfig { base_channels: 4, num_blocks: 2, ..BlindConfig::default() };
-    let (vm, net) = build(&cfg, 11, DType::F64)?;
+    let (vm, net) = build(&cfg, 11, DType::F64);
     randomise_norms(&vm, 40);
     let y = Var::from_tensor(&tensor(12, &[3, 1, 8, 8], 0.0, 1.0, DType::F64))?;
     let w = tensor(13, &[3, 1, 8, 8], -1.0, 1.0, DType::F64);
@@ -519,7 +480,7 @@ fn models_share_noise_and_batches_do_not_matter() -> R {
 
 #[test]
 fn sampler_runs_the_blind_unet() -> R {
-    let (vm, net) = build(&BlindConfig::tiny(), 2, DType::F32)?;
+    let (vm, net) = build(&BlindConfig::tiny(), 2, DType::F32);
     randomise_norms(&vm, 60);
     let cfg = BlindSamplerConfig { max_steps: 4, ..BlindSamplerConfig::default() };
     let noise = NoiseSource::new(5);
@@ -543,7 +504,7 @@ fn sampler_runs_the_blind_unet() -> R {
 fn bench_blind_tiny_16x16_batch_128() -> R {
     use candle_nn::Optimizer;
     let cfg = BlindConfig::tiny();
-    let (vm, net) = build(&cfg, 0, DType::F32)?;
+    let (vm, net) = build(&cfg, 0, DType::F32);
     let batch = 128;
     let x = tensor(1, &[batch, 1, 16, 16], 0.0, 1.0, DType::F32);
     let noise = tensor(2, &[batch, 1, 16, 16], -0.5, 0.5, DType::F32);

@@ -10,23 +10,17 @@
 //! largest entry, which is what both the engine (9e-7) and Candle (1.7e-6) show in f32 against the
 //! f64 truth on the demo network; the bound is 1e-5.
 
-use candle::{DType, Device, Tensor, TensorId};
+mod common;
+
+use candle::{DType, Tensor, TensorId};
 use candle_nn::VarMap;
+use common::{build, randomise_norms, tensor, uniform, values};
 use memgen_diffusion::blind::{BlindConfig, BlindUNet};
 use memgen_diffusion::blind_engine::Engine;
-use memgen_diffusion::init::seeded_var_builder;
-use memgen_diffusion::noise::keyed_rng;
 use memgen_kernels::Float;
-use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
 
 type Named = BTreeMap<String, Vec<f64>>;
-
-fn build(cfg: &BlindConfig, seed: u64, dtype: DType) -> (VarMap, BlindUNet) {
-    let vm = VarMap::new();
-    let net = BlindUNet::new(cfg, seeded_var_builder(&vm, seed, dtype, &Device::Cpu)).unwrap();
-    (vm, net)
-}
 
 /// The same network in f64: a fresh f64 network whose variables are set to `vm`'s values.
 fn in_f64(cfg: &BlindConfig, vm: &VarMap) -> (VarMap, BlindUNet) {
@@ -36,36 +30,6 @@ fn in_f64(cfg: &BlindConfig, vm: &VarMap) -> (VarMap, BlindUNet) {
         v.set(&src[name].as_tensor().to_dtype(DType::F64).unwrap()).unwrap();
     }
     (vm64, net)
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn uniform(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-    let mut rng = keyed_rng([0xe5e, seed, 0, 0]);
-    (0..n).map(|_| rng.random_range(lo..hi)).collect()
-}
-
-fn tensor(seed: u64, shape: &[usize], lo: f64, hi: f64, dtype: DType) -> Tensor {
-    let n = shape.iter().product();
-    Tensor::from_vec(uniform(seed, n, lo, hi), shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
-}
-
-/// Gains of size ~1 (either sign) and running stds in [0.5, 2], so that the norms matter.
-fn randomise_norms(vm: &VarMap, seed: u64) {
-    let data = vm.data().lock().unwrap();
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    for (i, name) in names.into_iter().enumerate() {
-        let v = &data[name];
-        let (lo, hi) = match name {
-            n if n.ends_with(".gain") => (-1.5, 1.5),
-            n if n.ends_with(".running_sd") => (0.5, 2.0),
-            _ => continue,
-        };
-        v.set(&tensor(seed + i as u64, v.dims(), lo, hi, v.dtype())).unwrap();
-    }
 }
 
 /// Everything a training pass produces, by variable name.

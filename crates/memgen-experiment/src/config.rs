@@ -335,7 +335,8 @@ impl Experiment {
             ("[sample] args".to_string(), &self.sample.args),
             ("[baselines] denoise_error_args".to_string(), &self.baselines.denoise_error_args),
         ];
-        let variant_args = self.sample.variants.iter().map(|v| (format!("[[sample.variants]] {:?}: args", v.name), &v.args));
+        let variant_args =
+            self.sample.variants.iter().map(|v| (format!("[[sample.variants]] {:?}: args", v.name), &v.args));
         for (what, args) in sampler_args.into_iter().chain(variant_args) {
             if args.iter().any(|a| a == "--device") {
                 return bad(format!(

@@ -51,7 +51,11 @@ impl Stage {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobKind {
     Prepare,
-    Train { n: usize, side: char, steps: usize },
+    Train {
+        n: usize,
+        side: char,
+        steps: usize,
+    },
     Compare {
         n: usize,
         noise_seed: u64,
@@ -59,14 +63,20 @@ pub enum JobKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         variant: Option<String>,
     },
-    Oracle { n: usize, noise_seed: u64 },
+    Oracle {
+        n: usize,
+        noise_seed: u64,
+    },
     LinearPair {
         n: usize,
         noise_seed: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         variant: Option<String>,
     },
-    DenoiseError { n: usize, side: char },
+    DenoiseError {
+        n: usize,
+        side: char,
+    },
     Linear,
 }
 
@@ -497,8 +507,17 @@ mod tests {
         // No oracle under a variant; no linear pair when it is off.
         let off = experiment(&format!("{variants}[baselines]\nlinear_pair = false\noracle = true\n"));
         let off = Plan::new(&off, Path::new("/exp"), Path::new("/r"));
-        let ids: Vec<&str> = off.jobs.iter().map(|j| j.id.as_str()).filter(|i| i.ends_with("beta-0.01")).collect();
-        assert_eq!(ids, ["compare-n1-seed3-beta-0.01", "compare-n1-seed4-beta-0.01", "compare-n10-seed3-beta-0.01", "compare-n10-seed4-beta-0.01"]);
+        let ids: Vec<&str> =
+            off.jobs.iter().map(|j| j.id.as_str()).filter(|i| i.ends_with("beta-0.01")).collect();
+        assert_eq!(
+            ids,
+            [
+                "compare-n1-seed3-beta-0.01",
+                "compare-n1-seed4-beta-0.01",
+                "compare-n10-seed3-beta-0.01",
+                "compare-n10-seed4-beta-0.01"
+            ]
+        );
         // Plain jobs serialize without a variant field, as before.
         assert!(!serde_json::to_string(&plain.jobs).unwrap().contains("variant"));
     }

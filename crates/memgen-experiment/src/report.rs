@@ -4,7 +4,7 @@
 //! self-contained page (every image inlined) with all of it and the experiment file.
 
 use crate::plan::{compare_dir, for_variant, linear_dir, Plan};
-use crate::results::{Results, RowTables, VariantResults};
+use crate::results::{Results, Row, RowTables, VariantResults};
 use crate::{Error, Result};
 use memgen_io::write_json;
 use memgen_plot::html::{Block, Page};
@@ -145,46 +145,53 @@ fn points(r: &Results, f: impl Fn(&crate::results::Row) -> Option<f64>) -> Vec<(
 }
 
 /// A named series of (N, value) points and how it is drawn.
-pub type NamedSeries = (&'static str, Vec<(f64, f64)>, LineStyle);
+pub type NamedSeries = (String, Vec<(f64, f64)>, LineStyle);
 
 const TRANSITION_TITLE: &str = "Memorization to generalization";
 const FRACTION_TITLE: &str = "Memorized samples and agreeing models";
 
-/// Figure 1: correlation with the nearest training image and between the two models' samples, vs N.
+/// Figure 1: correlation with the nearest training image and between the two models' samples, vs N
+/// (and the two models' agreement under each sampler variant).
 pub fn transition_series(r: &Results) -> Vec<NamedSeries> {
-    vec![
+    let mut series = vec![
         (
-            "A: corr to nearest image of own set",
+            "A: corr to nearest image of own set".into(),
             points(r, |x| x.models.as_ref()?.a_own.median),
             LineStyle::LineAndMarkers,
         ),
         (
-            "B: corr to nearest image of own set",
+            "B: corr to nearest image of own set".into(),
             points(r, |x| x.models.as_ref()?.b_own.median),
             LineStyle::LineAndMarkers,
         ),
         (
-            "corr(x_A, x_B): the two models",
+            "corr(x_A, x_B): the two models".into(),
             points(r, |x| x.models.as_ref()?.corr_ab.median),
             LineStyle::LineAndMarkers,
         ),
         (
-            "A: corr to nearest image of S_B",
+            "A: corr to nearest image of S_B".into(),
             points(r, |x| x.models.as_ref()?.a_other.median),
             LineStyle::Dashed,
         ),
-        ("oracle corr(x_A, x_B)", points(r, |x| x.oracle.as_ref()?.corr_ab.median), LineStyle::Dashed),
+        ("oracle corr(x_A, x_B)".into(), points(r, |x| x.oracle.as_ref()?.corr_ab.median), LineStyle::Dashed),
         (
-            "linear pair corr(x_A, x_B)",
+            "linear pair corr(x_A, x_B)".into(),
             points(r, |x| x.linear_pair.as_ref()?.corr_ab.median),
             LineStyle::Dashed,
         ),
         (
-            "S_A vs nearest in S_B (no model)",
+            "S_A vs nearest in S_B (no model)".into(),
             points(r, |x| x.models.as_ref()?.sets.median),
             LineStyle::Markers,
         ),
-    ]
+    ];
+    for v in &r.variants {
+        let corr_ab = |x: &Row| x.models.as_ref()?.corr_ab.median;
+        let at = v.rows.iter().filter_map(|x| Some((x.n as f64, corr_ab(x)?))).collect();
+        series.push((format!("corr(x_A, x_B), sampler {}", v.name), at, LineStyle::LineAndMarkers));
+    }
+    series
 }
 
 const ERROR_TITLE: &str = "Denoising error on training and held-out images";
@@ -202,7 +209,7 @@ pub fn error_series(r: &Results) -> Vec<NamedSeries> {
         };
         Some((one(row.denoise_a.as_ref()?)? + one(row.denoise_b.as_ref()?)?) / 2.0)
     };
-    let series = |name, pick: Pick, test, style| (name, points(r, |x| mean(x, pick, test)), style);
+    let series = |name: &str, pick: Pick, test, style| (name.into(), points(r, |x| mean(x, pick, test)), style);
     let (net, lin, orc): (Pick, Pick, Pick) = (|e| &e.network, |e| &e.linear, |e| &e.oracle);
     vec![
         series("network: held-out images", net, true, LineStyle::LineAndMarkers),
@@ -217,17 +224,17 @@ pub fn error_series(r: &Results) -> Vec<NamedSeries> {
 pub fn fraction_series(r: &Results) -> Vec<NamedSeries> {
     vec![
         (
-            "memorized (corr to own set > threshold)",
+            "memorized (corr to own set > threshold)".into(),
             points(r, |x| x.models.as_ref().map(|m| m.memorized_by_corr)),
             LineStyle::LineAndMarkers,
         ),
         (
-            "memorized (L2 ratio < threshold)",
+            "memorized (L2 ratio < threshold)".into(),
             points(r, |x| x.models.as_ref().map(|m| m.memorized_by_ratio)),
             LineStyle::Dashed,
         ),
         (
-            "agree (corr(x_A, x_B) > threshold)",
+            "agree (corr(x_A, x_B) > threshold)".into(),
             points(r, |x| x.models.as_ref().map(|m| m.agree)),
             LineStyle::LineAndMarkers,
         ),
@@ -239,7 +246,7 @@ pub fn plot_of<'a>(r: &Results, title: &str, y: &str, series: &'a [NamedSeries])
     let series = series
         .iter()
         .filter(|(_, p, _)| !p.is_empty())
-        .map(|(name, p, style)| LineSeries { name: name.to_string(), points: p, style: *style })
+        .map(|(name, p, style)| LineSeries { name: name.clone(), points: p, style: *style })
         .collect();
     LinePlot {
         title: title.into(),

@@ -392,8 +392,7 @@ pub fn table(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
 /// learned more than their sets' mean and covariance, and whether their held-out denoising error
 /// (below the Gaussian denoiser's or not) does.
 pub fn linear_pair_notes(rows: &[Row]) -> Vec<String> {
-    rows
-        .iter()
+    rows.iter()
         .filter_map(|row| {
             let net = row.models.as_ref()?.corr_ab.median?;
             let lin = row.linear_pair.as_ref()?.corr_ab.median?;
