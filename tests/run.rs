@@ -144,6 +144,8 @@ fn tiny_experiment_end_to_end() {
     assert_eq!(csv.lines().count(), 3);
     assert!(report.join("samples-n4-ddim-5.png").is_file());
     assert!(std::fs::read_to_string(report.join("index.html")).unwrap().contains("Sampler ddim-5"));
+    let figure = std::fs::read_to_string(report.join("transition.svg")).unwrap();
+    assert!(figure.contains("corr(x_A, x_B), sampler ddim-5"), "the variant's agreement is drawn");
     // Changing the training steps conflicts with the finished trainings.
     let exp2 = experiment(tmp.path(), 41);
     let msg = fails_with(
@@ -200,6 +202,8 @@ fn killed_sweep_resumes_without_redoing_finished_jobs() {
 fn plan_writes_manifest_and_slurm_arrays() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = experiment(tmp.path(), 40);
+    let cluster = "[cluster]\ntrain_sbatch = [\"--gres=gpu:1\"]\nevaluate_sbatch = [\"--gres=gpu:2\"]\n";
+    std::fs::write(&exp, format!("{}{cluster}", std::fs::read_to_string(&exp).unwrap())).unwrap();
     let out = tmp.path().join("out");
     let text = ok(&memgen(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--plan"]));
     assert!(text.contains("16 jobs in 3 stages"), "{text}");
@@ -212,6 +216,11 @@ fn plan_writes_manifest_and_slurm_arrays() {
         submit.contains("--array=0-3") && submit.contains("job.sh train") && submit.contains("report.sh")
     );
     assert!(submit.contains("afterok"));
+    // Each array gets its own extra options.
+    let array = |stage: &str| submit.lines().find(|l| l.ends_with(&format!("job.sh {stage})"))).unwrap();
+    assert!(array("train").contains("'--gres=gpu:1'") && !array("train").contains("gpu:2"), "{submit}");
+    assert!(array("evaluate").contains("'--gres=gpu:2'") && !array("evaluate").contains("gpu:1"), "{submit}");
+    assert!(!array("data").contains("--gres"), "{submit}");
     let job = std::fs::read_to_string(plan.join("job.sh")).unwrap();
     assert!(job.contains("--job \"$id\"") && job.contains("SLURM_ARRAY_TASK_ID"));
     assert!(!out.join("runs").exists(), "--plan runs nothing");

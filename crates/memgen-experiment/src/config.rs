@@ -244,6 +244,10 @@ pub struct ClusterSpec {
     /// Extra `#SBATCH` options of the training array (e.g. `["--gres=gpu:1"]`).
     #[serde(default)]
     pub train_sbatch: Vec<String>,
+    /// Extra `#SBATCH` options of the evaluation array (compare, baselines, denoising errors, the
+    /// linear baseline), e.g. `["--gres=gpu:1"]` with `[sample] device = "cuda:0"`.
+    #[serde(default)]
+    pub evaluate_sbatch: Vec<String>,
     /// `--threads` of each cluster job.
     #[serde(default = "default_cluster_threads")]
     pub threads: usize,
@@ -267,6 +271,7 @@ impl Default for ClusterSpec {
             memgen: default_memgen(),
             sbatch: Vec::new(),
             train_sbatch: Vec::new(),
+            evaluate_sbatch: Vec::new(),
             threads: default_cluster_threads(),
         }
     }

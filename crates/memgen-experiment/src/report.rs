@@ -209,7 +209,8 @@ pub fn error_series(r: &Results) -> Vec<NamedSeries> {
         };
         Some((one(row.denoise_a.as_ref()?)? + one(row.denoise_b.as_ref()?)?) / 2.0)
     };
-    let series = |name: &str, pick: Pick, test, style| (name.into(), points(r, |x| mean(x, pick, test)), style);
+    let series =
+        |name: &str, pick: Pick, test, style| (name.into(), points(r, |x| mean(x, pick, test)), style);
     let (net, lin, orc): (Pick, Pick, Pick) = (|e| &e.network, |e| &e.linear, |e| &e.oracle);
     vec![
         series("network: held-out images", net, true, LineStyle::LineAndMarkers),

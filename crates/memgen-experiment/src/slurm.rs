@@ -82,11 +82,12 @@ pub fn write_plan(exp: &Experiment, experiment: &Path, plan: &Plan) -> Result<Pa
     write_script(&dir.join("report.sh"), &report)?;
     let mut submit = String::from("#!/bin/bash\n# Submit every stage of the experiment as a Slurm job array, then the report.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\ndep=()\n");
     for (stage, ids) in &stages {
-        let extra = if *stage == Stage::Train {
-            exp.cluster.train_sbatch.iter().map(|o| quote(o)).collect::<Vec<_>>().join(" ")
-        } else {
-            String::new()
+        let extra = match stage {
+            Stage::Train => &exp.cluster.train_sbatch,
+            Stage::Evaluate => &exp.cluster.evaluate_sbatch,
+            Stage::Data => &Vec::new(),
         };
+        let extra = extra.iter().map(|o| quote(o)).collect::<Vec<_>>().join(" ");
         let _ = writeln!(
             submit,
             "id=$(sbatch --parsable \"${{dep[@]}}\" --array=0-{} {extra} job.sh {})\necho \"{}: job array $id ({} jobs)\"\ndep=(--dependency=afterok:\"${{id%%;*}}\")",
