@@ -3,7 +3,9 @@
 //! (the adjoint of `im2col`, used for the input gradient).
 
 use crate::elem::{simd_variant, Float};
+use std::cell::RefCell;
 use std::ops::Range;
+use std::rc::Rc;
 
 /// Shape of one 2-D convolution: `(B, C, H, W) * (O, C, KH, KW) → (B, O, HO, WO)` with stride `s`
 /// and zero padding `p` on all sides: `HO = (H + 2p − KH) / s + 1`, likewise `WO`.
@@ -71,8 +73,111 @@ impl ConvGeom {
 /// `col[(c·KH + ky)·KW + kx][off + (oy − oy0)·WO + ox] = x[c][oy·s + ky − p][ox·s + kx − p]` (0
 /// outside the image) for the output rows `oy ∈ rows = oy0..oy1` of one image `x` of `C·H·W`
 /// values; `col` has row stride `rs`.
+///
+/// Stride-1 convs that keep the width (`WO = W`) take [`im2col_shifted`]; the others copy row by row.
+pub(crate) fn im2col<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    rows: Range<usize>,
+    col: &mut [T],
+    rs: usize,
+    off: usize,
+) {
+    if g.stride == 1 && g.wo == g.w {
+        let masks = tap_masks(g);
+        return im2col_shifted(g, x, rows, col, rs, off, &masks);
+    }
+    im2col_rows(g, x, rows, col, rs, off)
+}
+
+/// Which output pixels of each kernel tap read inside the image, for a stride-1 conv with `WO = W`:
+/// `m[(ky·KW + kx)·P + oy·W + ox] = 1` when `oy + ky − p ∈ [0, H)` and `ox + kx − p ∈ [0, W)`, else 0.
+fn build_tap_masks(g: &ConvGeom) -> Vec<u32> {
+    let inside = |v: usize, k: usize, n: usize| (v + k >= g.pad && v + k - g.pad < n) as u32;
+    let mut m = Vec::with_capacity(g.kh * g.kw * g.p());
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            for oy in 0..g.ho {
+                m.extend((0..g.wo).map(|ox| inside(oy, ky, g.h) & inside(ox, kx, g.w)));
+            }
+        }
+    }
+    m
+}
+
+/// [`build_tap_masks`] of `g`, kept per thread for the last few geometries (the masks depend only
+/// on the map and kernel, not on the channels or the batch).
+fn tap_masks(g: &ConvGeom) -> Rc<[u32]> {
+    type Key = (usize, usize, usize, usize, usize, usize, usize);
+    thread_local! {
+        static CACHE: RefCell<Vec<(Key, Rc<[u32]>)>> = const { RefCell::new(Vec::new()) };
+    }
+    let key = (g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.pad);
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, m)) = cache.iter().find(|(k, _)| *k == key) {
+            return m.clone();
+        }
+        if cache.len() >= 16 {
+            cache.clear();
+        }
+        let m: Rc<[u32]> = build_tap_masks(g).into();
+        cache.push((key, m.clone()));
+        m
+    })
+}
+
+/// [`im2col`] for stride 1 with `WO = W`. Output pixel `q = oy·W + ox` of tap `(ky, kx)` reads the
+/// image's flat index `c·H·W + q + (ky − p)·W + (kx − p)`, so each patch row is one shifted run of
+/// the image, kept where the tap's mask says it lies inside the image and 0 elsewhere (a select,
+/// not a product: a non-finite neighbour outside the tap's window cannot leak in).
 #[inline(always)]
-fn im2col_body<T: Float>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize) {
+#[allow(clippy::too_many_arguments)]
+fn im2col_shifted_body<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    rows: Range<usize>,
+    col: &mut [T],
+    rs: usize,
+    off: usize,
+    masks: &[u32],
+) {
+    let (hw, p, q0, len) = (g.h * g.w, g.p(), rows.start * g.wo, rows.len() * g.wo);
+    for c in 0..g.c {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let tap = ky * g.kw + kx;
+                let dst = &mut col[(c * g.kh * g.kw + tap) * rs + off..][..len];
+                let m = &masks[tap * p + q0..][..len];
+                let shift = (ky as isize - g.pad as isize) * g.w as isize + kx as isize - g.pad as isize;
+                let base = (c * hw + q0) as isize + shift;
+                // The part of the run that lies inside `x` at all; the rest is outside the image.
+                let j0 = (-base).clamp(0, len as isize) as usize;
+                let j1 = (x.len() as isize - base).clamp(j0 as isize, len as isize) as usize;
+                dst[..j0].fill(T::zero());
+                dst[j1..].fill(T::zero());
+                if j0 == j1 {
+                    continue;
+                }
+                let src = &x[(base + j0 as isize) as usize..][..j1 - j0];
+                for ((d, &v), &k) in dst[j0..j1].iter_mut().zip(src).zip(&m[j0..j1]) {
+                    *d = if k != 0 { v } else { T::zero() };
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] row by row: any stride and padding.
+#[inline(always)]
+fn im2col_rows_body<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    rows: Range<usize>,
+    col: &mut [T],
+    rs: usize,
+    off: usize,
+) {
     let (hw, s, p) = (g.h * g.w, g.stride, g.pad);
     for c in 0..g.c {
         let xc = &x[c * hw..(c + 1) * hw];
@@ -81,10 +186,6 @@ fn im2col_body<T: Float>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T
                 let r = (c * g.kh + ky) * g.kw + kx;
                 let row = &mut col[r * rs + off..r * rs + off + rows.len() * g.wo];
                 let (lo, hi) = g.valid_cols(kx);
-                if s == 1 && g.wo == g.w {
-                    plane_copy(g, xc, rows.clone(), ky, kx, row);
-                    continue;
-                }
                 for (t, oy) in rows.clone().enumerate() {
                     let dst = &mut row[t * g.wo..(t + 1) * g.wo];
                     let Some(iy) = g.input_row(oy, ky) else {
@@ -164,30 +265,10 @@ fn valid_rows(g: &ConvGeom, rows: &Range<usize>, ky: usize) -> (Range<usize>, us
     (first - rows.start..last - rows.start, first + ky - g.pad)
 }
 
-/// Stride 1 with `WO = W`: consecutive output rows read consecutive input rows, so the rows of
-/// one patch plane are one contiguous copy of the input plane, shifted, with its wrapped edge
-/// columns (at most `p` per side) zeroed afterwards.
-#[inline(always)]
-fn plane_copy<T: Float>(g: &ConvGeom, xc: &[T], rows: Range<usize>, ky: usize, kx: usize, dst: &mut [T]) {
-    let (w, wo) = (g.w, g.wo);
-    let (lo, hi) = g.valid_cols(kx);
-    let (valid, iy0) = valid_rows(g, &rows, ky);
-    dst[..valid.start * wo].fill(T::zero());
-    dst[valid.end * wo..].fill(T::zero());
-    if valid.is_empty() {
-        return;
-    }
-    let len = (valid.len() - 1) * w + (hi - lo);
-    let src0 = iy0 * w + lo + kx - g.pad;
-    dst[valid.start * wo + lo..][..len].copy_from_slice(&xc[src0..src0 + len]);
-    for t in valid {
-        dst[t * wo..t * wo + lo].fill(T::zero());
-        dst[t * wo + hi..(t + 1) * wo].fill(T::zero());
-    }
-}
-
-/// The adjoint of [`plane_copy`]: zeroes the out-of-image entries of the patch plane `src`, then
-/// adds it onto the input plane as one contiguous, shifted range.
+/// Stride 1 with `WO = W`, the adjoint of [`im2col_shifted`] for one patch plane: consecutive output
+/// rows come from consecutive input rows, so after zeroing the out-of-image entries of `src` (its
+/// wrapped edge columns, at most `p` per side) it is added onto the input plane as one contiguous,
+/// shifted range.
 #[inline(always)]
 fn plane_add<T: Float>(g: &ConvGeom, src: &mut [T], rows: Range<usize>, ky: usize, kx: usize, dxc: &mut [T]) {
     let (w, wo) = (g.w, g.wo);
@@ -206,10 +287,71 @@ fn plane_add<T: Float>(g: &ConvGeom, src: &mut [T], rows: Range<usize>, ky: usiz
 }
 
 simd_variant!(
-    /// [`im2col_body`] for this CPU.
-    pub(crate) fn im2col = im2col_body<T>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize)
+    /// [`im2col_rows_body`] for this CPU.
+    fn im2col_rows = im2col_rows_body<T>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize)
+);
+simd_variant!(
+    /// [`im2col_shifted_body`] for this CPU.
+    fn im2col_shifted = im2col_shifted_body<T>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize, masks: &[u32])
 );
 simd_variant!(
     /// [`col2im_body`] for this CPU.
     pub(crate) fn col2im = col2im_body<T>(g: &ConvGeom, col: &mut [T], rows: Range<usize>, rs: usize, off: usize, dx: &mut [T])
 );
+
+#[cfg(test)]
+mod tests {
+    use super::{im2col, ConvGeom};
+
+    /// The geometry of `(C, H, W)` under a `K x K` kernel with stride `s` and padding `p`.
+    fn geom(c: usize, h: usize, w: usize, k: usize, s: usize, p: usize) -> ConvGeom {
+        let out = |n: usize| (n + 2 * p - k) / s + 1;
+        ConvGeom { b: 1, c, h, w, o: 1, kh: k, kw: k, stride: s, pad: p, ho: out(h), wo: out(w) }
+    }
+
+    /// The patch matrix entry by its definition: `x[c][oy·s + ky − p][ox·s + kx − p]`, 0 outside.
+    fn naive(g: &ConvGeom, x: &[f32], r: usize, q: usize) -> f32 {
+        let (c, ky, kx) = (r / (g.kh * g.kw), r / g.kw % g.kh, r % g.kw);
+        let (iy, ix) = (
+            (q / g.wo * g.stride + ky) as isize - g.pad as isize,
+            (q % g.wo * g.stride + kx) as isize - g.pad as isize,
+        );
+        if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+            return 0.0;
+        }
+        x[(c * g.h + iy as usize) * g.w + ix as usize]
+    }
+
+    #[test]
+    fn patches_match_their_definition_in_bands_of_rows() {
+        // Same-width stride 1 (the shifted runs, including kernels wider than the map and a
+        // one-row map), strided and unpadded ones (row by row).
+        let cases = [
+            (3, 4, 4, 3, 1, 1),
+            (2, 5, 7, 3, 1, 1),
+            (2, 2, 2, 5, 1, 2),
+            (3, 1, 6, 3, 1, 1),
+            (1, 16, 16, 3, 1, 1),
+            (2, 6, 5, 3, 2, 1),
+            (2, 6, 6, 3, 1, 0),
+        ];
+        for (c, h, w, k, s, p) in cases {
+            let g = geom(c, h, w, k, s, p);
+            // Infinities outside a tap's window must not reach its patch row.
+            let x: Vec<f32> =
+                (0..g.in_len()).map(|i| if i % 7 == 3 { f32::INFINITY } else { i as f32 }).collect();
+            for rows in [0..g.ho, 0..1.min(g.ho), g.ho / 2..g.ho] {
+                let (len, off, rs) = (rows.len() * g.wo, 3, rows.len() * g.wo + 5);
+                let mut col = vec![f32::NAN; g.k() * rs];
+                im2col(&g, &x, rows.clone(), &mut col, rs, off);
+                for r in 0..g.k() {
+                    for t in 0..len {
+                        let want = naive(&g, &x, r, rows.start * g.wo + t);
+                        assert_eq!(col[r * rs + off + t], want, "{g:?} rows {rows:?} r {r} t {t}");
+                    }
+                    assert!(col[r * rs..r * rs + off].iter().all(|v| v.is_nan()), "wrote before the block");
+                }
+            }
+        }
+    }
+}
