@@ -11,8 +11,10 @@
 //! Images are processed in groups of at least [`GROUP_PIXELS`] output pixels (so that small maps
 //! still give GEMMs wide enough to run near peak), groups in parallel with one single-threaded GEMM
 //! each; when there are fewer groups than threads, the GEMMs themselves are split instead.
+//!
+//! The forward of stride-1 convs that keep the map size skips the patch matrix ([`direct`]).
 
-use crate::elem::{uninit_vec, Float};
+use crate::elem::{as_f32, as_f32_mut, uninit_vec, Float};
 use crate::gemm::{matmul, partition, View};
 use crate::im2col::{col2im, im2col, ConvGeom};
 use crate::profile::{timed_layer, Kernel};
@@ -22,6 +24,8 @@ use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Result, Sh
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 use std::ops::Range;
+
+mod direct;
 
 /// Output pixels per GEMM below which images are grouped into one product.
 const GROUP_PIXELS: usize = 256;
@@ -39,7 +43,16 @@ enum Bias<'a, T> {
     Sample(&'a [T]),
 }
 
-impl<T: Float> Bias<'_, T> {
+impl<'a, T: Float> Bias<'a, T> {
+    /// The same bias with f32 elements, when `T` is f32.
+    fn as_f32(self) -> Option<Bias<'a, f32>> {
+        Some(match self {
+            Bias::None => Bias::None,
+            Bias::Channel(v) => Bias::Channel(as_f32(v)?),
+            Bias::Sample(v) => Bias::Sample(as_f32(v)?),
+        })
+    }
+
     fn value(&self, o_count: usize, b: usize, o: usize) -> T {
         match self {
             Bias::None => T::zero(),
@@ -190,6 +203,14 @@ fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>) -> Vec<T
     let mut out = uninit_vec(g.b * g.out_len());
     if out.is_empty() {
         return out;
+    }
+    if direct::applies(g) {
+        if let (Some(x), Some(w), Some(bias), Some(o)) =
+            (as_f32(x), as_f32(w), bias.as_f32(), as_f32_mut(&mut out))
+        {
+            direct::forward(g, x, w, bias, o);
+            return out;
+        }
     }
     let gs = images_per_group(g);
     let chunk = gs * g.out_len();

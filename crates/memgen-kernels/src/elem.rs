@@ -74,6 +74,22 @@ pub(crate) fn uninit_vec<T: Float>(n: usize) -> Vec<T> {
     v
 }
 
+/// `s` as f32 elements when `T` is f32 (for kernels written for f32 alone).
+pub(crate) fn as_f32<T: Float>(s: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32 itself, so the cast changes nothing.
+    is_f32::<T>().then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
+}
+
+/// [`as_f32`] of a mutable slice.
+pub(crate) fn as_f32_mut<T: Float>(s: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: T is f32 itself, so the cast changes nothing; the borrow is handed on.
+    is_f32::<T>().then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len()) })
+}
+
+fn is_f32<T: Float>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+}
+
 /// The widest vector extension of this CPU that the kernels have a variant for (detected once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Simd {

@@ -107,7 +107,7 @@ fn build_tap_masks(g: &ConvGeom) -> Vec<u32> {
 
 /// [`build_tap_masks`] of `g`, kept per thread for the last few geometries (the masks depend only
 /// on the map and kernel, not on the channels or the batch).
-fn tap_masks(g: &ConvGeom) -> Rc<[u32]> {
+pub(crate) fn tap_masks(g: &ConvGeom) -> Rc<[u32]> {
     type Key = (usize, usize, usize, usize, usize, usize, usize);
     thread_local! {
         static CACHE: RefCell<Vec<(Key, Rc<[u32]>)>> = const { RefCell::new(Vec::new()) };

@@ -11,7 +11,8 @@ use memgen_kernels::Conv2d;
 /// `(B, C, H, W, O, K, stride, pad)`: odd sizes, stride 2, 1x1, batch 1, and batches of small maps
 /// that are grouped into one GEMM (including a partial last group), and maps large enough to be
 /// cut into bands of output rows (the two after those), and same-size convs whose kernel is wider
-/// than the map or whose map is one row high (the last two).
+/// than the map or whose map is one row high, an odd number of 16-pixel runs with O above 8, and
+/// a 5x5 same-size conv (the last four).
 const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (2, 3, 7, 5, 4, 3, 1, 1),
     (1, 2, 9, 9, 3, 3, 2, 1),
@@ -26,6 +27,8 @@ const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (1, 32, 66, 66, 2, 3, 2, 1),
     (3, 2, 2, 2, 3, 5, 1, 2),
     (5, 3, 1, 7, 2, 3, 1, 1),
+    (3, 5, 4, 4, 11, 3, 1, 1),
+    (2, 3, 8, 8, 9, 5, 1, 2),
 ];
 
 /// Non-square inputs with stride 2, where Candle's own conv2d backward fails (it derives the
