@@ -1,5 +1,5 @@
 //! Forward of stride-1 "same" convs (odd square kernel `K`, padding `(K − 1)/2`) without a patch
-//! matrix, in f32 on AVX-512.
+//! matrix, in f32 with AVX-512 or AVX2 + FMA.
 //!
 //! For output pixel `q = y·W + x` of image `b` and kernel tap `t = (ky, kx)`, the input it reads is
 //! the image's flat index `c·P + q + δ_t` with `δ_t = (ky − p)·W + (kx − p)`, inside the image
@@ -7,10 +7,11 @@
 //!
 //! `y[b, o, q] = bias(b, o) + Σ_t Σ_c w[o, c, t] · m_t[q] · x[b, c, q + δ_t]`
 //!
-//! is computed in tiles of [`MR`] output channels by two runs of [`V`] pixels, the accumulators in
-//! registers: per (tap, channel) one masked load of each run and `MR` broadcast weights. The im2col
-//! path writes `K²` copies of the input before its GEMM reads them; for the small maps of memgen's
-//! networks that copy costs as much as the product.
+//! is computed in tiles of `MR` output channels by runs of [`V`] pixels, the accumulators in
+//! registers: per (tap, channel) one masked load of each run and `MR` broadcast weights. AVX-512
+//! takes 8 channels by two runs (16 of its 32 registers), AVX2 6 channels by one run (12 of 16).
+//! The im2col path writes `K²` copies of the input before its GEMM reads them; for the small maps
+//! of memgen's networks that copy costs as much as the product.
 //!
 //! Every output is `bias + Σ` in the order (tap, channel), one fused multiply-add at a time, so
 //! the result does not depend on the tiling or on the thread count.
@@ -21,35 +22,32 @@ use crate::gemm::partition;
 use crate::im2col::{tap_masks, ConvGeom};
 use rayon::prelude::*;
 
-/// Pixels per run: one 512-bit register of f32.
+/// Pixels per run: one 512-bit register of f32, two of 256 bits.
 const V: usize = 16;
 
-/// Output channels per tile: 2·MR = 16 accumulator registers of the 32.
-const MR: usize = 8;
-
 /// Whether the direct path computes `g`: a stride-1 same-size conv with an odd square kernel whose
-/// maps have a multiple of [`V`] pixels, on a CPU with AVX-512 (the caller checks that the
-/// elements are f32).
+/// maps have a multiple of [`V`] pixels, on a CPU with AVX2 and FMA at least (the caller checks
+/// that the elements are f32).
 pub(super) fn applies(g: &ConvGeom) -> bool {
     g.stride == 1
         && g.kh == g.kw
         && g.kh % 2 == 1
         && g.pad == g.kh / 2
         && (g.ho, g.wo) == (g.h, g.w)
-        && g.p() % V == 0
+        && g.p().is_multiple_of(V)
         && !g.is_pointwise()
-        && simd() == Simd::Avx512
+        && simd() != Simd::Baseline
 }
 
-/// The weight in tiles: `wp[((ob·KK + t)·C + c)·MR + r] = w[ob·MR + r, c, t]`, 0 for the rows past
-/// `O` of the last tile.
-fn pack_weights(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+/// The weight in tiles of `mr` output channels: `wp[((ob·KK + t)·C + c)·mr + r] = w[ob·mr + r, c, t]`,
+/// 0 for the rows past `O` of the last tile.
+fn pack_weights(g: &ConvGeom, w: &[f32], mr: usize) -> Vec<f32> {
     let (kk, c) = (g.kh * g.kw, g.c);
-    let mut wp = vec![0.0; g.o.div_ceil(MR) * kk * c * MR];
+    let mut wp = vec![0.0; g.o.div_ceil(mr) * kk * c * mr];
     for o in 0..g.o {
         for ci in 0..c {
             for t in 0..kk {
-                wp[((o / MR * kk + t) * c + ci) * MR + o % MR] = w[(o * c + ci) * kk + t];
+                wp[((o / mr * kk + t) * c + ci) * mr + o % mr] = w[(o * c + ci) * kk + t];
             }
         }
     }
@@ -60,9 +58,8 @@ fn pack_weights(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
 /// `m_t[j·V + l]`.
 fn mask_bits(g: &ConvGeom) -> Vec<u16> {
     let m = tap_masks(g);
-    m.chunks_exact(V)
-        .map(|run| run.iter().enumerate().fold(0u16, |acc, (l, &v)| acc | (((v != 0) as u16) << l)))
-        .collect()
+    let bits = |run: &[u32]| run.iter().enumerate().fold(0u16, |acc, (l, &v)| acc | (u16::from(v != 0) << l));
+    m.chunks_exact(V).map(bits).collect()
 }
 
 /// One run of [`V`] output pixels: image `b` (within the part), first pixel `q0`.
@@ -75,51 +72,60 @@ struct Run {
 /// The shared inputs of every tile of one conv.
 struct Plan<'a> {
     g: &'a ConvGeom,
+    /// [`pack_weights`] in tiles of the kernel's `MR`.
     wp: &'a [f32],
     bits: &'a [u16],
+    bias: Bias<'a, f32>,
+}
+
+impl Plan<'_> {
+    /// `δ_t` of tap `t`.
+    fn shift(&self, t: usize) -> isize {
+        let (g, k) = (self.g, self.g.kw);
+        (t / k) as isize * g.w as isize + (t % k) as isize - (g.pad * (g.w + 1)) as isize
+    }
+}
+
+/// One tile: output channels `ob·MR..` over `N` runs (stored: the first `stores`), with the inputs
+/// `x` and outputs `out` of a part of the batch that starts at image `b0`.
+struct Tile<'a, const N: usize> {
+    x: &'a [f32],
+    b0: usize,
+    ob: usize,
+    runs: [Run; N],
+    stores: usize,
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Bias, Plan, Run, MR, V};
+    use super::{Plan, Tile, V};
     use std::arch::x86_64::*;
 
-    /// The tile of output channels `ob·MR..` over the runs `runs`, stored to `out` (the part's
-    /// outputs; a run `h ≥ stores` is computed but not stored).
+    /// Output channels per tile: with two runs, 16 accumulator registers of the 32.
+    pub(super) const MR: usize = 8;
+
+    /// Computes the tile and stores it to `out`.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `x` holds the part's images and `out` their outputs, and the runs lie
-    /// inside them.
+    /// The CPU has AVX-512F; the runs lie inside the part's images `x` and outputs `out`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn tile(
-        plan: &Plan<'_>,
-        x: &[f32],
-        bias: Bias<'_, f32>,
-        b0: usize,
-        ob: usize,
-        runs: [Run; 2],
-        stores: usize,
-        out: &mut [f32],
-    ) {
+    pub(super) unsafe fn tile(plan: &Plan<'_>, t: &Tile<'_, 2>, out: &mut [f32]) {
         let g = plan.g;
-        let (p, c, k, kk) = (g.p(), g.c, g.kw, g.kh * g.kw);
+        let (p, c, kk) = (g.p(), g.c, g.kh * g.kw);
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         for (r, row) in acc.iter_mut().enumerate() {
-            let o = (ob * MR + r).min(g.o - 1);
-            for h in 0..2 {
-                row[h] = _mm512_set1_ps(bias.value(g.o, b0 + runs[h].b, o));
-            }
+            let o = (t.ob * MR + r).min(g.o - 1);
+            *row = t.runs.map(|run| _mm512_set1_ps(plan.bias.value(g.o, t.b0 + run.b, o)));
         }
-        let wp = &plan.wp[ob * kk * c * MR..][..kk * c * MR];
-        for t in 0..kk {
-            let shift = (t / k) as isize * g.w as isize + (t % k) as isize - (g.pad * (g.w + 1)) as isize;
-            let m = runs.map(|r| plan.bits[(t * p + r.q0) / V] as __mmask16);
-            let src = runs.map(|r| x.as_ptr().wrapping_offset((r.b * c * p + r.q0) as isize + shift));
-            let wt = &wp[t * c * MR..][..c * MR];
+        let wp = &plan.wp[t.ob * kk * c * MR..][..kk * c * MR];
+        for tap in 0..kk {
+            let m = t.runs.map(|r| plan.bits[(tap * p + r.q0) / V] as __mmask16);
+            let src =
+                t.runs.map(|r| t.x.as_ptr().wrapping_offset((r.b * c * p + r.q0) as isize + plan.shift(tap)));
+            let wt = &wp[tap * c * MR..][..c * MR];
             for ci in 0..c {
-                // SAFETY: a lane is read only where its tap's mask is set, i.e. inside image b_h
-                // (channel ci of which starts ci·P after its first element); masked lanes are not
-                // accessed.
+                // A lane is read only where its tap's mask is set, i.e. inside image b_h (whose
+                // channel ci starts ci·P after its first element); masked lanes are not accessed.
                 let x0 = _mm512_maskz_loadu_ps(m[0], src[0].wrapping_add(ci * p));
                 let x1 = _mm512_maskz_loadu_ps(m[1], src[1].wrapping_add(ci * p));
                 let w = &wt[ci * MR..][..MR];
@@ -130,53 +136,134 @@ mod avx512 {
                 }
             }
         }
-        for (r, row) in acc.iter().enumerate().take(g.o - ob * MR) {
-            for h in 0..stores {
-                let at = ((runs[h].b * g.o + ob * MR + r) * p + runs[h].q0)..;
-                let dst = &mut out[at][..V];
-                // SAFETY: `dst` holds V elements.
-                _mm512_storeu_ps(dst.as_mut_ptr(), row[h]);
+        for (r, row) in acc.iter().enumerate().take(g.o - t.ob * MR) {
+            for (run, &v) in t.runs.iter().zip(row).take(t.stores) {
+                let at = (run.b * g.o + t.ob * MR + r) * p + run.q0;
+                _mm512_storeu_ps(out[at..at + V].as_mut_ptr(), v);
             }
         }
     }
 }
 
-/// The part of the batch from image `b0` (its inputs `x` from that image on, its outputs `out`),
-/// tile by tile: pairs of runs, and for each pair every tile of output channels.
-fn part(plan: &Plan<'_>, x: &[f32], bias: Bias<'_, f32>, b0: usize, out: &mut [f32]) {
-    let (g, p) = (plan.g, plan.g.p());
-    let runs = out.len() / g.o / V;
-    let run = |i: usize| Run { b: i * V / p, q0: i * V % p };
-    for i in (0..runs).step_by(2) {
-        // A lone last run is computed twice and stored once.
-        let rs = [run(i), run((i + 1).min(runs - 1))];
-        let stores = 1 + usize::from(i + 1 < runs);
-        for ob in 0..g.o.div_ceil(MR) {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: applies() checked AVX-512; the runs lie inside the part.
-            unsafe {
-                avx512::tile(plan, x, bias, b0, ob, rs, stores, out)
-            };
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Plan, Tile, V};
+    use std::arch::x86_64::*;
+
+    /// Output channels per tile: with one run of two registers, 12 accumulators of the 16.
+    pub(super) const MR: usize = 6;
+
+    /// The lanes of bits `8h..8h + 8` of `bits` as a maskload mask (all ones where set).
+    #[target_feature(enable = "avx2")]
+    fn lane_mask(bits: u16, h: usize) -> __m256i {
+        let lanes = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        let b = _mm256_set1_epi32(i32::from((bits >> (8 * h)) as u8));
+        _mm256_cmpeq_epi32(_mm256_and_si256(b, lanes), lanes)
+    }
+
+    /// Computes the tile and stores it to `out`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the run lies inside the part's images `x` and outputs `out`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile(plan: &Plan<'_>, t: &Tile<'_, 1>, out: &mut [f32]) {
+        let g = plan.g;
+        let (p, c, kk, run) = (g.p(), g.c, g.kh * g.kw, t.runs[0]);
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        for (r, row) in acc.iter_mut().enumerate() {
+            let o = (t.ob * MR + r).min(g.o - 1);
+            *row = [_mm256_set1_ps(plan.bias.value(g.o, t.b0 + run.b, o)); 2];
         }
+        let wp = &plan.wp[t.ob * kk * c * MR..][..kk * c * MR];
+        for tap in 0..kk {
+            let bits = plan.bits[(tap * p + run.q0) / V];
+            let m = [lane_mask(bits, 0), lane_mask(bits, 1)];
+            let src = t.x.as_ptr().wrapping_offset((run.b * c * p + run.q0) as isize + plan.shift(tap));
+            let wt = &wp[tap * c * MR..][..c * MR];
+            for ci in 0..c {
+                // As in the AVX-512 tile: masked lanes are not accessed.
+                let s = src.wrapping_add(ci * p);
+                let x0 = _mm256_maskload_ps(s, m[0]);
+                let x1 = _mm256_maskload_ps(s.wrapping_add(8), m[1]);
+                let w = &wt[ci * MR..][..MR];
+                for r in 0..MR {
+                    let wb = _mm256_set1_ps(w[r]);
+                    acc[r][0] = _mm256_fmadd_ps(wb, x0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(wb, x1, acc[r][1]);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate().take(g.o - t.ob * MR) {
+            let at = (run.b * g.o + t.ob * MR + r) * p + run.q0;
+            let dst = &mut out[at..at + V];
+            _mm256_storeu_ps(dst.as_mut_ptr(), row[0]);
+            _mm256_storeu_ps(dst[8..].as_mut_ptr(), row[1]);
+        }
+    }
+}
+
+/// The runs of [`V`] pixels of `n` images of `p` pixels, `N` at a time; a lone last run is
+/// computed twice and stored once. Yields the runs and how many to store.
+fn run_groups<const N: usize>(n: usize, p: usize) -> impl Iterator<Item = ([Run; N], usize)> {
+    let runs = n * p / V;
+    let run = move |i: usize| Run { b: i * V / p, q0: i * V % p };
+    (0..runs).step_by(N).map(move |i| (std::array::from_fn(|h| run((i + h).min(runs - 1))), N.min(runs - i)))
+}
+
+/// The part of the batch from image `b0` (its inputs `x`, its outputs `out`), tile by tile.
+fn part(plan: &Plan<'_>, level: Simd, x: &[f32], b0: usize, out: &mut [f32]) {
+    let (g, n) = (plan.g, x.len() / plan.g.in_len());
+    #[cfg(target_arch = "x86_64")]
+    match level {
+        Simd::Avx512 => {
+            for (runs, stores) in run_groups::<2>(n, g.p()) {
+                for ob in 0..g.o.div_ceil(avx512::MR) {
+                    // SAFETY: applies() and simd() checked AVX-512; the runs lie inside the part.
+                    unsafe { avx512::tile(plan, &Tile { x, b0, ob, runs, stores }, out) };
+                }
+            }
+        }
+        Simd::Avx2 => {
+            for (runs, stores) in run_groups::<1>(n, g.p()) {
+                for ob in 0..g.o.div_ceil(avx2::MR) {
+                    // SAFETY: applies() and simd() checked AVX2 and FMA; the run lies inside the part.
+                    unsafe { avx2::tile(plan, &Tile { x, b0, ob, runs, stores }, out) };
+                }
+            }
+        }
+        Simd::Baseline => unreachable!("applies() excludes the baseline"),
     }
 }
 
 /// `y = conv(x, w) + bias` into `out` (`B·O·P`, every element written) for a geometry that
 /// [`applies`]; one part of the batch per thread.
 pub(super) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Bias<'_, f32>, out: &mut [f32]) {
-    let (wp, bits) = (pack_weights(g, w), mask_bits(g));
-    let plan = Plan { g, wp: &wp, bits: &bits };
+    forward_with(g, x, w, bias, out, simd())
+}
+
+/// [`forward`] with the kernel of `level` (AVX-512 or AVX2; the CPU must have it).
+fn forward_with(g: &ConvGeom, x: &[f32], w: &[f32], bias: Bias<'_, f32>, out: &mut [f32], level: Simd) {
+    let mr = match level {
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => avx512::MR,
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => avx2::MR,
+        _ => unreachable!("applies() excludes the baseline"),
+    };
+    let (wp, bits) = (pack_weights(g, w, mr), mask_bits(g));
+    let plan = Plan { g, wp: &wp, bits: &bits, bias };
     let parts = partition(g.b, rayon::current_num_threads());
     let chunks = super::split_lengths(out, parts.iter().map(|r| r.len() * g.out_len()));
     let work: Vec<_> = parts.into_iter().zip(chunks).collect();
     work.into_par_iter().for_each(|(r, o)| {
-        part(&plan, &x[r.start * g.in_len()..r.end * g.in_len()], bias, r.start, o);
+        part(&plan, level, &x[r.start * g.in_len()..r.end * g.in_len()], r.start, o);
     });
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{applies, forward, Bias};
+    use super::{applies, forward_with, Bias};
+    use crate::elem::{simd, Simd};
     use crate::im2col::ConvGeom;
 
     /// `y[b, o, q]` by its definition, in f64.
@@ -205,25 +292,23 @@ mod tests {
         for (b, c, h, wd, o, k) in cases {
             let g = ConvGeom { b, c, h, w: wd, o, kh: k, kw: k, stride: 1, pad: k / 2, ho: h, wo: wd };
             if !applies(&g) {
-                eprintln!("no AVX-512 here: the direct conv is not used, nor tested");
+                eprintln!("no AVX2 + FMA here: the direct conv is not used, nor tested");
                 return;
             }
             let val = |i: usize, m: usize| ((i * 7919 + m) % 61) as f32 / 30.0 - 1.0;
             let x: Vec<f32> = (0..b * g.in_len()).map(|i| val(i, 1)).collect();
             let w: Vec<f32> = (0..o * c * k * k).map(|i| val(i, 5)).collect();
             let bias: Vec<f32> = (0..b * o).map(|i| val(i, 9)).collect();
-            let mut out = vec![f32::NAN; b * g.out_len()];
-            forward(&g, &x, &w, Bias::Sample(&bias), &mut out);
-            for bi in 0..b {
-                for oi in 0..o {
-                    for q in 0..g.p() {
-                        let want = naive(&g, &x, &w, &bias, bi, oi, q);
-                        let got = out[(bi * o + oi) * g.p() + q] as f64;
-                        assert!(
-                            (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                            "{g:?} b{bi} o{oi} q{q}: {got} vs {want}"
-                        );
-                    }
+            let levels: &[Simd] =
+                if simd() == Simd::Avx512 { &[Simd::Avx512, Simd::Avx2] } else { &[Simd::Avx2] };
+            for &level in levels {
+                let mut out = vec![f32::NAN; b * g.out_len()];
+                forward_with(&g, &x, &w, Bias::Sample(&bias), &mut out, level);
+                for (i, &got) in out.iter().enumerate() {
+                    let (bi, oi, q) = (i / g.out_len(), i / g.p() % o, i % g.p());
+                    let want = naive(&g, &x, &w, &bias, bi, oi, q);
+                    let ok = (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs());
+                    assert!(ok, "{level:?} {g:?} b{bi} o{oi} q{q}: {got} vs {want}");
                 }
             }
         }
