@@ -150,8 +150,9 @@ mod avx2 {
     use super::{Plan, Tile, V};
     use std::arch::x86_64::*;
 
-    /// Output channels per tile: with one run of two registers, 12 accumulators of the 16.
-    pub(super) const MR: usize = 6;
+    /// Output channels per tile: with one run of two registers, 10 accumulators of the 16 (the run, its
+    /// two lane masks and a broadcast weight take 5 more).
+    pub(super) const MR: usize = 5;
 
     /// The lanes of bits `8h..8h + 8` of `bits` as a maskload mask (all ones where set).
     #[target_feature(enable = "avx2")]
@@ -159,6 +160,39 @@ mod avx2 {
         let lanes = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
         let b = _mm256_set1_epi32(i32::from((bits >> (8 * h)) as u8));
         _mm256_cmpeq_epi32(_mm256_and_si256(b, lanes), lanes)
+    }
+
+    /// `acc[r] += Σ_c wt[c, r] · m · x_c` for the runs `x_c` at `src + c·P` of one tap.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; every lane set in `m` lies inside the part's inputs, and with
+    /// `WHOLE` every lane does.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn channels<const WHOLE: bool>(
+        acc: &mut [[__m256; 2]; MR],
+        src: *const f32,
+        p: usize,
+        wt: &[f32],
+        m: [__m256i; 2],
+    ) {
+        let keep = m.map(|v| _mm256_castsi256_ps(v));
+        for (ci, w) in wt.chunks_exact(MR).enumerate() {
+            let s = src.wrapping_add(ci * p);
+            let (x0, x1) = if WHOLE {
+                (
+                    _mm256_and_ps(_mm256_loadu_ps(s), keep[0]),
+                    _mm256_and_ps(_mm256_loadu_ps(s.add(8)), keep[1]),
+                )
+            } else {
+                (_mm256_maskload_ps(s, m[0]), _mm256_maskload_ps(s.wrapping_add(8), m[1]))
+            };
+            for r in 0..MR {
+                let wb = _mm256_set1_ps(w[r]);
+                acc[r][0] = _mm256_fmadd_ps(wb, x0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(wb, x1, acc[r][1]);
+            }
+        }
     }
 
     /// Computes the tile and stores it to `out`.
@@ -178,19 +212,16 @@ mod avx2 {
         for tap in 0..kk {
             let bits = plan.bits[(tap * p + run.q0) / V];
             let m = [lane_mask(bits, 0), lane_mask(bits, 1)];
-            let src = t.x.as_ptr().wrapping_offset((run.b * c * p + run.q0) as isize + plan.shift(tap));
+            let first = (run.b * c * p + run.q0) as isize + plan.shift(tap);
+            let src = t.x.as_ptr().wrapping_offset(first);
             let wt = &wp[tap * c * MR..][..c * MR];
-            for ci in 0..c {
-                // As in the AVX-512 tile: masked lanes are not accessed.
-                let s = src.wrapping_add(ci * p);
-                let x0 = _mm256_maskload_ps(s, m[0]);
-                let x1 = _mm256_maskload_ps(s.wrapping_add(8), m[1]);
-                let w = &wt[ci * MR..][..MR];
-                for r in 0..MR {
-                    let wb = _mm256_set1_ps(w[r]);
-                    acc[r][0] = _mm256_fmadd_ps(wb, x0, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(wb, x1, acc[r][1]);
-                }
+            // Whether every channel's run lies inside `x`: then plain loads with the masked-out
+            // lanes cleared (a bitwise and, so no value of a neighbour pixel leaks in), else loads
+            // that do not touch the masked-out lanes.
+            if first >= 0 && first as usize + (c - 1) * p + V <= t.x.len() {
+                channels::<true>(&mut acc, src, p, wt, m);
+            } else {
+                channels::<false>(&mut acc, src, p, wt, m);
             }
         }
         for (r, row) in acc.iter().enumerate().take(g.o - t.ob * MR) {
