@@ -75,15 +75,17 @@ struct Plan<'a> {
     /// [`pack_weights`] in tiles of the kernel's `MR`.
     wp: &'a [f32],
     bits: &'a [u16],
+    /// `δ_t` of each tap ([`tap_shifts`]).
+    shifts: &'a [isize],
     bias: Bias<'a, f32>,
 }
 
-impl Plan<'_> {
-    /// `δ_t` of tap `t`.
-    fn shift(&self, t: usize) -> isize {
-        let (g, k) = (self.g, self.g.kw);
-        (t / k) as isize * g.w as isize + (t % k) as isize - (g.pad * (g.w + 1)) as isize
-    }
+/// `δ_t` of every tap `t`.
+fn tap_shifts(g: &ConvGeom) -> Vec<isize> {
+    let k = g.kw;
+    (0..g.kh * k)
+        .map(|t| (t / k) as isize * g.w as isize + (t % k) as isize - (g.pad * (g.w + 1)) as isize)
+        .collect()
 }
 
 /// One tile: output channels `ob·MR..` over `N` runs (stored: the first `stores`), with the inputs
@@ -117,22 +119,28 @@ mod avx512 {
             let o = (t.ob * MR + r).min(g.o - 1);
             *row = t.runs.map(|run| _mm512_set1_ps(plan.bias.value(g.o, t.b0 + run.b, o)));
         }
-        let wp = &plan.wp[t.ob * kk * c * MR..][..kk * c * MR];
+        let wp = plan.wp[t.ob * kk * c * MR..][..kk * c * MR].as_ptr();
+        let [r0, r1] = t.runs;
+        let (x0p, x1p) = (
+            t.x.as_ptr().wrapping_add(r0.b * c * p + r0.q0),
+            t.x.as_ptr().wrapping_add(r1.b * c * p + r1.q0),
+        );
+        // No call and no bounds check inside the tap loop: the accumulators stay in registers.
         for tap in 0..kk {
-            let m = t.runs.map(|r| plan.bits[(tap * p + r.q0) / V] as __mmask16);
-            let src =
-                t.runs.map(|r| t.x.as_ptr().wrapping_offset((r.b * c * p + r.q0) as isize + plan.shift(tap)));
-            let wt = &wp[tap * c * MR..][..c * MR];
+            let (m0, m1) = (plan.bits[(tap * p + r0.q0) / V], plan.bits[(tap * p + r1.q0) / V]);
+            let shift = plan.shifts[tap];
+            let (s0, s1) = (x0p.wrapping_offset(shift), x1p.wrapping_offset(shift));
+            let wt = wp.add(tap * c * MR);
             for ci in 0..c {
                 // A lane is read only where its tap's mask is set, i.e. inside image b_h (whose
                 // channel ci starts ci·P after its first element); masked lanes are not accessed.
-                let x0 = _mm512_maskz_loadu_ps(m[0], src[0].wrapping_add(ci * p));
-                let x1 = _mm512_maskz_loadu_ps(m[1], src[1].wrapping_add(ci * p));
-                let w = &wt[ci * MR..][..MR];
-                for r in 0..MR {
-                    let wb = _mm512_set1_ps(w[r]);
-                    acc[r][0] = _mm512_fmadd_ps(wb, x0, acc[r][0]);
-                    acc[r][1] = _mm512_fmadd_ps(wb, x1, acc[r][1]);
+                let x0 = _mm512_maskz_loadu_ps(m0, s0.wrapping_add(ci * p));
+                let x1 = _mm512_maskz_loadu_ps(m1, s1.wrapping_add(ci * p));
+                let w = wt.add(ci * MR);
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let wb = _mm512_set1_ps(*w.add(r));
+                    row[0] = _mm512_fmadd_ps(wb, x0, row[0]);
+                    row[1] = _mm512_fmadd_ps(wb, x1, row[1]);
                 }
             }
         }
@@ -156,6 +164,7 @@ mod avx2 {
 
     /// The lanes of bits `8h..8h + 8` of `bits` as a maskload mask (all ones where set).
     #[target_feature(enable = "avx2")]
+    #[inline]
     fn lane_mask(bits: u16, h: usize) -> __m256i {
         let lanes = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
         let b = _mm256_set1_epi32(i32::from((bits >> (8 * h)) as u8));
@@ -212,7 +221,7 @@ mod avx2 {
         for tap in 0..kk {
             let bits = plan.bits[(tap * p + run.q0) / V];
             let m = [lane_mask(bits, 0), lane_mask(bits, 1)];
-            let first = (run.b * c * p + run.q0) as isize + plan.shift(tap);
+            let first = (run.b * c * p + run.q0) as isize + plan.shifts[tap];
             let src = t.x.as_ptr().wrapping_offset(first);
             let wt = &wp[tap * c * MR..][..c * MR];
             // Whether every channel's run lies inside `x`: then plain loads with the masked-out
@@ -281,8 +290,8 @@ fn forward_with(g: &ConvGeom, x: &[f32], w: &[f32], bias: Bias<'_, f32>, out: &m
         Simd::Avx2 => avx2::MR,
         _ => unreachable!("applies() excludes the baseline"),
     };
-    let (wp, bits) = (pack_weights(g, w, mr), mask_bits(g));
-    let plan = Plan { g, wp: &wp, bits: &bits, bias };
+    let (wp, bits, shifts) = (pack_weights(g, w, mr), mask_bits(g), tap_shifts(g));
+    let plan = Plan { g, wp: &wp, bits: &bits, shifts: &shifts, bias };
     let parts = partition(g.b, rayon::current_num_threads());
     let chunks = super::split_lengths(out, parts.iter().map(|r| r.len() * g.out_len()));
     let work: Vec<_> = parts.into_iter().zip(chunks).collect();
