@@ -204,7 +204,9 @@ fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>) -> Vec<T
     if out.is_empty() {
         return out;
     }
-    if direct::applies(g) {
+    let threads = rayon::current_num_threads();
+    // The direct path splits the batch over the threads; a batch smaller than that splits GEMMs.
+    if direct::applies(g) && g.b >= threads {
         if let (Some(x), Some(w), Some(bias), Some(o)) =
             (as_f32(x), as_f32(w), bias.as_f32(), as_f32_mut(&mut out))
         {
@@ -214,7 +216,6 @@ fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>) -> Vec<T
     }
     let gs = images_per_group(g);
     let chunk = gs * g.out_len();
-    let threads = rayon::current_num_threads();
     if g.b.div_ceil(gs) >= threads {
         out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| forward_item(g, x, w, bias, i * gs, o, 1));
     } else {

@@ -9,12 +9,13 @@
 //!
 //! is computed in tiles of `MR` output channels by runs of [`V`] pixels, the accumulators in
 //! registers: per (tap, channel) one masked load of each run and `MR` broadcast weights. AVX-512
-//! takes 8 channels by two runs (16 of its 32 registers), AVX2 6 channels by one run (12 of 16).
+//! takes 8 channels by two runs (16 of its 32 registers), AVX2 5 channels by one run (10 of 16).
 //! The im2col path writes `K²` copies of the input before its GEMM reads them; for the small maps
 //! of memgen's networks that copy costs as much as the product.
 //!
 //! Every output is `bias + Σ` in the order (tap, channel), one fused multiply-add at a time, so
-//! the result does not depend on the tiling or on the thread count.
+//! the result does not depend on the tiling or on the thread count. The batch is split into one
+//! part per thread (callers keep batches smaller than the thread count on the GEMM path).
 
 use super::Bias;
 use crate::elem::{simd, Simd};
