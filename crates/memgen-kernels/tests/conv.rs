@@ -12,7 +12,7 @@ use memgen_kernels::Conv2d;
 /// that are grouped into one GEMM (including a partial last group), and maps large enough to be
 /// cut into bands of output rows (the two after those), and same-size convs whose kernel is wider
 /// than the map or whose map is one row high, an odd number of 16-pixel runs with O above 8, and
-/// a 5x5 same-size conv (the last four).
+/// a 5x5 same-size conv, and a 1x1 conv of maps with a multiple of 16 pixels (the last five).
 const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (2, 3, 7, 5, 4, 3, 1, 1),
     (1, 2, 9, 9, 3, 3, 2, 1),
@@ -29,6 +29,7 @@ const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (5, 3, 1, 7, 2, 3, 1, 1),
     (3, 5, 4, 4, 11, 3, 1, 1),
     (2, 3, 8, 8, 9, 5, 1, 2),
+    (4, 6, 4, 8, 7, 1, 1, 0),
 ];
 
 /// Non-square inputs with stride 2, where Candle's own conv2d backward fails (it derives the

@@ -26,8 +26,9 @@ use rayon::prelude::*;
 /// Pixels per run: one 512-bit register of f32, two of 256 bits.
 const V: usize = 16;
 
-/// Whether the direct path computes `g`: a stride-1 same-size conv with an odd square kernel whose
-/// maps have a multiple of [`V`] pixels, on a CPU with AVX2 and FMA at least (the caller checks
+/// Whether the direct path computes `g`: a stride-1 same-size conv with an odd square kernel (1x1
+/// included: a batch of small maps is then no GEMM-sized product either) whose maps have a multiple
+/// of [`V`] pixels, on a CPU with AVX2 and FMA at least (the caller checks
 /// that the elements are f32).
 pub(super) fn applies(g: &ConvGeom) -> bool {
     g.stride == 1
@@ -36,7 +37,6 @@ pub(super) fn applies(g: &ConvGeom) -> bool {
         && g.pad == g.kh / 2
         && (g.ho, g.wo) == (g.h, g.w)
         && g.p().is_multiple_of(V)
-        && !g.is_pointwise()
         && simd() != Simd::Baseline
 }
 
@@ -328,8 +328,14 @@ mod tests {
     #[test]
     fn matches_the_definition() {
         // (B, C, H, W, O, K): an odd number of 16-pixel runs and O not a multiple of the tile,
-        // a 5x5 kernel, a 2x8 map, and channel counts above the tile.
-        let cases = [(3, 5, 4, 4, 11, 3), (2, 3, 8, 8, 9, 5), (1, 2, 2, 8, 3, 3), (2, 17, 16, 16, 8, 3)];
+        // a 5x5 kernel, a 2x8 map, channel counts above the tile, and a 1x1 conv.
+        let cases = [
+            (3, 5, 4, 4, 11, 3),
+            (2, 3, 8, 8, 9, 5),
+            (1, 2, 2, 8, 3, 3),
+            (2, 17, 16, 16, 8, 3),
+            (3, 6, 4, 8, 9, 1),
+        ];
         for (b, c, h, wd, o, k) in cases {
             let g = ConvGeom { b, c, h, w: wd, o, kh: k, kw: k, stride: 1, pad: k / 2, ho: h, wo: wd };
             if !applies(&g) {
