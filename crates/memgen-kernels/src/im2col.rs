@@ -74,7 +74,8 @@ impl ConvGeom {
 /// outside the image) for the output rows `oy ∈ rows = oy0..oy1` of one image `x` of `C·H·W`
 /// values; `col` has row stride `rs`.
 ///
-/// Stride-1 convs that keep the width (`WO = W`) take [`im2col_shifted`]; the others copy row by row.
+/// Stride-1 convs that keep the width (`WO = W`) take [`im2col_shifted`]; the others gather through
+/// index tables ([`im2col_gather_body`]).
 pub(crate) fn im2col<T: Float>(
     g: &ConvGeom,
     x: &[T],
@@ -87,7 +88,8 @@ pub(crate) fn im2col<T: Float>(
         let masks = tap_masks(g);
         return im2col_shifted(g, x, rows, col, rs, off, &masks);
     }
-    im2col_rows(g, x, rows, col, rs, off)
+    let index = tap_indices(g);
+    im2col_gather(g, x, rows, col, rs, off, &index)
 }
 
 /// Which output pixels of each kernel tap read inside the image, for a stride-1 conv with `WO = W`:
@@ -168,46 +170,71 @@ fn im2col_shifted_body<T: Float>(
     }
 }
 
-/// [`im2col`] row by row: any stride and padding.
+/// [`im2col`] for any stride and padding: each patch row is a gather of the channel plane through
+/// the tap's index table ([`tap_indices`]), 0 where the tap reads outside the image.
 #[inline(always)]
-fn im2col_rows_body<T: Float>(
+fn im2col_gather_body<T: Float>(
     g: &ConvGeom,
     x: &[T],
     rows: Range<usize>,
     col: &mut [T],
     rs: usize,
     off: usize,
+    index: &[u32],
 ) {
-    let (hw, s, p) = (g.h * g.w, g.stride, g.pad);
+    let (hw, p, q0, len) = (g.h * g.w, g.p(), rows.start * g.wo, rows.len() * g.wo);
+    let kk = g.kh * g.kw;
     for c in 0..g.c {
         let xc = &x[c * hw..(c + 1) * hw];
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let r = (c * g.kh + ky) * g.kw + kx;
-                let row = &mut col[r * rs + off..r * rs + off + rows.len() * g.wo];
-                let (lo, hi) = g.valid_cols(kx);
-                for (t, oy) in rows.clone().enumerate() {
-                    let dst = &mut row[t * g.wo..(t + 1) * g.wo];
-                    let Some(iy) = g.input_row(oy, ky) else {
-                        dst.fill(T::zero());
-                        continue;
-                    };
-                    let src = &xc[iy * g.w..(iy + 1) * g.w];
-                    dst[..lo].fill(T::zero());
-                    dst[hi..].fill(T::zero());
-                    if s == 1 {
-                        let i0 = lo + kx - p;
-                        dst[lo..hi].copy_from_slice(&src[i0..i0 + hi - lo]);
-                    } else {
-                        for (ox, d) in dst[lo..hi].iter_mut().enumerate() {
-                            *d = src[(ox + lo) * s + kx - p];
-                        }
-                    }
-                }
+        for tap in 0..kk {
+            let dst = &mut col[(c * kk + tap) * rs + off..][..len];
+            let idx = &index[tap * p + q0..][..len];
+            for (d, &i) in dst.iter_mut().zip(idx) {
+                // SAFETY: `xc` holds hw values and the read happens only for i < hw (OUTSIDE,
+                // u32::MAX, is never below it).
+                *d = if (i as usize) < hw { unsafe { *xc.get_unchecked(i as usize) } } else { T::zero() };
             }
         }
     }
 }
+
+/// The index table of every tap: `ix[(ky·KW + kx)·P + oy·WO + ox]` is the flat in-plane index
+/// `iy·W + ix` of `(oy·s + ky − p, ox·s + kx − p)`, or [`OUTSIDE`] where that lies outside the
+/// image. Kept per thread for the last few geometries, like [`tap_masks`].
+fn tap_indices(g: &ConvGeom) -> Rc<[u32]> {
+    type Key = (usize, usize, usize, usize, usize, usize, usize, usize);
+    thread_local! {
+        static CACHE: RefCell<Vec<(Key, Rc<[u32]>)>> = const { RefCell::new(Vec::new()) };
+    }
+    let key = (g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.pad, g.stride);
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, m)) = cache.iter().find(|(k, _)| *k == key) {
+            return m.clone();
+        }
+        if cache.len() >= 16 {
+            cache.clear();
+        }
+        let mut ix = Vec::with_capacity(g.kh * g.kw * g.p());
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                for oy in 0..g.ho {
+                    for ox in 0..g.wo {
+                        let (iy, ixx) = (oy * g.stride + ky, ox * g.stride + kx);
+                        let inside = iy >= g.pad && iy - g.pad < g.h && ixx >= g.pad && ixx - g.pad < g.w;
+                        ix.push(if inside { ((iy - g.pad) * g.w + ixx - g.pad) as u32 } else { OUTSIDE });
+                    }
+                }
+            }
+        }
+        let m: Rc<[u32]> = ix.into();
+        cache.push((key, m.clone()));
+        m
+    })
+}
+
+/// The index of a tap position outside the image in [`tap_indices`].
+const OUTSIDE: u32 = u32::MAX;
 
 /// The adjoint of [`im2col`]: `dx[c][oy·s + ky − p][ox·s + kx − p] += col[(c·KH + ky)·KW + kx][off +
 /// (oy − oy0)·WO + ox]` over every in-image position of the output rows `rows`, for one image `dx`
@@ -287,8 +314,8 @@ fn plane_add<T: Float>(g: &ConvGeom, src: &mut [T], rows: Range<usize>, ky: usiz
 }
 
 simd_variant!(
-    /// [`im2col_rows_body`] for this CPU.
-    fn im2col_rows = im2col_rows_body<T>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize)
+    /// [`im2col_gather_body`] for this CPU.
+    fn im2col_gather = im2col_gather_body<T>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize, index: &[u32])
 );
 simd_variant!(
     /// [`im2col_shifted_body`] for this CPU.
