@@ -107,25 +107,37 @@ fn build_tap_masks(g: &ConvGeom) -> Vec<u32> {
     m
 }
 
-/// [`build_tap_masks`] of `g`, kept per thread for the last few geometries (the masks depend only
-/// on the map and kernel, not on the channels or the batch).
+/// [`build_tap_masks`] of `g`, kept per thread ([`cached_table`]).
 pub(crate) fn tap_masks(g: &ConvGeom) -> Rc<[u32]> {
-    type Key = (usize, usize, usize, usize, usize, usize, usize);
+    cached_table(Table::Masks, g, build_tap_masks)
+}
+
+/// The per-geometry tables of this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Masks,
+    Indices,
+}
+
+/// `build(g)`, kept per thread for the last few geometries: the tables depend only on the map,
+/// kernel, stride and padding, not on the channels or the batch.
+fn cached_table(kind: Table, g: &ConvGeom, build: fn(&ConvGeom) -> Vec<u32>) -> Rc<[u32]> {
+    type Key = (Table, [usize; 8]);
     thread_local! {
         static CACHE: RefCell<Vec<(Key, Rc<[u32]>)>> = const { RefCell::new(Vec::new()) };
     }
-    let key = (g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.pad);
+    let key = (kind, [g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.pad, g.stride]);
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some((_, m)) = cache.iter().find(|(k, _)| *k == key) {
-            return m.clone();
+        if let Some((_, t)) = cache.iter().find(|(k, _)| *k == key) {
+            return t.clone();
         }
         if cache.len() >= 16 {
             cache.clear();
         }
-        let m: Rc<[u32]> = build_tap_masks(g).into();
-        cache.push((key, m.clone()));
-        m
+        let t: Rc<[u32]> = build(g).into();
+        cache.push((key, t.clone()));
+        t
     })
 }
 
@@ -200,37 +212,26 @@ fn im2col_gather_body<T: Float>(
 
 /// The index table of every tap: `ix[(ky·KW + kx)·P + oy·WO + ox]` is the flat in-plane index
 /// `iy·W + ix` of `(oy·s + ky − p, ox·s + kx − p)`, or [`OUTSIDE`] where that lies outside the
-/// image. Kept per thread for the last few geometries, like [`tap_masks`].
-fn tap_indices(g: &ConvGeom) -> Rc<[u32]> {
-    type Key = (usize, usize, usize, usize, usize, usize, usize, usize);
-    thread_local! {
-        static CACHE: RefCell<Vec<(Key, Rc<[u32]>)>> = const { RefCell::new(Vec::new()) };
-    }
-    let key = (g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.pad, g.stride);
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some((_, m)) = cache.iter().find(|(k, _)| *k == key) {
-            return m.clone();
-        }
-        if cache.len() >= 16 {
-            cache.clear();
-        }
-        let mut ix = Vec::with_capacity(g.kh * g.kw * g.p());
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                for oy in 0..g.ho {
-                    for ox in 0..g.wo {
-                        let (iy, ixx) = (oy * g.stride + ky, ox * g.stride + kx);
-                        let inside = iy >= g.pad && iy - g.pad < g.h && ixx >= g.pad && ixx - g.pad < g.w;
-                        ix.push(if inside { ((iy - g.pad) * g.w + ixx - g.pad) as u32 } else { OUTSIDE });
-                    }
-                }
+/// image.
+fn build_tap_indices(g: &ConvGeom) -> Vec<u32> {
+    let at = |o: usize, k: usize, n: usize| (o * g.stride + k).checked_sub(g.pad).filter(|&i| i < n);
+    let mut ix = Vec::with_capacity(g.kh * g.kw * g.p());
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            for oy in 0..g.ho {
+                ix.extend((0..g.wo).map(|ox| match (at(oy, ky, g.h), at(ox, kx, g.w)) {
+                    (Some(iy), Some(ixx)) => (iy * g.w + ixx) as u32,
+                    _ => OUTSIDE,
+                }));
             }
         }
-        let m: Rc<[u32]> = ix.into();
-        cache.push((key, m.clone()));
-        m
-    })
+    }
+    ix
+}
+
+/// [`build_tap_indices`] of `g`, kept per thread ([`cached_table`]).
+fn tap_indices(g: &ConvGeom) -> Rc<[u32]> {
+    cached_table(Table::Indices, g, build_tap_indices)
 }
 
 /// The index of a tap position outside the image in [`tap_indices`].
