@@ -63,10 +63,26 @@ impl ConvGeom {
         (lo.min(self.wo), hi.max(lo.min(self.wo)))
     }
 
+    /// The input coordinate `o·s + k − p` of output coordinate `o` and kernel offset `k`, if it lies
+    /// inside `0..n`.
+    fn input_coord(&self, o: usize, k: usize, n: usize) -> Option<usize> {
+        (o * self.stride + k).checked_sub(self.pad).filter(|&i| i < n)
+    }
+
     /// The input row of output row `oy` for kernel row `ky`, if inside the image.
     fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
-        let iy = oy * self.stride + ky;
-        (iy >= self.pad && iy - self.pad < self.h).then(|| iy - self.pad)
+        self.input_coord(oy, ky, self.h)
+    }
+
+    /// The input column of output column `ox` for kernel column `kx`, if inside the image.
+    fn input_col(&self, ox: usize, kx: usize) -> Option<usize> {
+        self.input_coord(ox, kx, self.w)
+    }
+
+    /// For stride 1 with `WO = W`: the offset `δ = (ky − p)·W + (kx − p)` from output pixel
+    /// `q = oy·W + ox` to the flat in-plane index that tap `(ky, kx)` reads.
+    pub fn tap_shift(&self, ky: usize, kx: usize) -> isize {
+        (ky as isize - self.pad as isize) * self.w as isize + kx as isize - self.pad as isize
     }
 }
 
@@ -84,67 +100,17 @@ pub(crate) fn im2col<T: Float>(
     rs: usize,
     off: usize,
 ) {
-    if g.stride == 1 && g.wo == g.w {
-        let masks = tap_masks(g);
-        return im2col_shifted(g, x, rows, col, rs, off, &masks);
-    }
     let index = tap_indices(g);
+    if g.stride == 1 && g.wo == g.w {
+        return im2col_shifted(g, x, rows, col, rs, off, &index);
+    }
     im2col_gather(g, x, rows, col, rs, off, &index)
 }
 
-/// Which output pixels of each kernel tap read inside the image, for a stride-1 conv with `WO = W`:
-/// `m[(ky·KW + kx)·P + oy·W + ox] = 1` when `oy + ky − p ∈ [0, H)` and `ox + kx − p ∈ [0, W)`, else 0.
-fn build_tap_masks(g: &ConvGeom) -> Vec<u32> {
-    let inside = |v: usize, k: usize, n: usize| (v + k >= g.pad && v + k - g.pad < n) as u32;
-    let mut m = Vec::with_capacity(g.kh * g.kw * g.p());
-    for ky in 0..g.kh {
-        for kx in 0..g.kw {
-            for oy in 0..g.ho {
-                m.extend((0..g.wo).map(|ox| inside(oy, ky, g.h) & inside(ox, kx, g.w)));
-            }
-        }
-    }
-    m
-}
-
-/// [`build_tap_masks`] of `g`, kept per thread ([`cached_table`]).
-pub(crate) fn tap_masks(g: &ConvGeom) -> Rc<[u32]> {
-    cached_table(Table::Masks, g, build_tap_masks)
-}
-
-/// The per-geometry tables of this module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Table {
-    Masks,
-    Indices,
-}
-
-/// `build(g)`, kept per thread for the last few geometries: the tables depend only on the map,
-/// kernel, stride and padding, not on the channels or the batch.
-fn cached_table(kind: Table, g: &ConvGeom, build: fn(&ConvGeom) -> Vec<u32>) -> Rc<[u32]> {
-    type Key = (Table, [usize; 8]);
-    thread_local! {
-        static CACHE: RefCell<Vec<(Key, Rc<[u32]>)>> = const { RefCell::new(Vec::new()) };
-    }
-    let key = (kind, [g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.pad, g.stride]);
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some((_, t)) = cache.iter().find(|(k, _)| *k == key) {
-            return t.clone();
-        }
-        if cache.len() >= 16 {
-            cache.clear();
-        }
-        let t: Rc<[u32]> = build(g).into();
-        cache.push((key, t.clone()));
-        t
-    })
-}
-
 /// [`im2col`] for stride 1 with `WO = W`. Output pixel `q = oy·W + ox` of tap `(ky, kx)` reads the
-/// image's flat index `c·H·W + q + (ky − p)·W + (kx − p)`, so each patch row is one shifted run of
-/// the image, kept where the tap's mask says it lies inside the image and 0 elsewhere (a select,
-/// not a product: a non-finite neighbour outside the tap's window cannot leak in).
+/// image's flat index `c·H·W + q + δ` ([`ConvGeom::tap_shift`]), so each patch row is one shifted
+/// run of the image, kept where the tap's index table says it lies inside the image and 0 elsewhere
+/// (a select, not a product: a non-finite neighbour outside the tap's window cannot leak in).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn im2col_shifted_body<T: Float>(
@@ -154,7 +120,7 @@ fn im2col_shifted_body<T: Float>(
     col: &mut [T],
     rs: usize,
     off: usize,
-    masks: &[u32],
+    index: &[u32],
 ) {
     let (hw, p, q0, len) = (g.h * g.w, g.p(), rows.start * g.wo, rows.len() * g.wo);
     for c in 0..g.c {
@@ -162,9 +128,8 @@ fn im2col_shifted_body<T: Float>(
             for kx in 0..g.kw {
                 let tap = ky * g.kw + kx;
                 let dst = &mut col[(c * g.kh * g.kw + tap) * rs + off..][..len];
-                let m = &masks[tap * p + q0..][..len];
-                let shift = (ky as isize - g.pad as isize) * g.w as isize + kx as isize - g.pad as isize;
-                let base = (c * hw + q0) as isize + shift;
+                let m = &index[tap * p + q0..][..len];
+                let base = (c * hw + q0) as isize + g.tap_shift(ky, kx);
                 // The part of the run that lies inside `x` at all; the rest is outside the image.
                 let j0 = (-base).clamp(0, len as isize) as usize;
                 let j1 = (x.len() as isize - base).clamp(j0 as isize, len as isize) as usize;
@@ -175,7 +140,7 @@ fn im2col_shifted_body<T: Float>(
                 }
                 let src = &x[(base + j0 as isize) as usize..][..j1 - j0];
                 for ((d, &v), &k) in dst[j0..j1].iter_mut().zip(src).zip(&m[j0..j1]) {
-                    *d = if k != 0 { v } else { T::zero() };
+                    *d = if k != OUTSIDE { v } else { T::zero() };
                 }
             }
         }
@@ -214,12 +179,11 @@ fn im2col_gather_body<T: Float>(
 /// `iy·W + ix` of `(oy·s + ky − p, ox·s + kx − p)`, or [`OUTSIDE`] where that lies outside the
 /// image.
 fn build_tap_indices(g: &ConvGeom) -> Vec<u32> {
-    let at = |o: usize, k: usize, n: usize| (o * g.stride + k).checked_sub(g.pad).filter(|&i| i < n);
     let mut ix = Vec::with_capacity(g.kh * g.kw * g.p());
     for ky in 0..g.kh {
         for kx in 0..g.kw {
             for oy in 0..g.ho {
-                ix.extend((0..g.wo).map(|ox| match (at(oy, ky, g.h), at(ox, kx, g.w)) {
+                ix.extend((0..g.wo).map(|ox| match (g.input_row(oy, ky), g.input_col(ox, kx)) {
                     (Some(iy), Some(ixx)) => (iy * g.w + ixx) as u32,
                     _ => OUTSIDE,
                 }));
@@ -229,13 +193,29 @@ fn build_tap_indices(g: &ConvGeom) -> Vec<u32> {
     ix
 }
 
-/// [`build_tap_indices`] of `g`, kept per thread ([`cached_table`]).
-fn tap_indices(g: &ConvGeom) -> Rc<[u32]> {
-    cached_table(Table::Indices, g, build_tap_indices)
+/// [`build_tap_indices`] of `g`, kept per thread for the last few geometries: the table depends
+/// only on the map, kernel, stride and padding, not on the channels or the batch.
+pub(crate) fn tap_indices(g: &ConvGeom) -> Rc<[u32]> {
+    thread_local! {
+        static CACHE: RefCell<Vec<([usize; 8], Rc<[u32]>)>> = const { RefCell::new(Vec::new()) };
+    }
+    let key = [g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.pad, g.stride];
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, t)) = cache.iter().find(|(k, _)| *k == key) {
+            return t.clone();
+        }
+        if cache.len() >= 16 {
+            cache.clear();
+        }
+        let t: Rc<[u32]> = build_tap_indices(g).into();
+        cache.push((key, t.clone()));
+        t
+    })
 }
 
 /// The index of a tap position outside the image in [`tap_indices`].
-const OUTSIDE: u32 = u32::MAX;
+pub(crate) const OUTSIDE: u32 = u32::MAX;
 
 /// The adjoint of [`im2col`]: `dx[c][oy·s + ky − p][ox·s + kx − p] += col[(c·KH + ky)·KW + kx][off +
 /// (oy − oy0)·WO + ox]` over every in-image position of the output rows `rows`, for one image `dx`
@@ -320,7 +300,7 @@ simd_variant!(
 );
 simd_variant!(
     /// [`im2col_shifted_body`] for this CPU.
-    fn im2col_shifted = im2col_shifted_body<T>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize, masks: &[u32])
+    fn im2col_shifted = im2col_shifted_body<T>(g: &ConvGeom, x: &[T], rows: Range<usize>, col: &mut [T], rs: usize, off: usize, index: &[u32])
 );
 simd_variant!(
     /// [`col2im_body`] for this CPU.
@@ -353,7 +333,7 @@ mod tests {
     #[test]
     fn patches_match_their_definition_in_bands_of_rows() {
         // Same-width stride 1 (the shifted runs, including kernels wider than the map and a
-        // one-row map), strided and unpadded ones (row by row).
+        // one-row map), strided and unpadded ones (the gather).
         let cases = [
             (3, 4, 4, 3, 1, 1),
             (2, 5, 7, 3, 1, 1),

@@ -9,8 +9,9 @@
 //! - [`Conv2d`]: `y[b, o] = Σ_{c, i, j} w[o, c, i, j] · x[b, c, s·y + i − p, s·x + j − p] + bias`,
 //!   computed per group of images as one GEMM over packed patches (im2col), except the forward of
 //!   stride-1 same-size convs in f32, which is a direct convolution in registers (AVX-512 or AVX2 +
-//!   FMA); weight gradient as one GEMM per group, input gradient as a GEMM followed by col2im. The bias may be per channel `(O,)`
-//!   or per sample and channel `(B, O)`, which folds a broadcast time embedding into the conv.
+//!   FMA); weight gradient as one GEMM per group, input gradient as a GEMM followed by col2im. The
+//!   bias may be per channel `(O,)` or per sample and channel `(B, O)`, which folds a broadcast time
+//!   embedding into the conv.
 //! - [`GroupNorm`]: `y = γ_c (x − μ_g) / sqrt(σ²_g + ε) + β_c`, optionally followed by
 //!   `SiLU(y) = y · sigmoid(y)` in the same pass, with a fused backward.
 //! - [`conv_transpose2x2`]: the 2x2, stride-2 transposed conv of the blind UNet's decoder, one

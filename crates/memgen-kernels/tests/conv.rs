@@ -8,11 +8,11 @@ use candle_nn::Conv2dConfig;
 use common::{check_fd, max_rel_diff, randn, var};
 use memgen_kernels::Conv2d;
 
-/// `(B, C, H, W, O, K, stride, pad)`: odd sizes, stride 2, 1x1, batch 1, and batches of small maps
+/// `(B, C, H, W, O, K, stride, pad)`: odd sizes, stride 2, 1x1, batch 1, batches of small maps
 /// that are grouped into one GEMM (including a partial last group), and maps large enough to be
-/// cut into bands of output rows (the two after those), and same-size convs whose kernel is wider
-/// than the map or whose map is one row high, an odd number of 16-pixel runs with O above 8, and
-/// a 5x5 same-size conv, and a 1x1 conv of maps with a multiple of 16 pixels (the last five).
+/// cut into bands of output rows (the 10th and 11th). The last five are same-size convs for the
+/// direct forward: a kernel wider than the map, a one-row map, an odd number of 16-pixel runs with
+/// O above 8, a 5x5 kernel, and a 1x1 conv of maps with a multiple of 16 pixels.
 const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (2, 3, 7, 5, 4, 3, 1, 1),
     (1, 2, 9, 9, 3, 3, 2, 1),

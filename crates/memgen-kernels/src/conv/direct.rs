@@ -3,7 +3,8 @@
 //!
 //! For output pixel `q = y·W + x` of image `b` and kernel tap `t = (ky, kx)`, the input it reads is
 //! the image's flat index `c·P + q + δ_t` with `δ_t = (ky − p)·W + (kx − p)`, inside the image
-//! exactly where the tap's mask `m_t[q]` ([`crate::im2col::tap_masks`]) is set. So
+//! exactly where the tap's mask `m_t[q]` is set (where [`crate::im2col::tap_indices`] finds the
+//! read inside the image). So
 //!
 //! `y[b, o, q] = bias(b, o) + Σ_t Σ_c w[o, c, t] · m_t[q] · x[b, c, q + δ_t]`
 //!
@@ -20,7 +21,7 @@
 use super::Bias;
 use crate::elem::{simd, Simd};
 use crate::gemm::partition;
-use crate::im2col::{tap_masks, ConvGeom};
+use crate::im2col::{tap_indices, ConvGeom, OUTSIDE};
 use rayon::prelude::*;
 
 /// Pixels per run: one 512-bit register of f32, two of 256 bits.
@@ -55,12 +56,12 @@ fn pack_weights(g: &ConvGeom, w: &[f32], mr: usize) -> Vec<f32> {
     wp
 }
 
-/// The tap masks as one 16-bit lane mask per (tap, run): bit `l` of `bits[t·P/V + j]` is
-/// `m_t[j·V + l]`.
+/// The tap masks as one 16-bit lane mask per (tap, run): bit `l` of `bits[t·P/V + j]` is set when
+/// tap `t` of pixel `j·V + l` reads inside the image.
 fn mask_bits(g: &ConvGeom) -> Vec<u16> {
-    let m = tap_masks(g);
-    let bits = |run: &[u32]| run.iter().enumerate().fold(0u16, |acc, (l, &v)| acc | (u16::from(v != 0) << l));
-    m.chunks_exact(V).map(bits).collect()
+    let bits =
+        |run: &[u32]| run.iter().enumerate().fold(0u16, |acc, (l, &i)| acc | (u16::from(i != OUTSIDE) << l));
+    tap_indices(g).chunks_exact(V).map(bits).collect()
 }
 
 /// One run of [`V`] output pixels: image `b` (within the part), first pixel `q0`.
@@ -81,12 +82,9 @@ struct Plan<'a> {
     bias: Bias<'a, f32>,
 }
 
-/// `δ_t` of every tap `t`.
+/// `δ_t` of every tap `t` ([`ConvGeom::tap_shift`]).
 fn tap_shifts(g: &ConvGeom) -> Vec<isize> {
-    let k = g.kw;
-    (0..g.kh * k)
-        .map(|t| (t / k) as isize * g.w as isize + (t % k) as isize - (g.pad * (g.w + 1)) as isize)
-        .collect()
+    (0..g.kh * g.kw).map(|t| g.tap_shift(t / g.kw, t % g.kw)).collect()
 }
 
 /// One tile: output channels `ob·MR..` over `N` runs (stored: the first `stores`), with the inputs
