@@ -9,6 +9,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // Training steps free and reallocate the same tensor sizes: keep the memory for reuse.
     memgen_kernels::keep_freed_memory();
+    // Batches run as one share per thread; Candle's elementwise ops run serially inside a share.
+    memgen_diffusion::shards::serial_candle_ops();
     // Known before parsing, so that a usage error is also reported as JSON.
     let json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
     output::set_json(json);

@@ -3,7 +3,6 @@
 
 mod plots;
 
-use memgen_linear::problem::{gaussian_config, gaussian_data, gaussian_description};
 use super::sample::TimeSamplerOpts;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -15,6 +14,7 @@ use memgen_data::gaussian::GaussianConfig;
 use memgen_diffusion::run::{RunConfig, SplitRecord};
 use memgen_diffusion::{DdpmSchedule, ScheduleConfig};
 use memgen_io::read_json;
+use memgen_linear::problem::{gaussian_config, gaussian_data, gaussian_description};
 use memgen_linear::theory::Regularization;
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,6 @@ use memgen_linear::problem::DataConfig;
 use memgen_linear::theory::Regularization;
 use std::path::PathBuf;
 
-
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  memgen linear --data gaussian:power:1:0.05 --side 16 --n 32,64,128,256,512,1024,4096 --out lin-gauss\n  \

@@ -42,7 +42,8 @@ fn leaves(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<(Vec<String>, cl
 
 #[test]
 fn example_lines_are_cleaned_as_a_shell_would_read_them() {
-    let text = "Examples:\n  RAYON_NUM_THREADS=2 memgen bench --steps 1   # note\n  cargo run --release -- demo\n  \
+    let text =
+        "Examples:\n  RAYON_NUM_THREADS=2 memgen bench --steps 1   # note\n  cargo run --release -- demo\n  \
                 sh scripts/x.sh\n\nSee also: memgen other";
     let got = example_lines(text);
     assert_eq!(got, vec![vec!["memgen", "bench", "--steps", "1"], vec!["memgen", "demo"]]);
@@ -180,7 +181,11 @@ fn fields_arrive(command: &memgen_experiment::Command, m: &clap::ArgMatches, wha
         }
         C::Train(t) => {
             let (data, model, out) = (path("data"), path("model"), path("out"));
-            assert_eq!((data, model, out), (Some(t.data.clone()), Some(t.model.clone()), Some(t.out.clone())), "{what}");
+            assert_eq!(
+                (data, model, out),
+                (Some(t.data.clone()), Some(t.model.clone()), Some(t.out.clone())),
+                "{what}"
+            );
             let side = one::<train::SideArg>(m, "split").map(|s| format!("{s:?}").to_lowercase());
             assert_eq!(side, Some(t.split.to_string()), "{what}");
             assert_eq!(one::<usize>(m, "n"), Some(t.n), "{what}");
@@ -207,7 +212,11 @@ fn fields_arrive(command: &memgen_experiment::Command, m: &clap::ArgMatches, wha
         }
         C::Baseline { pair, data, n, split_seed, sampling: s, out } => {
             let flag = |id: &str| m.get_flag(id);
-            assert_eq!((flag("oracle"), flag("linear")), (*pair == BaselinePair::Oracle, *pair == BaselinePair::Linear), "{what}");
+            assert_eq!(
+                (flag("oracle"), flag("linear")),
+                (*pair == BaselinePair::Oracle, *pair == BaselinePair::Linear),
+                "{what}"
+            );
             assert_eq!((path("data").as_ref(), path("out").as_ref()), (Some(data), Some(out)), "{what}");
             assert_eq!(one::<usize>(m, "n"), Some(*n), "{what}");
             assert_eq!(one::<u64>(m, "split_seed"), Some(*split_seed), "{what}");

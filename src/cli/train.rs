@@ -205,7 +205,10 @@ fn resume(dir: &Path, steps: Option<usize>, quiet: bool, force: bool) -> Result<
     super::output::input("--resume", dir, "a run directory from `memgen train`")?;
     let (mut run_cfg, forced) = RunConfig::load_for_resume(dir, env!("CARGO_PKG_VERSION"), force)?;
     if let Some(version) = forced {
-        eprintln!("note: resuming a run written by memgen {version} with memgen {} (--force)", run_cfg.memgen_version);
+        eprintln!(
+            "note: resuming a run written by memgen {version} with memgen {} (--force)",
+            run_cfg.memgen_version
+        );
     }
     let dev = parse_device(&run_cfg.device).map_err(|why| {
         super::output::usage(format!(

@@ -21,6 +21,7 @@ pub mod embeddings;
 pub mod error;
 pub mod optim;
 pub mod sampler;
+pub mod shards;
 pub mod unet;
 
 pub use error::{Error, Result};

@@ -292,7 +292,7 @@ impl Trainer {
         let lr = self.cfg.lr_at(self.step);
         match grads {
             StepGrads::Graph(loss) => self.opt.step(&loss.backward()?, lr)?,
-            StepGrads::Engine(g) => self.opt.step_with(|t| g.get(&t.id()).cloned(), lr)?,
+            StepGrads::Ready(g) => self.opt.step_with(|t| g.get(&t.id()).cloned(), lr)?,
         }
         self.update_ema()?;
         self.step += 1;

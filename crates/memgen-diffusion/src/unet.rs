@@ -42,7 +42,7 @@ use crate::blocks::{
     AttentionBlock, AttentionConfig, Downsample, ResBlock, ResBlockConfig, Upsample, NORM_EPS,
 };
 use crate::embeddings::{TimeEmbedding, TimeEmbeddingConfig};
-use crate::{Denoiser, Prediction};
+use crate::{shards, Denoiser, Prediction};
 use candle::{Module, Result, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 use memgen_kernels::{conv2d, group_norm, Conv2d, GroupNorm};
@@ -489,7 +489,29 @@ impl UNet {
     /// and one timestep per sample `t` `(B,)` (u32; converted to `x`'s dtype for the embedding).
     /// Returns `(B, out_channels, H, W)`. `train` only matters for dropout (see
     /// [`UNetConfig::dropout`]).
+    ///
+    /// On the CPU a batch of at least two images per worker thread runs as one share per thread
+    /// ([`crate::shards`]): each share through the whole network on its own thread, the outputs
+    /// concatenated in batch order. The images do not interact, so the output equals the whole
+    /// batch's to f32 rounding, and gradients flow back through the concatenation.
     pub fn forward_t(&self, x: &Tensor, t: &Tensor, train: bool) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let parts = if x.device().is_cpu() { shards::shares_here(b) } else { vec![0..b] };
+        if parts.len() <= 1 {
+            return self.forward_whole(x, t, train);
+        }
+        if t.dims() != [b] {
+            candle::bail!("UNet: expected one timestep per sample, shape ({b},), got {:?}", t.dims());
+        }
+        let outs = shards::run(&parts, |r| {
+            self.forward_whole(&x.narrow(0, r.start, r.len())?, &t.narrow(0, r.start, r.len())?, train)
+        })
+        .map_err(candle::Error::wrap)?;
+        Tensor::cat(&outs.into_iter().collect::<Result<Vec<_>>>()?, 0)
+    }
+
+    /// [`Self::forward_t`] of the whole batch on the calling thread's pool.
+    fn forward_whole(&self, x: &Tensor, t: &Tensor, train: bool) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let f = 1usize << (self.cfg.levels() - 1);
         if c != self.cfg.in_channels {

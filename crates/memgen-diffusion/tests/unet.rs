@@ -491,3 +491,33 @@ fn fast_kernels_match_candle_ops_end_to_end() {
         assert!(close(a, b), "gradient of {name} differs");
     }
 }
+
+/// The output for 7 images (with attention) and the gradient of `Σ out · w` with respect to the
+/// input, computed inside a pool of `threads` threads.
+fn forward_and_input_gradient(threads: usize) -> (Vec<f64>, Vec<f64>) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let expected = threads.min(7 / memgen_diffusion::shards::MIN_SHARE);
+        assert_eq!(memgen_diffusion::shards::shares_here(7).len(), expected);
+        let (_vm, net) = build(&attn_tiny(), 11, DType::F32);
+        let x = Var::from_tensor(&randn(1, &[7, 1, 16, 16], DType::F32)).unwrap();
+        let out = net.forward(x.as_tensor(), &ts(&[0, 100, 200, 300, 400, 500, 999])).unwrap();
+        let w = randn(2, out.dims(), DType::F32);
+        let grads = (&out * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        (values(&out), values(grads.get(x.as_tensor()).unwrap()))
+    })
+}
+
+#[test]
+fn a_batch_in_shards_gives_the_whole_batch_output_and_input_gradient() {
+    let (whole, whole_grad) = forward_and_input_gradient(1);
+    for threads in [2, 3] {
+        let (out, grad) = forward_and_input_gradient(threads);
+        for (name, a, b) in [("output", &out, &whole), ("input gradient", &grad, &whole_grad)] {
+            let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let err = a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+            assert!(err <= 1e-5 * scale, "{threads} threads, {name}: max error {err}, max |value| {scale}");
+        }
+    }
+    assert!(forward_and_input_gradient(2) == forward_and_input_gradient(2), "same threads, same bits");
+}
