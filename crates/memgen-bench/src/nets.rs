@@ -30,6 +30,11 @@ pub struct BenchResult {
     pub batch_size: usize,
     pub side: usize,
     pub threads: usize,
+    /// The shares the batch runs as, one per thread ([`memgen_diffusion::shards`]; 1: the whole
+    /// batch on all threads, op by op). With more than one, the kernel and layer times of the
+    /// profile are thread-seconds, summed over the shares' threads.
+    #[serde(default = "one")]
+    pub shards: usize,
     /// Seconds per training step (median of the timed steps).
     pub train_step_s: f64,
     pub train_images_per_s: f64,
@@ -48,6 +53,10 @@ pub struct BenchResult {
     /// With `profile`: the conv layers by shape, slowest first, in the training step and the forward.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layer_profile: Vec<LayerProfile>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// One network measurement of the table: the config as named plus its [`BenchResult`].
@@ -215,12 +224,19 @@ pub fn bench(
     };
     let gflop = model.flops_per_image(side) as f64 / 1e9;
     let (ts, fs) = (median(train), median(fwd));
+    // Time-conditioned UNets split the batch over the threads (the blind engine splits it too, but
+    // its passes are not timed per kernel).
+    let shards = match model {
+        ModelConfig::Unet(_) => memgen_diffusion::shards::shares(n, threads).len(),
+        ModelConfig::Blind(_) => 1,
+    };
     Ok(BenchResult {
         parameters: model.parameter_count(),
         forward_gflop_per_image: gflop,
         batch_size: n,
         side,
         threads,
+        shards,
         train_step_s: ts,
         train_images_per_s: n as f64 / ts,
         train_gflop_per_s: 3.0 * gflop * n as f64 / ts,

@@ -87,10 +87,24 @@ pub fn nets_table(nets: &[NetResult]) -> String {
         line(
             w,
             format_args!(
-                "\nkernel time, {} {}x{} batch {} (seconds per step):",
-                n.config, r.side, r.side, r.batch_size
+                "\nkernel time, {} {}x{} batch {} ({} per step):",
+                n.config,
+                r.side,
+                r.side,
+                r.batch_size,
+                if r.shards > 1 { "thread-seconds" } else { "seconds" }
             ),
         );
+        if r.shards > 1 {
+            line(
+                w,
+                format_args!(
+                    "(the batch ran as {} shares, one per thread: times are summed over the threads, and \
+                     the rest is {} x the step time minus that sum)",
+                    r.shards, r.shards
+                ),
+            );
+        }
         line(w, "| kernel | per training step | per forward |");
         line(w, "|---|---|---|");
         let (mut t, mut f) = (0.0, 0.0);
@@ -103,11 +117,17 @@ pub fn nets_table(nets: &[NetResult]) -> String {
             w,
             format_args!(
                 "| everything else (Candle ops, autograd, AdamW) | {:.3} | {:.3} |",
-                r.train_step_s - t,
-                r.forward_s - f
+                r.shards as f64 * r.train_step_s - t,
+                r.shards as f64 * r.forward_s - f
             ),
         );
-        line(w, "\nconv layers by shape (GFLOP/s: the GEMM work of the layer over its wall time):");
+        let per = if r.shards > 1 { "; a share's calls, so per thread" } else { "" };
+        line(
+            w,
+            format_args!(
+                "\nconv layers by shape (GFLOP/s: the GEMM work of the layer over its wall time{per}):"
+            ),
+        );
         line(w, "| phase | kernel | shape | calls per step | ms per step | GFLOP/s |");
         line(w, "|---|---|---|---|---|---|");
         for l in &r.layer_profile {
@@ -210,6 +230,7 @@ mod tests {
                 batch_size: 8,
                 side,
                 threads: 2,
+                shards: 1,
                 train_step_s: 0.5,
                 train_images_per_s: 16.0,
                 train_gflop_per_s: 1.0 / 3.0,
