@@ -45,15 +45,11 @@ impl Objective {
         match self {
             Objective::Ddpm { schedule, prediction } => {
                 let (x_t, t, target) = ddpm_inputs(schedule, *prediction, x0, rng)?;
-                let parts = match model {
-                    Model::Unet(_) if x0.device().is_cpu() => shards::shares_here(x0.dim(0)?),
-                    _ => vec![0..x0.dim(0)?],
-                };
-                if parts.len() <= 1 {
-                    let pred = model.forward_t(&x_t, &t, true)?;
-                    return graph((pred - target)?.sqr()?.mean_all()?);
+                if matches!(model, Model::Unet(_)) && x0.device().is_cpu() {
+                    return sharded_mse(model, &shards::shares_here(x0.dim(0)?), &x_t, &t, &target);
                 }
-                sharded_mse(model, &parts, &x_t, &t, &target)
+                let pred = model.forward_t(&x_t, &t, true)?;
+                graph((pred - target)?.sqr()?.mean_all()?)
             }
             Objective::Blind => {
                 let (y, target) = blind_inputs(x0, rng)?;

@@ -60,6 +60,9 @@ pub fn serial_candle_ops() -> bool {
     true
 }
 
+/// Stack size of a shard thread: a main thread's, for autograd's recursive walk of deep graphs.
+pub const STACK_BYTES: usize = 8 << 20;
+
 /// One single-thread rayon pool per share index, built on first use and kept for the process.
 static POOLS: Mutex<Vec<Arc<rayon::ThreadPool>>> = Mutex::new(Vec::new());
 
@@ -70,6 +73,7 @@ fn pools(n: usize) -> std::io::Result<Vec<Arc<rayon::ThreadPool>>> {
         let i = pools.len();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
+            .stack_size(STACK_BYTES)
             .thread_name(move |_| format!("memgen-shard-{i}"))
             .build()
             .map_err(std::io::Error::other)?;
@@ -90,17 +94,17 @@ pub fn run<R: Send>(
     }
     let pools = pools(parts.len())?;
     let job = &job;
+    // Every share is handed over from a thread of its own, and the caller waits in `join`, which
+    // sleeps. Handing one over from the caller would make it wait the way a rayon worker waits
+    // when it is one (the command runs on the global pool): spinning for work, on a core that a
+    // share needs.
     Ok(std::thread::scope(|s| {
-        let handles: Vec<_> = parts[1..]
+        let handles: Vec<_> = parts
             .iter()
-            .zip(&pools[1..])
+            .zip(&pools)
             .map(|(r, pool)| s.spawn(move || pool.install(|| job(r.clone()))))
             .collect();
-        let mut out = vec![pools[0].install(|| job(parts[0].clone()))];
-        for h in handles {
-            out.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-        }
-        out
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     }))
 }
 

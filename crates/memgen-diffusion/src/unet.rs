@@ -496,7 +496,10 @@ impl UNet {
     /// batch's to f32 rounding, and gradients flow back through the concatenation.
     pub fn forward_t(&self, x: &Tensor, t: &Tensor, train: bool) -> Result<Tensor> {
         let b = x.dim(0)?;
-        let parts = if x.device().is_cpu() { shards::shares_here(b) } else { vec![0..b] };
+        if !x.device().is_cpu() {
+            return self.forward_whole(x, t, train);
+        }
+        let parts = shards::shares_here(b);
         if parts.len() <= 1 {
             return self.forward_whole(x, t, train);
         }
