@@ -8,7 +8,8 @@
 //! keeps every thread on the main arena: a thread's own arena lives in heaps of at most 64 MiB that
 //! glibc shrinks and unmaps as they empty, so a network run on worker threads (batch shards, or
 //! the whole command on a rayon worker) faulted its activations in anew at every step (about
-//! 100,000 faults per unet-s 32x32 batch-64 step, against none on the main arena).
+//! 100,000 faults per unet-s 32x32 batch-64 training step and forward, against none on the main
+//! arena).
 
 /// Keeps freed blocks of up to 32 MiB (glibc's largest mmap threshold) inside the process for
 /// reuse instead of returning them to the kernel, and has every thread allocate from the main
