@@ -127,16 +127,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     on_global_pool(move || dispatch(cli.command))
 }
 
-/// Runs `f` on a worker of rayon's global pool, built here (sized by `RAYON_NUM_THREADS`, with
-/// a main thread's stack) unless something built it already.
+/// Runs `f` on the one worker of rayon's global pool when the pool has one thread (sized by
+/// `RAYON_NUM_THREADS`; built here, with a main thread's stack, unless something built it already),
+/// else on the calling thread.
 ///
-/// The kernels split their loops over that pool. Called from a thread outside it, every loop is
-/// handed to the workers and back, a futex wake-up each way; a unet-demo training step on one
-/// thread makes a few hundred such calls (AdamW alone one per parameter tensor), and ran 1.3x
-/// faster on a worker in interleaved runs. On a worker the loops of a one-thread pool run inline.
+/// The kernels split their loops over that pool. From a thread outside it, every loop is handed
+/// to the workers and back, a futex wake-up each way; a unet-demo training step makes a few hundred
+/// such calls (AdamW alone one per parameter tensor), and on one thread it ran 1.3x faster on the
+/// worker, where the loops run inline. With more threads the network's passes run in batch shards
+/// ([`memgen_diffusion::shards`]), whose hand-over from a worker cost 7% of a unet-demo step on 2
+/// threads in interleaved runs, so the command stays on the calling thread.
 fn on_global_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let _ = rayon::ThreadPoolBuilder::new().stack_size(memgen_diffusion::shards::STACK_BYTES).build_global();
-    rayon::scope(|_| f())
+    if rayon::current_num_threads() == 1 {
+        rayon::scope(|_| f())
+    } else {
+        f()
+    }
 }
 
 /// Hand the parsed command to its subcommand.

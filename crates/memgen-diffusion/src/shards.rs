@@ -94,17 +94,20 @@ pub fn run<R: Send>(
     }
     let pools = pools(parts.len())?;
     let job = &job;
-    // Every share is handed over from a thread of its own, and the caller waits in `join`, which
-    // sleeps. Handing one over from the caller would make it wait the way a rayon worker waits
-    // when it is one (the command runs on the global pool): spinning for work, on a core that a
-    // share needs.
+    // A caller outside rayon's pools runs share 0's hand-over itself and sleeps until it is done.
+    // A rayon worker would wait for it the way workers wait, spinning for work on a core that a
+    // share needs, so from a worker every share is handed over from a thread of its own and the
+    // worker sleeps in `join`.
+    let own = usize::from(rayon::current_thread_index().is_none());
     Ok(std::thread::scope(|s| {
-        let handles: Vec<_> = parts
+        let handles: Vec<_> = parts[own..]
             .iter()
-            .zip(&pools)
+            .zip(&pools[own..])
             .map(|(r, pool)| s.spawn(move || pool.install(|| job(r.clone()))))
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        let first = (own == 1).then(|| pools[0].install(|| job(parts[0].clone())));
+        let rest = handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        first.into_iter().chain(rest).collect()
     }))
 }
 
@@ -126,11 +129,17 @@ mod tests {
     #[test]
     fn every_share_runs_on_a_one_thread_pool_and_results_keep_share_order() {
         let parts = shares(12, 3);
-        let out = run(&parts, |r| (r, rayon::current_num_threads(), std::thread::current().id())).unwrap();
-        assert_eq!(out.iter().map(|o| o.0.clone()).collect::<Vec<_>>(), parts);
-        assert!(out.iter().all(|o| o.1 == 1), "kernels inside a share must see one thread");
-        let ids: std::collections::HashSet<_> = out.iter().map(|o| o.2).collect();
-        assert_eq!(ids.len(), 3, "each share has its own thread");
+        let check = || {
+            let out =
+                run(&parts, |r| (r, rayon::current_num_threads(), std::thread::current().id())).unwrap();
+            assert_eq!(out.iter().map(|o| o.0.clone()).collect::<Vec<_>>(), parts);
+            assert!(out.iter().all(|o| o.1 == 1), "kernels inside a share must see one thread");
+            let ids: std::collections::HashSet<_> = out.iter().map(|o| o.2).collect();
+            assert_eq!(ids.len(), 3, "each share has its own thread");
+        };
+        check(); // from a thread outside rayon's pools
+        rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap().install(check);
+        // from a worker
     }
 
     #[test]
