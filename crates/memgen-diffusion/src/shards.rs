@@ -21,11 +21,17 @@ use std::sync::{Arc, Mutex};
 /// (handing the share over, the scheduler) outweighs what it saves.
 pub const MIN_SHARE: usize = 2;
 
-/// The shares of a batch of `b` images over `threads` threads: contiguous ranges in batch order,
-/// sizes within one of each other (the first ones larger), each at least [`MIN_SHARE`] images.
-/// One range (the whole batch) when the batch is too small to split.
+/// The shares of a batch of `b` images over `threads` threads: [`split`] with shares of at least
+/// [`MIN_SHARE`] images.
 pub fn shares(b: usize, threads: usize) -> Vec<Range<usize>> {
-    let n = threads.min(b / MIN_SHARE).max(1);
+    split(b, threads, MIN_SHARE)
+}
+
+/// `b` images in contiguous ranges, in batch order, one per thread of `threads` but each of at
+/// least `min` images: sizes within one of each other, the first ones larger. One range (the whole
+/// batch) when the batch is too small to split. The blind engine splits its batches with `min` 1.
+pub fn split(b: usize, threads: usize, min: usize) -> Vec<Range<usize>> {
+    let n = threads.min(b / min.max(1)).max(1);
     let (q, r) = (b / n, b % n);
     let mut start = 0;
     (0..n)
@@ -137,9 +143,9 @@ mod tests {
             let ids: std::collections::HashSet<_> = out.iter().map(|o| o.2).collect();
             assert_eq!(ids.len(), 3, "each share has its own thread");
         };
-        check(); // from a thread outside rayon's pools
+        // From a thread outside rayon's pools, then from a worker of one.
+        check();
         rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap().install(check);
-        // from a worker
     }
 
     #[test]

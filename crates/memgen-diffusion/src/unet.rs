@@ -503,9 +503,7 @@ impl UNet {
         if parts.len() <= 1 {
             return self.forward_whole(x, t, train);
         }
-        if t.dims() != [b] {
-            candle::bail!("UNet: expected one timestep per sample, shape ({b},), got {:?}", t.dims());
-        }
+        check_timesteps(t, b)?;
         let outs = shards::run(&parts, |r| {
             self.forward_whole(&x.narrow(0, r.start, r.len())?, &t.narrow(0, r.start, r.len())?, train)
         })
@@ -526,9 +524,7 @@ impl UNet {
         if h == 0 || w == 0 || h % f != 0 || w % f != 0 {
             candle::bail!("UNet: input side {h}x{w} is not a positive multiple of 2^(levels-1) = {f}");
         }
-        if t.dims() != [b] {
-            candle::bail!("UNet: expected one timestep per sample, shape ({b},), got {:?}", t.dims());
-        }
+        check_timesteps(t, b)?;
         if train && self.cfg.dropout > 0.0 {
             candle::bail!(
                 "UNet: training with dropout = {} is not supported yet (no seeded dropout); set dropout = 0.0",
@@ -562,6 +558,15 @@ impl UNet {
         }
         self.out_conv.forward(&self.out_norm.forward_silu(&h)?)
     }
+}
+
+/// `t` must hold one timestep per sample of a batch of `b`; checked before the batch is split into
+/// shares as well as in each share's pass.
+fn check_timesteps(t: &Tensor, b: usize) -> Result<()> {
+    if t.dims() != [b] {
+        candle::bail!("UNet: expected one timestep per sample, shape ({b},), got {:?}", t.dims());
+    }
+    Ok(())
 }
 
 impl Denoiser for UNet {

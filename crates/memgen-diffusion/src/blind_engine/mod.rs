@@ -116,8 +116,7 @@ pub struct Gradients<T> {
 /// The images of each thread's share of a batch of `batch` on `threads` threads: min(threads,
 /// batch) shares of near-equal size, the first ones one image longer.
 pub fn shares(batch: usize, threads: usize) -> Vec<usize> {
-    let t = threads.clamp(1, batch.max(1));
-    (0..t).map(|i| batch / t + usize::from(i < batch % t)).collect()
+    crate::shards::split(batch, threads, 1).into_iter().map(|r| r.len()).collect()
 }
 
 /// The engine: one [`Workspace`] per thread, reused from call to call.
