@@ -1,5 +1,6 @@
 //! The `memgen` command-line tool: parses arguments and hands each subcommand to the library crates.
 
+mod alloc;
 mod cli;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // Training steps free and reallocate the same tensor sizes: keep the memory for reuse.
-    memgen_kernels::keep_freed_memory();
+    alloc::keep_freed_memory();
     // Batches run as one share per thread; Candle's elementwise ops run serially inside a share.
     memgen_diffusion::shards::serial_candle_ops();
     // Known before parsing, so that a usage error is also reported as JSON.

@@ -27,7 +27,6 @@
 //! order, so results are bit-identical for a given thread count.
 
 mod adamw;
-mod alloc;
 mod conv;
 mod conv_transpose;
 mod elem;
@@ -41,7 +40,6 @@ mod storage;
 mod upsample;
 
 pub use adamw::{adamw_update, AdamWStep};
-pub use alloc::keep_freed_memory;
 pub use conv::{conv2d, conv2d_no_bias, Conv2d};
 pub use conv_transpose::conv_transpose2x2;
 pub use elem::Float;
