@@ -6,6 +6,7 @@
 
 use candle::backprop::GradStore;
 use candle::{Result, Tensor, Var};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -51,44 +52,30 @@ impl AdamW {
     }
 
     /// One update with learning rate `lr`, taking each variable's gradient from `grad` (called with
-    /// the variable's tensor; `None`: no gradient, the variable is left untouched).
-    pub fn step_with(&mut self, grad: impl Fn(&Tensor) -> Option<Tensor>, lr: f64) -> Result<()> {
+    /// the variable's tensor; `None`: no gradient, the variable is left untouched). The variables
+    /// are updated in parallel, each on its own: the result does not depend on the thread count.
+    pub fn step_with(&mut self, grad: impl Fn(&Tensor) -> Option<Tensor> + Sync, lr: f64) -> Result<()> {
         self.step += 1;
         let c = self.cfg;
         let t = self.step as i32;
-        let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
-        for (i, (_, var)) in self.vars.iter().enumerate() {
-            let Some(g) = grad(var.as_tensor()) else { continue };
-            // Detached: the optimizer's arithmetic must not join the autograd graph, or every step's
-            // graph would stay alive through the moments.
-            let g = g.detach();
-            let step = memgen_kernels::AdamWStep {
-                beta1: c.beta1,
-                beta2: c.beta2,
-                eps: c.eps,
-                weight_decay: c.weight_decay,
-                lr,
-                bias_correction1: bc1,
-                bias_correction2: bc2,
-            };
-            let theta = var.as_tensor().detach();
-            if let Some((theta, m, v)) =
-                memgen_kernels::adamw_update(&theta, &self.m[i], &self.v[i], &g, step)?
-            {
-                var.set(&theta)?;
-                self.m[i] = m;
-                self.v[i] = v;
-                continue;
-            }
-            let m = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
-            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();
-            let update = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + c.eps)?)?;
-            let theta = ((var.as_tensor().detach() * (1.0 - lr * c.weight_decay))? - (update * lr)?)?;
-            var.set(&theta)?;
-            self.m[i] = m;
-            self.v[i] = v;
-        }
-        Ok(())
+        let step = memgen_kernels::AdamWStep {
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            lr,
+            bias_correction1: 1.0 - c.beta1.powi(t),
+            bias_correction2: 1.0 - c.beta2.powi(t),
+        };
+        let stock = memgen_kernels::stock_kernels();
+        self.vars.par_iter().zip(self.m.par_iter_mut()).zip(self.v.par_iter_mut()).try_for_each(
+            |(((_, var), m), v)| match grad(var.as_tensor()) {
+                // Detached: the optimizer's arithmetic must not join the autograd graph, or every
+                // step's graph would stay alive through the moments.
+                Some(g) => memgen_kernels::with_kernel_mode(stock, || update(var, m, v, &g.detach(), step)),
+                None => Ok(()),
+            },
+        )
     }
 
     /// The moments as named tensors (`{name}.m`, `{name}.v`), for saving.
@@ -121,6 +108,23 @@ impl AdamW {
         self.step = step;
         Ok(())
     }
+}
+
+/// The AdamW update of one variable and its moments `m`, `v` (the module's formula): the one-pass
+/// kernel where it applies, else Candle's ops.
+fn update(var: &Var, m: &mut Tensor, v: &mut Tensor, g: &Tensor, s: memgen_kernels::AdamWStep) -> Result<()> {
+    let theta = var.as_tensor().detach();
+    if let Some((theta, m2, v2)) = memgen_kernels::adamw_update(&theta, m, v, g, s)? {
+        var.set(&theta)?;
+        (*m, *v) = (m2, v2);
+        return Ok(());
+    }
+    let m2 = ((&*m * s.beta1)? + (g * (1.0 - s.beta1))?)?.detach();
+    let v2 = ((&*v * s.beta2)? + (g.sqr()? * (1.0 - s.beta2))?)?.detach();
+    let upd = ((&m2 / s.bias_correction1)? / ((&v2 / s.bias_correction2)?.sqrt()? + s.eps)?)?;
+    var.set(&((theta * (1.0 - s.lr * s.weight_decay))? - (upd * s.lr)?)?)?;
+    (*m, *v) = (m2, v2);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -90,7 +90,8 @@ fn pools(n: usize) -> std::io::Result<Vec<Arc<rayon::ThreadPool>>> {
 
 /// Runs `job` on every share, share `i` on shard pool `i` (one thread, so the kernels inside run
 /// single-threaded), all shares at once; returns the results in share order. A single share runs
-/// on the calling thread as it is. A panic in a share is resumed on the caller.
+/// on the calling thread as it is. A panic in a share is resumed on the caller. Shares run in the
+/// caller's kernel mode ([`memgen_kernels::with_stock_kernels`] reaches them).
 pub fn run<R: Send>(
     parts: &[Range<usize>],
     job: impl Fn(Range<usize>) -> R + Sync,
@@ -99,7 +100,8 @@ pub fn run<R: Send>(
         return Ok(parts.iter().map(|r| job(r.clone())).collect());
     }
     let pools = pools(parts.len())?;
-    let job = &job;
+    let stock = memgen_kernels::stock_kernels();
+    let job = &|r: Range<usize>| memgen_kernels::with_kernel_mode(stock, || job(r));
     // A caller outside rayon's pools runs share 0's hand-over itself and sleeps until it is done.
     // A rayon worker would wait for it the way workers wait, spinning for work on a core that a
     // share needs, so from a worker every share is handed over from a thread of its own and the
@@ -146,6 +148,14 @@ mod tests {
         // From a thread outside rayon's pools, then from a worker of one.
         check();
         rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap().install(check);
+    }
+
+    #[test]
+    fn shares_run_in_the_callers_kernel_mode() {
+        let parts = shares(6, 3);
+        let modes = || run(&parts, |_| memgen_kernels::stock_kernels()).unwrap();
+        assert_eq!(memgen_kernels::with_stock_kernels(modes), vec![true; 3]);
+        assert_eq!(modes(), vec![false; 3]);
     }
 
     #[test]

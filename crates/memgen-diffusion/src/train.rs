@@ -20,6 +20,7 @@ use candle::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -312,15 +313,27 @@ impl Trainer {
         Ok(self.data.index_select(&idx, 0)?)
     }
 
-    /// ema ← d·ema + (1 − d)·θ for every variable, d = [`TrainConfig::ema_decay_at`] of this step.
+    /// ema ← d·ema + (1 − d)·θ for every variable, d = [`TrainConfig::ema_decay_at`] of this step;
+    /// the variables in parallel, each on its own (one pass each: [`memgen_kernels::ema_update`]).
     fn update_ema(&mut self) -> Result<()> {
         let d = self.cfg.ema_decay_at(self.step);
-        for (name, var) in named_vars(&self.varmap) {
-            let old =
-                self.ema.get(&name).ok_or_else(|| Error::Invalid(format!("no EMA entry for {name}")))?;
-            let new = ((old * d)? + (var.as_tensor().detach() * (1.0 - d))?)?.detach();
-            self.ema.insert(name, new);
-        }
+        let stock = memgen_kernels::stock_kernels();
+        let ema = &self.ema;
+        let new = named_vars(&self.varmap)
+            .into_par_iter()
+            .map(|(name, var)| {
+                let old = ema.get(&name).ok_or_else(|| Error::Invalid(format!("no EMA entry for {name}")))?;
+                let theta = var.as_tensor().detach();
+                let new = match memgen_kernels::with_kernel_mode(stock, || {
+                    memgen_kernels::ema_update(old, &theta, d)
+                })? {
+                    Some(t) => t,
+                    None => ((old * d)? + (theta * (1.0 - d))?)?.detach(),
+                };
+                Ok((name, new))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.ema.extend(new);
         Ok(())
     }
 

@@ -30,6 +30,7 @@ mod adamw;
 mod conv;
 mod conv_transpose;
 mod elem;
+mod ema;
 pub mod gemm;
 mod im2col;
 mod norm;
@@ -43,6 +44,7 @@ pub use adamw::{adamw_update, AdamWStep};
 pub use conv::{conv2d, conv2d_no_bias, Conv2d};
 pub use conv_transpose::conv_transpose2x2;
 pub use elem::Float;
+pub use ema::ema_update;
 pub use norm::{group_norm, GroupNorm};
 pub use upsample::upsample_nearest2x;
 
@@ -63,6 +65,21 @@ pub fn with_stock_kernels<R>(f: impl FnOnce() -> R) -> R {
     let r = f();
     STOCK.with(|s| s.set(before));
     r
+}
+
+/// Whether this thread runs inside [`with_stock_kernels`].
+pub fn stock_kernels() -> bool {
+    STOCK.with(|s| s.get())
+}
+
+/// Runs `f` inside [`with_stock_kernels`] when `stock`, else as it is: carries a caller's
+/// [`stock_kernels`] onto the thread that runs part of its work.
+pub fn with_kernel_mode<R>(stock: bool, f: impl FnOnce() -> R) -> R {
+    if stock {
+        with_stock_kernels(f)
+    } else {
+        f()
+    }
 }
 
 /// Whether the fast CPU path handles `t`: a CPU tensor of dtype f32 or f64, outside
