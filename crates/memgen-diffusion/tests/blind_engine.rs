@@ -158,6 +158,13 @@ fn engine_in_f32_is_as_accurate_as_candle_in_f32() {
     let shape = [9, 1, 16, 16];
     let (y, target) = (tensor(1, &shape, 0.0, 1.5, DType::F32), tensor(2, &shape, -0.3, 0.3, DType::F32));
     let (vm64, net64) = in_f64(&cfg, &vm);
+    // Evaluation mode (running statistics; each norm and ReLU applied to the conv's output) in f32,
+    // where the convs of 16x16, 8x8 and 4x4 maps run on the direct kernel, against Candle in f64.
+    let eval_want = values(&net64.forward_t(&y.to_dtype(DType::F64).unwrap(), false).unwrap());
+    let (p, yv) = (net.engine_params::<f32>().unwrap(), y.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    let eval = Engine::<f32>::new(2).forward(&p, &yv, 9, 16, false).unwrap().output;
+    let eval_got: Vec<f64> = eval.iter().map(|&v| v as f64).collect();
+    assert!(rel(&eval_got, &eval_want) < 1e-5, "engine eval in f32: {:e}", rel(&eval_got, &eval_want));
     let (vm32, net32) = build(&cfg, 7, DType::F32);
     randomise_norms(&vm32, 50);
     let truth =

@@ -197,6 +197,21 @@ fn forward_item<T: Float>(
     }
 }
 
+/// `out = conv(x, w)` (no bias) on channel-major buffers over the `g.b` images through the direct
+/// kernel, on the calling thread; `false` (out untouched) where that kernel does not apply.
+pub(crate) fn direct_channel_major<T: Float>(g: &ConvGeom, x: &[T], w: &[T], out: &mut [T]) -> bool {
+    if !direct::applies(g) {
+        return false;
+    }
+    match (as_f32(x), as_f32(w), as_f32_mut(out)) {
+        (Some(x), Some(w), Some(out)) => {
+            direct::forward_channel_major(g, x, w, out);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// `y = conv(x, w) + bias` for contiguous `x (B, C, H, W)` and `w (O, C, KH, KW)`.
 fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Bias<'_, T>) -> Vec<T> {
     // Every element is written before it is read: by the bias fill, or by the overwriting GEMM.

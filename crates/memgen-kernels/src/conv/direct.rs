@@ -71,9 +71,21 @@ struct Run {
     q0: usize,
 }
 
+/// Where image `i`'s channel `c` starts in a buffer: at `i·img + c·ch` (pixels contiguous).
+/// Image-major (B, C, H, W): `img = C·P`, `ch = P`; channel-major over n images: `img = P`,
+/// `ch = n·P`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Strides {
+    pub img: usize,
+    pub ch: usize,
+}
+
 /// The shared inputs of every tile of one conv.
 struct Plan<'a> {
     g: &'a ConvGeom,
+    /// The input's and the output's layouts.
+    xs: Strides,
+    ys: Strides,
     /// [`pack_weights`] in tiles of the kernel's `MR`.
     wp: &'a [f32],
     bits: &'a [u16],
@@ -88,7 +100,8 @@ fn tap_shifts(g: &ConvGeom) -> Vec<isize> {
 }
 
 /// One tile: output channels `ob·MR..` over `N` runs (stored: the first `stores`), with the inputs
-/// `x` and outputs `out` of a part of the batch that starts at image `b0`.
+/// `x` and outputs `out` of a part of the batch that starts at image `b0` (laid out by the plan's
+/// strides).
 struct Tile<'a, const N: usize> {
     x: &'a [f32],
     b0: usize,
@@ -112,7 +125,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn tile(plan: &Plan<'_>, t: &Tile<'_, 2>, out: &mut [f32]) {
         let g = plan.g;
-        let (p, c, kk) = (g.p(), g.c, g.kh * g.kw);
+        let (p, c, kk, xs, ys) = (g.p(), g.c, g.kh * g.kw, plan.xs, plan.ys);
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         for (r, row) in acc.iter_mut().enumerate() {
             let o = (t.ob * MR + r).min(g.o - 1);
@@ -121,8 +134,8 @@ mod avx512 {
         let wp = plan.wp[t.ob * kk * c * MR..][..kk * c * MR].as_ptr();
         let [r0, r1] = t.runs;
         let (x0p, x1p) = (
-            t.x.as_ptr().wrapping_add(r0.b * c * p + r0.q0),
-            t.x.as_ptr().wrapping_add(r1.b * c * p + r1.q0),
+            t.x.as_ptr().wrapping_add(r0.b * xs.img + r0.q0),
+            t.x.as_ptr().wrapping_add(r1.b * xs.img + r1.q0),
         );
         // No call and no bounds check inside the tap loop: the accumulators stay in registers.
         for tap in 0..kk {
@@ -132,9 +145,9 @@ mod avx512 {
             let wt = wp.add(tap * c * MR);
             for ci in 0..c {
                 // A lane is read only where its tap's mask is set, i.e. inside image b_h (whose
-                // channel ci starts ci·P after its first element); masked lanes are not accessed.
-                let x0 = _mm512_maskz_loadu_ps(m0, s0.wrapping_add(ci * p));
-                let x1 = _mm512_maskz_loadu_ps(m1, s1.wrapping_add(ci * p));
+                // channel ci starts ci·ch after its channel 0); masked lanes are not accessed.
+                let x0 = _mm512_maskz_loadu_ps(m0, s0.wrapping_add(ci * xs.ch));
+                let x1 = _mm512_maskz_loadu_ps(m1, s1.wrapping_add(ci * xs.ch));
                 let w = wt.add(ci * MR);
                 for (r, row) in acc.iter_mut().enumerate() {
                     let wb = _mm512_set1_ps(*w.add(r));
@@ -145,7 +158,7 @@ mod avx512 {
         }
         for (r, row) in acc.iter().enumerate().take(g.o - t.ob * MR) {
             for (run, &v) in t.runs.iter().zip(row).take(t.stores) {
-                let at = (run.b * g.o + t.ob * MR + r) * p + run.q0;
+                let at = run.b * ys.img + (t.ob * MR + r) * ys.ch + run.q0;
                 _mm512_storeu_ps(out[at..at + V].as_mut_ptr(), v);
             }
         }
@@ -170,7 +183,7 @@ mod avx2 {
         _mm256_cmpeq_epi32(_mm256_and_si256(b, lanes), lanes)
     }
 
-    /// `acc[r] += Σ_c wt[c, r] · m · x_c` for the runs `x_c` at `src + c·P` of one tap.
+    /// `acc[r] += Σ_c wt[c, r] · m · x_c` for the runs `x_c` at `src + c·ch` of one tap.
     ///
     /// # Safety
     /// The CPU has AVX2 and FMA; every lane set in `m` lies inside the part's inputs, and with
@@ -180,13 +193,13 @@ mod avx2 {
     unsafe fn channels<const WHOLE: bool>(
         acc: &mut [[__m256; 2]; MR],
         src: *const f32,
-        p: usize,
+        ch: usize,
         wt: &[f32],
         m: [__m256i; 2],
     ) {
         let keep = m.map(|v| _mm256_castsi256_ps(v));
         for (ci, w) in wt.chunks_exact(MR).enumerate() {
-            let s = src.wrapping_add(ci * p);
+            let s = src.wrapping_add(ci * ch);
             let (x0, x1) = if WHOLE {
                 (
                     _mm256_and_ps(_mm256_loadu_ps(s), keep[0]),
@@ -210,7 +223,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile(plan: &Plan<'_>, t: &Tile<'_, 1>, out: &mut [f32]) {
         let g = plan.g;
-        let (p, c, kk, run) = (g.p(), g.c, g.kh * g.kw, t.runs[0]);
+        let (p, c, kk, run, xs, ys) = (g.p(), g.c, g.kh * g.kw, t.runs[0], plan.xs, plan.ys);
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
         for (r, row) in acc.iter_mut().enumerate() {
             let o = (t.ob * MR + r).min(g.o - 1);
@@ -220,20 +233,20 @@ mod avx2 {
         for tap in 0..kk {
             let bits = plan.bits[(tap * p + run.q0) / V];
             let m = [lane_mask(bits, 0), lane_mask(bits, 1)];
-            let first = (run.b * c * p + run.q0) as isize + plan.shifts[tap];
+            let first = (run.b * xs.img + run.q0) as isize + plan.shifts[tap];
             let src = t.x.as_ptr().wrapping_offset(first);
             let wt = &wp[tap * c * MR..][..c * MR];
             // Whether every channel's run lies inside `x`: then plain loads with the masked-out
             // lanes cleared (a bitwise and, so no value of a neighbour pixel leaks in), else loads
             // that do not touch the masked-out lanes.
-            if first >= 0 && first as usize + (c - 1) * p + V <= t.x.len() {
-                channels::<true>(&mut acc, src, p, wt, m);
+            if first >= 0 && first as usize + (c - 1) * xs.ch + V <= t.x.len() {
+                channels::<true>(&mut acc, src, xs.ch, wt, m);
             } else {
-                channels::<false>(&mut acc, src, p, wt, m);
+                channels::<false>(&mut acc, src, xs.ch, wt, m);
             }
         }
         for (r, row) in acc.iter().enumerate().take(g.o - t.ob * MR) {
-            let at = (run.b * g.o + t.ob * MR + r) * p + run.q0;
+            let at = run.b * ys.img + (t.ob * MR + r) * ys.ch + run.q0;
             let dst = &mut out[at..at + V];
             _mm256_storeu_ps(dst.as_mut_ptr(), row[0]);
             _mm256_storeu_ps(dst[8..].as_mut_ptr(), row[1]);
@@ -249,9 +262,10 @@ fn run_groups<const N: usize>(n: usize, p: usize) -> impl Iterator<Item = ([Run;
     (0..runs).step_by(N).map(move |i| (std::array::from_fn(|h| run((i + h).min(runs - 1))), N.min(runs - i)))
 }
 
-/// The part of the batch from image `b0` (its inputs `x`, its outputs `out`), tile by tile.
-fn part(plan: &Plan<'_>, level: Simd, x: &[f32], b0: usize, out: &mut [f32]) {
-    let (g, n) = (plan.g, x.len() / plan.g.in_len());
+/// The `n` images of the part of the batch from image `b0` (its inputs `x`, its outputs `out`),
+/// tile by tile.
+fn part(plan: &Plan<'_>, level: Simd, x: &[f32], n: usize, b0: usize, out: &mut [f32]) {
+    let g = plan.g;
     #[cfg(target_arch = "x86_64")]
     match level {
         Simd::Avx512 => {
@@ -280,28 +294,48 @@ pub(super) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Bias<'_, f32>, o
     forward_with(g, x, w, bias, out, simd())
 }
 
-/// [`forward`] with the kernel of `level` (AVX-512 or AVX2; the CPU must have it).
-fn forward_with(g: &ConvGeom, x: &[f32], w: &[f32], bias: Bias<'_, f32>, out: &mut [f32], level: Simd) {
-    let mr = match level {
+/// Output channels per tile of the kernel of `level` (AVX-512 or AVX2; the CPU must have it).
+fn tile_rows(level: Simd) -> usize {
+    match level {
         #[cfg(target_arch = "x86_64")]
         Simd::Avx512 => avx512::MR,
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2 => avx2::MR,
         _ => unreachable!("applies() excludes the baseline"),
-    };
-    let (wp, bits, shifts) = (pack_weights(g, w, mr), mask_bits(g), tap_shifts(g));
-    let plan = Plan { g, wp: &wp, bits: &bits, shifts: &shifts, bias };
+    }
+}
+
+/// [`forward`] with the kernel of `level` (AVX-512 or AVX2; the CPU must have it).
+fn forward_with(g: &ConvGeom, x: &[f32], w: &[f32], bias: Bias<'_, f32>, out: &mut [f32], level: Simd) {
+    let (wp, bits, shifts) = (pack_weights(g, w, tile_rows(level)), mask_bits(g), tap_shifts(g));
+    let (xs, ys) = (Strides { img: g.in_len(), ch: g.p() }, Strides { img: g.out_len(), ch: g.p() });
+    let plan = Plan { g, xs, ys, wp: &wp, bits: &bits, shifts: &shifts, bias };
     let parts = partition(g.b, rayon::current_num_threads());
     let chunks = super::split_lengths(out, parts.iter().map(|r| r.len() * g.out_len()));
     let work: Vec<_> = parts.into_iter().zip(chunks).collect();
     work.into_par_iter().for_each(|(r, o)| {
-        part(&plan, level, &x[r.start * g.in_len()..r.end * g.in_len()], r.start, o);
+        part(&plan, level, &x[r.start * g.in_len()..r.end * g.in_len()], r.len(), r.start, o);
     });
+}
+
+/// `y = conv(x, w)` (no bias) for a geometry that [`applies`], on channel-major buffers over the
+/// `g.b` images (`x[c][i][q]` at `c·B·P + i·P + q`, `out` likewise with `O` rows; every element
+/// written), on the calling thread alone.
+pub(crate) fn forward_channel_major(g: &ConvGeom, x: &[f32], w: &[f32], out: &mut [f32]) {
+    forward_channel_major_with(g, x, w, out, simd())
+}
+
+/// [`forward_channel_major`] with the kernel of `level`.
+fn forward_channel_major_with(g: &ConvGeom, x: &[f32], w: &[f32], out: &mut [f32], level: Simd) {
+    let (wp, bits, shifts) = (pack_weights(g, w, tile_rows(level)), mask_bits(g), tap_shifts(g));
+    let strides = Strides { img: g.p(), ch: g.b * g.p() };
+    let plan = Plan { g, xs: strides, ys: strides, wp: &wp, bits: &bits, shifts: &shifts, bias: Bias::None };
+    part(&plan, level, x, g.b, 0, out);
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{applies, forward_with, Bias};
+    use super::{applies, forward_channel_major_with, forward_with, Bias};
     use crate::elem::{simd, Simd};
     use crate::im2col::ConvGeom;
 
@@ -354,6 +388,19 @@ mod tests {
                     let want = naive(&g, &x, &w, &bias, bi, oi, q);
                     let ok = (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs());
                     assert!(ok, "{level:?} {g:?} b{bi} o{oi} q{q}: {got} vs {want}");
+                }
+                // The same images channel-major (x[c][i][q]), without bias.
+                let p = g.p();
+                let xcm: Vec<f32> =
+                    (0..b * g.in_len()).map(|j| x[(j / p % b * c + j / (b * p)) * p + j % p]).collect();
+                let mut zcm = vec![f32::NAN; b * g.out_len()];
+                forward_channel_major_with(&g, &xcm, &w, &mut zcm, level);
+                let zero = vec![0.0; b * o];
+                for (j, &got) in zcm.iter().enumerate() {
+                    let (oi, bi, q) = (j / (b * p), j / p % b, j % p);
+                    let want = naive(&g, &x, &w, &zero, bi, oi, q);
+                    let ok = (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs());
+                    assert!(ok, "channel-major {level:?} {g:?} b{bi} o{oi} q{q}: {got} vs {want}");
                 }
             }
         }
