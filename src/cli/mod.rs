@@ -84,7 +84,7 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// The demo: a complete small experiment on built-in C^alpha images (N = 1 to 1000), with its
     /// report, in 11 to 16 minutes on 2 cores (--jobs 2), depending on the machine; --paper: the
-    /// paper's setup (blind networks, stochastic sampler, N = 10 to 10^4) in about 13 minutes.
+    /// paper's setup (blind networks, stochastic sampler, N = 10 to 10^4) in 10 to 13 minutes.
     Demo(Box<run::DemoArgs>),
     /// Throughput table: unet-s training and sampling at 32x32 and 80x80, this machine's GEMM, and the
     /// nearest-neighbour search.

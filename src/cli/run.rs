@@ -54,7 +54,7 @@ pub struct RunOpts {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  cargo run --release -- demo\n  \
 memgen demo --jobs 2 --out runs/demo\n  \
-memgen demo --paper          # the paper's setup: blind networks, N = 10 to 10^4 (~13 min on 2 cores)\n  \
+memgen demo --paper          # the paper's setup: blind networks, N = 10 to 10^4 (10-13 min on 2 cores)\n  \
 memgen --json demo --quiet   # the report's results as one JSON object on stdout")]
 pub struct DemoArgs {
     #[command(flatten)]
