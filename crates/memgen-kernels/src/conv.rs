@@ -197,10 +197,15 @@ fn forward_item<T: Float>(
     }
 }
 
+/// Whether the direct kernel computes `g` for elements of type `T` (f32 only).
+pub(crate) fn direct_applies<T: Float>(g: &ConvGeom) -> bool {
+    direct::applies(g) && as_f32::<T>(&[]).is_some()
+}
+
 /// `out = conv(x, w)` (no bias) on channel-major buffers over the `g.b` images through the direct
 /// kernel, on the calling thread; `false` (out untouched) where that kernel does not apply.
 pub(crate) fn direct_channel_major<T: Float>(g: &ConvGeom, x: &[T], w: &[T], out: &mut [T]) -> bool {
-    if !direct::applies(g) {
+    if !direct_applies::<T>(g) {
         return false;
     }
     match (as_f32(x), as_f32(w), as_f32_mut(out)) {

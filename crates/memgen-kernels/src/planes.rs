@@ -264,26 +264,40 @@ fn scale_relu_in_place_body<T: Float>(
 }
 
 /// Convolution with an odd square kernel of side `k`, padding `(k − 1)/2` and no bias over the
-/// `n` images (side `s`) of a channel-major buffer `x` of `c` channels:
-/// `z[o][i][q] = Σ_{c,t} w[o, c, t] · x[c][i][q + δ_t]` (0 where the tap falls outside the image),
-/// `w` of shape (O, C, k, k), `z` of `o` rows of width n·s², every element written. It runs on the
-/// calling thread through the direct kernel (no patch matrix; `conv/direct.rs`) and returns
-/// `false`, leaving `z` untouched, where that kernel does not apply: elements other than f32, a
-/// CPU without AVX2 + FMA, or s² not a multiple of 16.
+/// `n` images (side `s`) of the channel-major buffers `inputs`, taken as one input of `c` channels
+/// (their channels in order): `z[o][i][q] = Σ_{c,t} w[o, c, t] · x[c][i][q + δ_t]` (0 where the tap
+/// falls outside the image), `w` of shape (O, C, k, k), `z` of `o` rows of width n·s², every
+/// element written. It runs on the calling thread through the direct kernel (no patch matrix;
+/// `conv/direct.rs`); several inputs are first copied one after the other into `concat`. Returns
+/// `false`, leaving `z` and `concat` untouched, where that kernel does not apply: elements other
+/// than f32, a CPU without AVX2 + FMA, or s² not a multiple of 16.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_same_direct<T: Float>(
     w: &[T],
     o: usize,
-    x: &[T],
+    inputs: &[&[T]],
     c: usize,
     n: usize,
     s: usize,
     k: usize,
+    concat: &mut Vec<T>,
     z: &mut [T],
 ) -> bool {
     let g =
         crate::im2col::ConvGeom { b: n, c, h: s, w: s, o, kh: k, kw: k, stride: 1, pad: k / 2, ho: s, wo: s };
-    assert!(k % 2 == 1 && w.len() == o * c * k * k && x.len() == c * n * s * s && z.len() == o * n * s * s);
+    let x_len = inputs.iter().map(|x| x.len()).sum::<usize>();
+    assert!(k % 2 == 1 && w.len() == o * c * k * k && x_len == c * n * s * s && z.len() == o * n * s * s);
+    if !crate::conv::direct_applies::<T>(&g) {
+        return false;
+    }
+    let x = match inputs {
+        [one] => *one,
+        _ => {
+            concat.clear();
+            inputs.iter().for_each(|x| concat.extend_from_slice(x));
+            concat.as_slice()
+        }
+    };
     crate::conv::direct_channel_major(&g, x, w, z)
 }
 

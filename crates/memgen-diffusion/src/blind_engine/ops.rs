@@ -64,9 +64,9 @@ pub(crate) struct Epilogue<'a, T> {
 
 /// 3x3 convolution with padding 1 and no bias over the n images of `parts` (C channels in all):
 /// `z[o][i][q] = Σ_{c,ky,kx} w[o,c,ky,kx] · x[c][i][q + (ky − 1, kx − 1)]`, w of shape (O, C, 3, 3),
-/// z of O rows of width n·s²; then `post`. Through the direct kernel
-/// ([`planes::conv_same_direct`]; several inputs concatenated first) where it applies, else each
-/// chunk of images through im2col and one GEMM, `post` on each chunk while it is in cache.
+/// z of O rows of width n·s²; then `post`. Through the direct kernel ([`planes::conv_same_direct`])
+/// where it applies, else each chunk of images through im2col and one GEMM, `post` on each chunk
+/// while it is in cache.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv3x3_fwd<T: Float>(
     w: &[T],
@@ -80,17 +80,10 @@ pub(crate) fn conv3x3_fwd<T: Float>(
 ) {
     let (p, k) = (s * s, 9 * parts.iter().map(|q| q.channels).sum::<usize>());
     let width = n * p;
-    // The direct kernel, without a patch matrix, where it applies; several inputs are concatenated
-    // first (channel-major, that is one input's rows after the other's).
-    let x = match parts {
-        [one] => one.data,
-        _ => {
-            col.clear();
-            parts.iter().for_each(|q| col.extend_from_slice(q.data));
-            col.as_slice()
-        }
-    };
-    if planes::conv_same_direct(w, o, x, k / 9, n, s, 3, &mut z[..o * width]) {
+    // The direct kernel, without a patch matrix, where it applies (several inputs are concatenated
+    // into `col` first: channel-major, that is one input's rows after the other's).
+    let inputs: Vec<&[T]> = parts.iter().map(|q| q.data).collect();
+    if planes::conv_same_direct(w, o, &inputs, k / 9, n, s, 3, col, &mut z[..o * width]) {
         if let Some(scale) = post.scale {
             planes::scale_relu_in_place(z, width, 0, width, scale, post.relu);
         }
